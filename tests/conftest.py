@@ -1,0 +1,87 @@
+"""Test set-up: a private HF_HOME, Xet off, and one local Hub for the whole session.
+
+The Hub clients read HF_ENDPOINT and HF_HUB_DISABLE_XET when they are imported, so both
+are set here, before any test module imports them; the server itself starts on first use.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import tempfile
+from pathlib import Path
+
+import pytest
+
+_TMP = Path(tempfile.mkdtemp(prefix="hubkit-tests-"))
+WRITE_TOKEN = "hf_TestWriterToken0000000000000000000"
+READ_TOKEN = "hf_TestReaderToken0000000000000000000"
+SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+_PORT = _free_port()
+os.environ.update(
+    HF_HOME=str(_TMP / "hf_home"),
+    HF_ENDPOINT=f"http://127.0.0.1:{_PORT}",
+    HF_HUB_DISABLE_XET="1",
+    HF_HUB_DISABLE_TELEMETRY="1",
+    HF_TOKEN=WRITE_TOKEN,
+    TOKENIZERS_PARALLELISM="false",
+    TRANSFORMERS_VERBOSITY="error",
+)
+os.environ.pop("HF_HUB_OFFLINE", None)
+
+
+@pytest.fixture(scope="session")
+def local_hub():
+    """The session's local Hub (writer: alice, reader: bob), at HF_ENDPOINT."""
+    from hubkit.hub import LocalHub, Token
+
+    tokens = [Token("alice", WRITE_TOKEN, "write"), Token("bob", READ_TOKEN, "read")]
+    with LocalHub(_TMP / "hub", port=_PORT, tokens=tokens) as hub:
+        yield hub
+
+
+@pytest.fixture(scope="session")
+def write_token() -> str:
+    return WRITE_TOKEN
+
+
+@pytest.fixture(scope="session")
+def read_token() -> str:
+    return READ_TOKEN
+
+
+@pytest.fixture(scope="session")
+def shared_data() -> Path:
+    """Real benchmark and training data beside the checkout (see ../shared/README.md)."""
+    if not SHARED.is_dir():
+        pytest.skip(f"{SHARED} not found")
+    return SHARED
+
+
+def sample_texts() -> list[str]:
+    """Texts from the bundled sample data, to train tiny tokenizers on."""
+    from importlib.resources import files
+
+    lines = files("hubkit").joinpath("sample_data/gsm8k_train_sample.jsonl").read_text().splitlines()
+    rows = [json.loads(line) for line in lines]
+    return [r["question"] + "\n" + r["answer"] for r in rows] + [
+        "Below is an instruction that describes a task. Write a response that appropriately completes "
+        "the request.\n\n### Instruction:\n### Input:\n### Response:\n"
+    ]
+
+
+@pytest.fixture(scope="session")
+def tiny_llama(tmp_path_factory) -> Path:
+    """A seeded tiny Llama (2 layers, hidden 64) + BPE tokenizer, saved in 4+ safetensors shards."""
+    from hubkit.tiny import build_tiny_llama
+
+    return build_tiny_llama(tmp_path_factory.mktemp("tiny-llama"), sample_texts(), max_shard_size="100KB")

@@ -1,0 +1,150 @@
+"""Artifacts: a folder plus a ``manifest.json``, written atomically, hashed for resumability.
+
+Every stage hands the next one a folder. The manifest records what the folder is, the
+sha256 of each of its files and the hashes of the inputs it was made from, so a stage can
+tell whether its output is already up to date and any stage can run alone.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from typing import Any
+
+from . import __version__
+from .errors import HubkitError
+
+MANIFEST = "manifest.json"
+_CHUNK = 1 << 20
+
+
+def sha256_file(path: str | os.PathLike[str]) -> str:
+    """Hex sha256 of a file, read in 1 MiB chunks so size never matters."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(_CHUNK), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def sha256_bytes(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def list_files(folder: str | os.PathLike[str]) -> list[str]:
+    """Relative POSIX paths of every regular file under ``folder``, sorted."""
+    root = Path(folder)
+    return sorted(p.relative_to(root).as_posix() for p in root.rglob("*") if p.is_file())
+
+
+def hash_files(folder: str | os.PathLike[str], exclude: tuple[str, ...] = (MANIFEST,)) -> dict[str, str]:
+    """Map each file (relative path) under ``folder`` to its sha256, skipping ``exclude``."""
+    root = Path(folder)
+    return {rel: sha256_file(root / rel) for rel in list_files(root) if rel not in exclude}
+
+
+def digest_of(obj: Any) -> str:
+    """A stable sha256 of any JSON-serialisable value (sorted keys, no whitespace)."""
+    return sha256_bytes(json.dumps(obj, sort_keys=True, separators=(",", ":"), default=str).encode())
+
+
+def write_json(path: str | os.PathLike[str], obj: Any) -> None:
+    """Write JSON atomically (temp file + rename): readers never see half a file."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            json.dump(obj, fh, indent=2, sort_keys=True, default=str)
+            fh.write("\n")
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+
+
+def read_json(path: str | os.PathLike[str]) -> Any:
+    """Read a JSON file, or raise a HubkitError that names it."""
+    try:
+        return json.loads(Path(path).read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise HubkitError(f"{path}: file not found") from None
+    except (OSError, ValueError) as exc:
+        raise HubkitError(f"{path}: not readable JSON ({exc})") from None
+
+
+@contextlib.contextmanager
+def atomic_folder(dest: str | os.PathLike[str]) -> Iterator[Path]:
+    """Yield a temporary folder beside ``dest``; on success it replaces ``dest`` whole.
+
+    On any exception the temporary folder is removed and ``dest`` is left as it was, so a
+    crash never leaves a half artifact that looks complete.
+    """
+    dest = Path(dest)
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=dest.parent, prefix=f".{dest.name}.tmp-"))
+    try:
+        yield tmp
+        if dest.exists():
+            old = dest.with_name(f".{dest.name}.old-{os.getpid()}")
+            os.replace(dest, old)
+            os.replace(tmp, dest)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.replace(tmp, dest)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+
+
+def write_manifest(
+    folder: str | os.PathLike[str],
+    kind: str,
+    inputs: Mapping[str, Any] | None = None,
+    **fields: Any,
+) -> dict[str, Any]:
+    """Write ``manifest.json`` for an artifact folder whose files are all in place.
+
+    ``inputs`` holds the hashes of what the artifact was made from; ``fields`` anything
+    the later stages and the cards need (counts, thresholds, versions...).
+    """
+    manifest = {
+        "kind": kind,
+        "hubkit_version": __version__,
+        "inputs": dict(inputs or {}),
+        "files": hash_files(folder),
+        **fields,
+    }
+    manifest["content_hash"] = digest_of(manifest["files"])
+    write_json(Path(folder) / MANIFEST, manifest)
+    return manifest
+
+
+def read_manifest(folder: str | os.PathLike[str], kind: str | None = None) -> dict[str, Any]:
+    """Load an artifact's manifest, checking its kind; errors name the folder."""
+    path = Path(folder) / MANIFEST
+    if not Path(folder).is_dir():
+        raise HubkitError(f"{folder}: artifact folder not found")
+    manifest = read_json(path)
+    if kind is not None and manifest.get("kind") != kind:
+        raise HubkitError(f"{folder}: expected a {kind!r} artifact, found {manifest.get('kind')!r}")
+    return manifest
+
+
+def is_up_to_date(folder: str | os.PathLike[str], inputs: Mapping[str, Any]) -> bool:
+    """True when ``folder`` is a complete artifact made from exactly ``inputs``, files unchanged."""
+    path = Path(folder) / MANIFEST
+    if not path.is_file():
+        return False
+    try:
+        manifest = json.loads(path.read_text(encoding="utf-8"))
+    except ValueError:
+        return False
+    return manifest.get("inputs") == dict(inputs) and manifest.get("files") == hash_files(folder)

@@ -1,0 +1,198 @@
+"""Recipes: one YAML file that drives every stage (data, check, train, merge, cards, push).
+
+A recipe is data, validated up front: an unknown key or a wrong type is a one-line error
+that names the key and the file, before any stage starts. The ``training`` section is
+passed through to TRL's ``SFTConfig``, which validates it itself.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from .errors import HubkitError
+
+DEFAULT_BENCHMARKS = ["arc", "hellaswag", "mmlu", "truthfulqa", "gsm8k"]
+CATEGORIES = ("duplicate", "gray_area", "similar_different")
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class ModelSection(_Section):
+    """The base model: a Hub id or a local folder."""
+
+    name_or_path: str
+    revision: str | None = None
+    dtype: Literal["auto", "float32", "bfloat16", "float16"] = "auto"
+    attn_implementation: str | None = None
+
+
+class SourceSpec(_Section):
+    """One data source: a Hub dataset (``hub_id``) or a local jsonl/json/csv/parquet file (``path``).
+
+    ``columns`` maps the Alpaca fields (``instruction``, ``input``, ``output``) to the
+    source's column names; ``instruction`` and ``output`` are required.
+    """
+
+    name: str
+    path: str | None = None
+    hub_id: str | None = None
+    config: str | None = None
+    split: str = "train"
+    revision: str | None = None
+    columns: dict[Literal["instruction", "input", "output"], str] = Field(
+        default_factory=lambda: {"instruction": "instruction", "input": "input", "output": "output"}
+    )
+    license: str | None = None
+
+    @model_validator(mode="after")
+    def _one_location(self) -> SourceSpec:
+        if (self.path is None) == (self.hub_id is None):
+            raise ValueError("give exactly one of 'path' or 'hub_id'")
+        missing = {"instruction", "output"} - set(self.columns)
+        if missing:
+            raise ValueError(f"columns must map {sorted(missing)}")
+        return self
+
+
+class DedupSection(_Section):
+    """Platypus removed exact duplicates (keeping the longest output) and near-duplicates."""
+
+    exact: bool = True
+    near_threshold: float | None = Field(default=0.95, gt=0, le=1)
+
+
+class DataSection(_Section):
+    sources: list[SourceSpec] = Field(default_factory=list)
+    dedup: DedupSection = DedupSection()
+    embedding_model: str = "all-MiniLM-L6-v2"
+    prompt_template: str = "alpaca"
+    max_length: int = Field(default=4096, gt=0)
+
+
+class DecontamSection(_Section):
+    benchmarks: list[str] = Field(default_factory=lambda: list(DEFAULT_BENCHMARKS))
+    threshold: float = Field(default=0.8, gt=0, le=1)
+    keep: list[Literal["duplicate", "gray_area", "similar_different"]] = Field(default_factory=list)
+    benchmark_files: dict[str, str] = Field(default_factory=dict)
+
+
+class LoraSection(_Section):
+    r: int = Field(default=16, gt=0)
+    alpha: int = Field(default=16, gt=0)
+    dropout: float = Field(default=0.05, ge=0, lt=1)
+    target_modules: list[str] = Field(default_factory=lambda: ["gate_proj", "up_proj", "down_proj"])
+    bias: Literal["none", "all", "lora_only"] = "none"
+
+
+class HubSection(_Section):
+    dataset_repo: str | None = None
+    adapter_repo: str | None = None
+    merged_repo: str | None = None
+    private: bool = False
+    tags: list[str] = Field(default_factory=list)
+    license: str | None = None
+
+
+class TaintEntry(_Section):
+    id: str
+    reason: str
+    source: str | None = None
+
+
+class MergeSection(_Section):
+    models: list[str] = Field(default_factory=list)
+    weights: list[float] = Field(default_factory=list)
+    method: Literal["linear", "task_arithmetic"] = "linear"
+    taint_registry: list[TaintEntry] = Field(default_factory=list)
+    allow_unverified: list[str] = Field(default_factory=list)
+
+
+class EvalSection(_Section):
+    results: str | None = None
+
+
+class Recipe(_Section):
+    """A whole recipe. ``source`` and ``base_dir`` say where it was read from."""
+
+    name: str
+    version: str = "v0.1.0"
+    model: ModelSection
+    data: DataSection = DataSection()
+    decontam: DecontamSection = DecontamSection()
+    lora: LoraSection = LoraSection()
+    training: dict[str, Any] = Field(default_factory=dict)
+    hub: HubSection = HubSection()
+    merge: MergeSection = MergeSection()
+    eval: EvalSection = EvalSection()
+    source: str = Field(default="<memory>", exclude=True)
+    base_dir: str = Field(default=".", exclude=True)
+
+    def resolve(self, path: str | os.PathLike[str]) -> Path:
+        """A path from the recipe, relative to the recipe file's folder."""
+        return (Path(self.base_dir) / path).resolve()
+
+    def to_dict(self) -> dict[str, Any]:
+        """The recipe as plain data (for provenance manifests and hashing)."""
+        return self.model_dump(mode="json")
+
+
+def _parse_scalar(text: str) -> Any:
+    return yaml.safe_load(text) if text.strip() else ""
+
+
+def apply_overrides(raw: dict[str, Any], overrides: list[str], source: str) -> dict[str, Any]:
+    """Apply ``--set a.b.c=value`` overrides (value parsed as YAML) to a raw recipe dict."""
+    for item in overrides:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise HubkitError(f"--set {item!r}: expected KEY=VALUE (for example training.max_steps=10)")
+        node = raw
+        parts = key.split(".")
+        for part in parts[:-1]:
+            child = node.setdefault(part, {})
+            if not isinstance(child, dict):
+                raise HubkitError(f"{source}: --set {key}: '{part}' is not a section")
+            node = child
+        node[parts[-1]] = _parse_scalar(value)
+    return raw
+
+
+def _format_error(exc: ValidationError, source: str) -> str:
+    err = exc.errors()[0]
+    key = ".".join(str(p) for p in err["loc"]) or "<root>"
+    if err["type"] == "extra_forbidden":
+        return f"{source}: unknown key '{key}'"
+    if err["type"] == "missing":
+        return f"{source}: missing required key '{key}'"
+    return f"{source}: {key}: {err['msg']}"
+
+
+def recipe_from_dict(raw: Any, source: str = "<memory>", base_dir: str | os.PathLike[str] = ".") -> Recipe:
+    """Validate a raw mapping as a recipe; errors name the key and ``source``."""
+    if not isinstance(raw, dict):
+        raise HubkitError(f"{source}: a recipe must be a YAML mapping")
+    try:
+        return Recipe.model_validate({**raw, "source": source, "base_dir": str(base_dir)})
+    except ValidationError as exc:
+        raise HubkitError(_format_error(exc, source)) from None
+
+
+def load_recipe(path: str | os.PathLike[str], overrides: list[str] | None = None) -> Recipe:
+    """Read, override and validate a recipe file."""
+    path = Path(path)
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise HubkitError(f"{path}: recipe file not found") from None
+    except (OSError, yaml.YAMLError) as exc:
+        raise HubkitError(f"{path}: not a readable YAML recipe ({exc.__class__.__name__})") from None
+    if isinstance(raw, dict):
+        raw = apply_overrides(raw, overrides or [], str(path))
+    return recipe_from_dict(raw, str(path), path.resolve().parent)
