@@ -27,6 +27,64 @@ def cli() -> None:
     """
 
 
+@cli.command()
+@click.argument("folder", type=click.Path(file_okay=False, path_type=str))
+@click.argument("repo_id")
+@click.option("--repo-type", type=click.Choice(["model", "dataset"]), default="model", show_default=True)
+@click.option(
+    "--private/--public", default=None, help="Visibility when the repo is created (default: public)."
+)
+@click.option("--revision", default=None, help="Branch to commit to (created if missing). Default: main.")
+@click.option("--tag", default=None, help="Tag the resulting commit, e.g. v0.1.0.")
+@click.option("--message", default=None, help="Commit message.")
+@click.option(
+    "--endpoint",
+    default=None,
+    envvar="HF_ENDPOINT",
+    help="Hub URL (default: $HF_ENDPOINT or huggingface.co).",
+)
+def push(
+    folder: str,
+    repo_id: str,
+    repo_type: str,
+    private: bool | None,
+    revision: str | None,
+    tag: str | None,
+    message: str | None,
+    endpoint: str | None,
+) -> None:
+    """Publish FOLDER as the content of REPO_ID, in one commit, then verify it.
+
+    Creates the repo (and branch) if needed, uploads only what changed (an unchanged folder
+    makes no commit), deletes remote files the folder no longer has, tags the commit, and
+    checks that every remote file's sha256 equals the local one. A folder holding a
+    credential (hf_ tokens, API keys, .env, *.pem, .netrc, ...) is refused before anything
+    is sent. The token comes from $HF_TOKEN or `hf auth login`.
+    """
+    from .publish import push_folder
+
+    result = push_folder(
+        folder,
+        repo_id,
+        repo_type=repo_type,  # type: ignore[arg-type]
+        private=private,
+        revision=revision,
+        tag=tag,
+        endpoint=endpoint,
+        commit_message=message,
+    )
+    if result.created_commit:
+        click.echo(
+            f"Pushed {len(result.changed)} file(s) ({result.uploaded_bytes:,} bytes), "
+            f"deleted {len(result.deleted)}: {result.url} @ {result.commit[:12]}"
+        )
+    else:
+        click.echo(f"Up to date, no commit made: {result.url} @ {result.commit[:12]}")
+    if result.tag:
+        click.echo(f"Tagged {result.tag}")
+    click.echo(f"Verified {result.files} file(s): remote sha256 equal local.")
+
+
 def main() -> None:
     """Console entry point: user errors become one line on stderr and exit code 1."""
     try:

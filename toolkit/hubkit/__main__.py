@@ -1,0 +1,5 @@
+"""`python -m hubkit` runs the CLI."""
+
+from .cli import main
+
+main()

@@ -1,0 +1,251 @@
+"""Publishing: scan a folder for credentials, push it in one commit, tag it, verify it.
+
+``push_folder`` is the only way hubkit writes to a Hub. It refuses a folder that holds a
+credential before touching the Hub, uploads only what changed (an unchanged folder makes no
+commit and sends 0 bytes), makes the remote mirror the folder in a single commit whose
+parent is pinned (a concurrent writer makes it fail rather than silently interleave), and
+then checks the round trip: the remote file list and every file's sha256 equal the local ones.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import hashlib
+import os
+import re
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+from .artifacts import list_files, sha256_file
+from .endpoint import use_endpoint
+from .errors import HubkitError
+
+RepoType = Literal["model", "dataset"]
+
+# Files that are credentials by name, whatever they hold.
+CREDENTIAL_FILES = (
+    ".env",
+    ".env.*",
+    "*.pem",
+    "*.key",
+    ".git-credentials",
+    ".netrc",
+    "_netrc",
+    "id_rsa",
+    "id_ed25519",
+)
+# Secrets recognisable by shape: (what it is, pattern).
+CREDENTIAL_PATTERNS: tuple[tuple[str, re.Pattern[bytes]], ...] = (
+    ("Hugging Face token", re.compile(rb"\bhf_[A-Za-z0-9]{30,}")),
+    ("Hugging Face OAuth token", re.compile(rb"\bhf_oauth_[A-Za-z0-9_]{30,}")),
+    ("AWS access key id", re.compile(rb"\b(?:AKIA|ASIA)[0-9A-Z]{16}\b")),
+    ("GitHub token", re.compile(rb"\b(?:gh[pousr]_[A-Za-z0-9]{36}|github_pat_[A-Za-z0-9_]{40,})")),
+    ("OpenAI API key", re.compile(rb"\bsk-(?:proj-)?[A-Za-z0-9_-]{32,}")),
+    ("Google API key", re.compile(rb"\bAIza[0-9A-Za-z_-]{35}")),
+    ("Slack token", re.compile(rb"\bxox[abposr]-[A-Za-z0-9-]{10,}")),
+    ("private key", re.compile(rb"-----BEGIN (?:[A-Z]+ )?PRIVATE KEY-----")),
+)
+# Never uploaded: VCS and client bookkeeping.
+IGNORED = (".git/*", ".cache/*", "*/__pycache__/*", "__pycache__/*", ".DS_Store")
+_CHUNK = 1 << 20
+_OVERLAP = 256  # longer than any pattern above, so a secret split across chunks is still seen
+
+
+@dataclass(frozen=True)
+class PushResult:
+    """What a push did: the commit it made (or found), bytes sent, and where it lives."""
+
+    repo_id: str
+    repo_type: str
+    url: str
+    revision: str
+    commit: str
+    created_commit: bool
+    uploaded_bytes: int
+    files: int
+    tag: str | None = None
+    changed: list[str] = field(default_factory=list)
+    deleted: list[str] = field(default_factory=list)
+
+
+def _ignored(rel: str) -> bool:
+    return any(fnmatch.fnmatch(rel, pattern) for pattern in IGNORED)
+
+
+def _file_credential(path: Path) -> str | None:
+    """Name the kind of secret in ``path``, streaming it so size never matters."""
+    tail = b""
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(_CHUNK), b""):
+            window = tail + block
+            for what, pattern in CREDENTIAL_PATTERNS:
+                if pattern.search(window):
+                    return what
+            tail = window[-_OVERLAP:]
+    return None
+
+
+def scan_for_credentials(folder: str | os.PathLike[str]) -> list[tuple[str, str]]:
+    """Every (relative path, reason) in ``folder`` that is or holds a credential."""
+    root = Path(folder)
+    findings = []
+    for rel in list_files(root):
+        if _ignored(rel):
+            continue
+        name = rel.rsplit("/", 1)[-1]
+        if any(fnmatch.fnmatch(name, pattern) for pattern in CREDENTIAL_FILES):
+            findings.append((rel, f"credential file ({name})"))
+        elif what := _file_credential(root / rel):
+            findings.append((rel, f"contains a {what}"))
+    return findings
+
+
+def git_blob_sha1(path: Path) -> str:
+    """The git object id of a file: what the Hub reports for non-LFS files."""
+    digest = hashlib.sha1(f"blob {path.stat().st_size}\0".encode())
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(_CHUNK), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _remote_files(api, repo_id: str, repo_type: str, revision: str) -> dict[str, object]:
+    from huggingface_hub.hf_api import RepoFile
+
+    tree = api.list_repo_tree(repo_id, repo_type=repo_type, revision=revision, recursive=True)
+    return {entry.path: entry for entry in tree if isinstance(entry, RepoFile)}
+
+
+def _same(local: Path, remote) -> bool:
+    if remote.size != local.stat().st_size:
+        return False
+    if remote.lfs is not None:
+        return remote.lfs.sha256 == sha256_file(local)
+    return remote.blob_id == git_blob_sha1(local)
+
+
+def _hub_error(exc: Exception, repo_id: str) -> HubkitError:
+    from huggingface_hub.errors import HfHubHTTPError, RepositoryNotFoundError, RevisionNotFoundError
+
+    if isinstance(exc, RepositoryNotFoundError):
+        return HubkitError(f"{repo_id}: repository not found, or your token cannot see it")
+    if isinstance(exc, RevisionNotFoundError):
+        return HubkitError(f"{repo_id}: revision not found")
+    if isinstance(exc, HfHubHTTPError):
+        status = exc.response.status_code if exc.response is not None else "?"
+        message = str(exc).splitlines()[0]
+        return HubkitError(f"{repo_id}: the Hub refused the request (HTTP {status}): {message}")
+    return HubkitError(f"{repo_id}: cannot reach the Hub ({exc.__class__.__name__}: {exc})")
+
+
+def push_folder(
+    folder: str | os.PathLike[str],
+    repo_id: str,
+    *,
+    repo_type: RepoType = "model",
+    private: bool | None = None,
+    revision: str | None = None,
+    tag: str | None = None,
+    endpoint: str | None = None,
+    token: str | None = None,
+    commit_message: str | None = None,
+) -> PushResult:
+    """Publish ``folder`` as the whole content of ``repo_id`` at ``revision``, in one commit.
+
+    The repo is created if needed (``private`` applies only then), the branch too. Remote
+    files absent locally are deleted in the same commit, so the repo mirrors the folder.
+    """
+    root = Path(folder)
+    if not root.is_dir():
+        raise HubkitError(f"{folder}: folder not found")
+    local = {rel: root / rel for rel in list_files(root) if not _ignored(rel)}
+    if not local:
+        raise HubkitError(f"{folder}: folder is empty; nothing to push")
+    if findings := scan_for_credentials(root):
+        rel, why = findings[0]
+        more = f" (and {len(findings) - 1} more)" if len(findings) > 1 else ""
+        raise HubkitError(f"{root / rel}: {why}; refusing to push {repo_id}{more}")
+
+    use_endpoint(endpoint)
+    from huggingface_hub import CommitOperationAdd, CommitOperationDelete, HfApi
+    from huggingface_hub.errors import HTTPError  # HfHubHTTPError and transport errors alike
+
+    api = HfApi(endpoint=endpoint, token=token)
+    try:
+        repo_url = api.create_repo(repo_id, repo_type=repo_type, private=bool(private), exist_ok=True)
+        branch = revision or "main"
+        refs = api.list_repo_refs(repo_id, repo_type=repo_type)
+        heads = {b.name: b.target_commit for b in refs.branches}
+        tags = {t.name: t.target_commit for t in refs.tags}
+        if branch not in heads:
+            api.create_branch(repo_id, repo_type=repo_type, branch=branch)
+            heads[branch] = api.repo_info(repo_id, repo_type=repo_type, revision=branch).sha
+        parent = heads[branch]
+        remote = _remote_files(api, repo_id, repo_type, parent)
+        changed = sorted(
+            rel for rel, path in local.items() if rel not in remote or not _same(path, remote[rel])
+        )
+        deleted = sorted(rel for rel in remote if rel not in local and rel != ".gitattributes")
+        if tag is not None and tag in tags and (changed or deleted or tags[tag] != parent):
+            raise HubkitError(
+                f"{repo_id}: tag {tag!r} already exists at {tags[tag][:12]}; choose a new version"
+            )
+        commit, created = parent, False
+        if changed or deleted:
+            operations = [
+                CommitOperationAdd(path_in_repo=rel, path_or_fileobj=str(local[rel])) for rel in changed
+            ]
+            operations += [CommitOperationDelete(path_in_repo=rel) for rel in deleted]
+            info = api.create_commit(
+                repo_id,
+                operations,
+                commit_message=commit_message or f"Upload {root.name} with hubkit",
+                repo_type=repo_type,
+                revision=branch,
+                parent_commit=parent,
+            )
+            commit, created = info.oid, True
+        if tag is not None and tag not in tags:
+            api.create_tag(repo_id, tag=tag, revision=commit, repo_type=repo_type)
+        verify_round_trip(api, root, repo_id, repo_type, commit, list(local))
+    except HTTPError as exc:
+        raise _hub_error(exc, repo_id) from exc
+    return PushResult(
+        repo_id=repo_id,
+        repo_type=repo_type,
+        url=str(repo_url),
+        revision=branch,
+        commit=commit,
+        created_commit=created,
+        uploaded_bytes=sum(local[rel].stat().st_size for rel in changed),
+        files=len(local),
+        tag=tag,
+        changed=changed,
+        deleted=deleted,
+    )
+
+
+def verify_round_trip(api, root: Path, repo_id: str, repo_type: str, commit: str, files: list[str]) -> None:
+    """Check that the repo at ``commit`` holds exactly ``files`` with the local sha256s.
+
+    LFS files report their sha256; small regular files are downloaded and hashed.
+    """
+    remote = _remote_files(api, repo_id, repo_type, commit)
+    names = set(remote) - {".gitattributes"}
+    if names != set(files):
+        diff = sorted(names.symmetric_difference(files))
+        raise HubkitError(f"{repo_id}@{commit[:12]}: remote files differ from {root} ({', '.join(diff[:5])})")
+    with tempfile.TemporaryDirectory(prefix="hubkit-verify-") as tmp:
+        for rel in sorted(files):
+            entry = remote[rel]
+            if entry.lfs is not None:
+                remote_sha = entry.lfs.sha256
+            else:
+                fetched = api.hf_hub_download(
+                    repo_id, rel, repo_type=repo_type, revision=commit, local_dir=tmp
+                )
+                remote_sha = sha256_file(fetched)
+            if remote_sha != sha256_file(root / rel):
+                raise HubkitError(f"{repo_id}@{commit[:12]}: {rel} differs from the local file after upload")
