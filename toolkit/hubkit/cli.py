@@ -85,6 +85,347 @@ def push(
     click.echo(f"Verified {result.files} file(s): remote sha256 equal local.")
 
 
+@cli.group()
+def hub() -> None:
+    """A local Hugging Face Hub: repos on disk behind the Hub's HTTP API, for offline use and CI."""
+
+
+def _parse_token(ctx: click.Context, param: click.Parameter, values: tuple[str, ...]) -> list:
+    from .hub import Token
+
+    try:
+        return [Token.parse(value) for value in values]
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), ctx=ctx, param=param) from exc
+
+
+@hub.command()
+@click.option(
+    "--root",
+    default="./hub-data",
+    show_default=True,
+    type=click.Path(file_okay=False, path_type=str),
+    help="Folder holding the repos (created if missing).",
+)
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
+@click.option(
+    "--port", default=8080, show_default=True, type=click.IntRange(0, 65535), help="0 picks a free port."
+)
+@click.option(
+    "--token",
+    "tokens",
+    multiple=True,
+    callback=_parse_token,
+    metavar="NAME:TOKEN:read|write",
+    help="Accept this access token for user NAME (repeatable). Without any --token the Hub is open: "
+    "every caller is user 'hubkit' with write access.",
+)
+def serve(root: str, host: str, port: int, tokens: list) -> None:
+    """Serve a Hub-compatible API until Ctrl-C.
+
+    Point the stock clients at it with HF_ENDPOINT=http://HOST:PORT and HF_HUB_DISABLE_XET=1
+    (the local Hub speaks plain LFS); huggingface_hub, datasets, transformers and peft then
+    push and pull unmodified. Commits are atomic, also across a crash of the server.
+    """
+    import logging
+
+    from .hub import LocalHub
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
+    server = LocalHub(root, host=host, port=port, tokens=tokens)
+    mode = f"{len(tokens)} token(s)" if tokens else "open: everyone writes as 'hubkit'"
+    click.echo(f"Local Hub on {root} ({mode}). Ctrl-C stops it.", err=True)
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        click.echo("Stopped.", err=True)
+
+
+@cli.command()
+@click.argument("recipe", type=click.Path(dir_okay=False, path_type=str))
+@click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help="Override a recipe key.")
+@click.option(
+    "--dataset",
+    default=None,
+    help="Dataset artifact folder or Hub dataset id (default: data.dataset, else runs/<name>/dataset-clean).",
+)
+@click.option("--out", default=None, help="Adapter folder (default: runs/<name>/adapter).")
+@click.option(
+    "--allow-unchecked-data",
+    is_flag=True,
+    help="Train on data without a passing leak certificate; recorded in the provenance and the card.",
+)
+@click.option("--force", is_flag=True, help="Retrain even when the adapter is up to date.")
+def train(
+    recipe: str,
+    overrides: tuple[str, ...],
+    dataset: str | None,
+    out: str | None,
+    allow_unchecked_data: bool,
+    force: bool,
+) -> None:
+    """Train the LoRA adapter of RECIPE on a checked dataset artifact (TRL SFTTrainer + peft).
+
+    The Alpaca prompt, loss on the response only, EOS appended; the recipe's `training` section
+    is TRL's SFTConfig. Writes the adapter, tokenizer, metrics.json and provenance.json (base
+    model hashes, dataset hash, leak certificate, recipe, versions). Data without a passing leak
+    certificate is refused. An interrupted run resumes from its last checkpoint; works under
+    `accelerate launch` (only the main process writes).
+    """
+    from .recipe import load_recipe
+    from .train import train as run_training
+
+    run_training(
+        load_recipe(recipe, list(overrides)),
+        dataset=dataset,
+        out=out,
+        allow_unchecked_data=allow_unchecked_data,
+        force=force,
+        echo=click.echo,
+    )
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
+
+
+class _WeightsCommand(click.Command):
+    """Lets ``--weights`` take one number per model (``--weights 0.6 0.4``), as the models do."""
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        joined, i = [], 0
+        while i < len(args):
+            joined.append(args[i])
+            i += 1
+            if joined[-1] == "--weights":
+                values = []
+                while i < len(args) and _is_number(args[i]):
+                    values.append(args[i])
+                    i += 1
+                joined.append(",".join(values))
+        return super().parse_args(ctx, joined)
+
+
+def _parse_weights(ctx: click.Context, param: click.Parameter, values: tuple[str, ...]) -> list[float]:
+    items = [v for value in values for v in value.split(",")]
+    if not all(_is_number(v) for v in items):
+        raise click.BadParameter(f"expected numbers, got {' '.join(values)!r}")
+    return [float(v) for v in items]
+
+
+def _merge_options(func):
+    """The options every merge shares: the taint gate's inputs and the output shard size."""
+    options = [
+        click.option(
+            "--out", required=True, type=click.Path(file_okay=False, path_type=str), help="Output folder."
+        ),
+        click.option(
+            "--allow-unverified",
+            multiple=True,
+            metavar="ID",
+            help="Merge this input although its provenance is unknown (recorded in the provenance and card).",
+        ),
+        click.option(
+            "--registry",
+            "registries",
+            multiple=True,
+            type=click.Path(dir_okay=False, path_type=str),
+            help="Extra taint registry YAML, added to recipes/taint_registry.yaml.",
+        ),
+        click.option(
+            "--max-shard-size",
+            default=None,
+            help="Split output shards above this size, e.g. 2GB (default: as the source).",
+        ),
+    ]
+    for option in reversed(options):
+        func = option(func)
+    return func
+
+
+def _report_merge(folder) -> None:
+    from .artifacts import read_json
+
+    provenance = read_json(folder / "provenance.json")
+    click.echo(f"Merged ({provenance['method']}) into {folder}")
+    for record in provenance["taint_gate"]["inputs"]:
+        click.echo(f"  {record['id']}: {record['verdict']} ({record['reason']})")
+    click.echo(f"Next: hubkit verify merge {folder}")
+
+
+@cli.group()
+def merge() -> None:
+    """Merge behind the taint gate: a LoRA adapter into its base, or whole models together.
+
+    Before anything is written, every input's lineage (hubkit provenance.json, or model card
+    metadata listing its training datasets) is checked against the taint registry; unknown
+    provenance is refused unless --allow-unverified names the model. Merges stream one shard
+    at a time and appear only when complete.
+    """
+
+
+@merge.command("adapter")
+@click.argument("adapter")
+@click.option("--base", default=None, help="Base model folder or Hub id (default: the adapter's base model).")
+@click.option("--base-revision", default=None, help="Hub revision of the base (default: the adapter's).")
+@_merge_options
+def merge_adapter_command(
+    adapter: str,
+    base: str | None,
+    base_revision: str | None,
+    out: str,
+    allow_unverified: tuple[str, ...],
+    registries: tuple[str, ...],
+    max_shard_size: str | None,
+) -> None:
+    """Fold the LoRA ADAPTER (folder or Hub id) into its base: W += B·A·alpha/r, in fp32.
+
+    The output keeps the base's dtype and shards, with its config, generation config and
+    tokenizer, and a provenance.json recording base, adapter and the gate's verdicts.
+    """
+    from .merge import load_registry, merge_adapter
+
+    folder = merge_adapter(
+        adapter,
+        out,
+        base=base,
+        base_revision=base_revision,
+        registry=load_registry(registries),
+        allow_unverified=allow_unverified,
+        max_shard_size=max_shard_size,
+    )
+    _report_merge(folder)
+
+
+@merge.command("models", cls=_WeightsCommand)
+@click.argument("models", nargs=-1, required=True)
+@click.option(
+    "--weights",
+    multiple=True,
+    callback=_parse_weights,
+    metavar="W1 W2 ...",
+    help="One weight per model (default: equal; 1 each for task_arithmetic).",
+)
+@click.option(
+    "--method", type=click.Choice(["linear", "task_arithmetic"]), default="linear", show_default=True
+)
+@click.option("--base", default=None, help="Base model for task_arithmetic (its task vectors start here).")
+@_merge_options
+def merge_models_command(
+    models: tuple[str, ...],
+    weights: list[float],
+    method: str,
+    base: str | None,
+    out: str,
+    allow_unverified: tuple[str, ...],
+    registries: tuple[str, ...],
+    max_shard_size: str | None,
+) -> None:
+    """Merge MODELS (folders or Hub ids) of one architecture, tensor by tensor.
+
+    linear: sum(w_i * W_i) / sum(w_i), the Stable-Platypus2 kind of merge.
+    task_arithmetic: W_base + sum(w_i * (W_i - W_base)). Different architectures or shapes
+    are refused before anything is written.
+    """
+    from .merge import load_registry, merge_models
+
+    folder = merge_models(
+        models,
+        out,
+        weights=weights,
+        method=method,  # type: ignore[arg-type]
+        base=base,
+        registry=load_registry(registries),
+        allow_unverified=allow_unverified,
+        max_shard_size=max_shard_size,
+    )
+    _report_merge(folder)
+
+
+@cli.group()
+def verify() -> None:
+    """Check an artifact against what it was made from."""
+
+
+@verify.command("merge")
+@click.argument("folder", type=click.Path(file_okay=False, path_type=str))
+def verify_merge_command(folder: str) -> None:
+    """Check the merged model in FOLDER; publishing refuses a merged model without a pass.
+
+    An adapter merge must give base + adapter's logits on fixed probe prompts (max |diff|
+    within a dtype tolerance), keep tensor names, shapes and dtypes, and leave every tensor
+    the adapter does not touch bit-identical. The result goes to verification.json and the
+    manifest.
+    """
+    from .merge import verify_merge
+
+    result = verify_merge(folder)
+    if not result["passed"]:
+        more = len(result["problems"]) - 1
+        extra = f" (+{more} more in verification.json)" if more else ""
+        raise HubkitError(f"{folder}: equivalence check failed: {result['problems'][0]}{extra}")
+    if result["max_abs_logit_diff"] is None:
+        click.echo(f"Verified {folder}: structure matches, logits finite on {len(result['probes'])} probes.")
+    else:
+        click.echo(
+            f"Verified {folder}: max |logit diff| {result['max_abs_logit_diff']:.3g} <= "
+            f"{result['tolerance']:.3g} ({result['dtype']}); "
+            f"{result['untouched_tensors_checked']} untouched tensors bit-identical."
+        )
+
+
+@cli.group()
+def card() -> None:
+    """Write an artifact's Hub card (README.md) from its manifests: every fact on it is measured.
+
+    A field the card needs but the artifact lacks is a one-line error naming the file and
+    the field; no card is written with a blank.
+    """
+
+
+_eval_results_option = click.option(
+    "--eval-results",
+    type=click.Path(dir_okay=False, path_type=str),
+    default=None,
+    help="lm-eval-harness results JSON: ARC 25-shot, HellaSwag 10-shot, MMLU 5-shot, TruthfulQA 0-shot "
+    "scores go into the card and its model-index.",
+)
+
+
+def _write_card(kind: str, artifact: str, eval_results: str | None = None) -> None:
+    from .cards import write_card
+
+    click.echo(f"Wrote {write_card(kind, artifact, eval_results)}")  # type: ignore[arg-type]
+
+
+@card.command("dataset")
+@click.argument("artifact", type=click.Path(file_okay=False, path_type=str))
+def card_dataset(artifact: str) -> None:
+    """Card of a checked dataset: sources, dedup, contamination summary, leak certificate, schema."""
+    _write_card("dataset", artifact)
+
+
+@card.command("adapter")
+@click.argument("artifact", type=click.Path(file_okay=False, path_type=str))
+@_eval_results_option
+def card_adapter(artifact: str, eval_results: str | None) -> None:
+    """Card of a trained adapter: base, recipe, trainable %, loss plot, hardware, leak certificate."""
+    _write_card("adapter", artifact, eval_results)
+
+
+@card.command("merged")
+@click.argument("artifact", type=click.Path(file_okay=False, path_type=str))
+@_eval_results_option
+def card_merged(artifact: str, eval_results: str | None) -> None:
+    """Card of a merged model: every input's provenance and taint-gate verdict, the equivalence
+    check, and any --allow-* override at the top."""
+    _write_card("merged", artifact, eval_results)
+
+
 def main() -> None:
     """Console entry point: user errors become one line on stderr and exit code 1."""
     try:

@@ -1,0 +1,149 @@
+"""What the Hub decides from file contents: LFS or regular upload, and README metadata checks."""
+
+from __future__ import annotations
+
+from fnmatch import fnmatchcase
+from typing import Any
+
+LFS_SIZE_THRESHOLD = 10 * 1024 * 1024  # the Hub sends files of 10 MB and more through LFS
+
+_LFS = "filter=lfs diff=lfs merge=lfs -text"
+_MODEL_PATTERNS = (
+    "*.7z *.arrow *.bin *.bz2 *.ckpt *.ftz *.gz *.h5 *.joblib *.lfs.* *.mlmodel *.model *.msgpack *.npy "
+    "*.npz *.onnx *.ot *.parquet *.pb *.pickle *.pkl *.pt *.pth *.rar *.safetensors saved_model/**/* "
+    "*.tar.* *.tar *.tflite *.tgz *.wasm *.xz *.zip *.zst *tfevents*"
+).split()
+_DATASET_EXTRA = {
+    "Audio files - uncompressed": "*.pcm *.sam *.raw",
+    "Audio files - compressed": "*.aac *.flac *.mp3 *.ogg *.wav",
+    "Image files - uncompressed": "*.bmp *.gif *.png *.tiff",
+    "Image files - compressed": "*.jpg *.jpeg *.webp",
+    "Video files - compressed": "*.mp4 *.webm",
+}
+
+
+def default_gitattributes(repo_type: str) -> bytes:
+    """The .gitattributes of a new repo, like the Hub's: common binary formats go through LFS."""
+    lines = [f"{p} {_LFS}" for p in _MODEL_PATTERNS]
+    if repo_type == "dataset":
+        lines += [f"*.lz4 {_LFS}", f"*.mds {_LFS}"]
+        for comment, patterns in _DATASET_EXTRA.items():
+            lines.append(f"# {comment}")
+            lines += [f"{p} {_LFS}" for p in patterns.split()]
+    return ("\n".join(lines) + "\n").encode()
+
+
+def lfs_patterns(gitattributes: str) -> list[str]:
+    """The patterns that a .gitattributes file routes through LFS (``filter=lfs``)."""
+    patterns = []
+    for line in gitattributes.splitlines():
+        fields = line.split()
+        if fields and not fields[0].startswith("#") and "filter=lfs" in fields[1:]:
+            patterns.append(fields[0])
+    return patterns
+
+
+def _matches(path: str, pattern: str) -> bool:
+    if "/" not in pattern.strip("/"):  # like git: a bare pattern matches the file name at any depth
+        return fnmatchcase(path.rsplit("/", 1)[-1], pattern.strip("/"))
+    return fnmatchcase(path, pattern.lstrip("/"))
+
+
+def ignored(path: str, gitignore: str) -> bool:
+    """Whether a .gitignore (plain patterns; no negation) excludes ``path`` from commits."""
+    parts = path.split("/")
+    for line in gitignore.splitlines():
+        pattern = line.strip()
+        if not pattern or pattern.startswith(("#", "!")):
+            continue
+        pattern = pattern.rstrip("/")
+        if "/" in pattern:
+            pattern = pattern.lstrip("/")
+            if fnmatchcase(path, pattern) or any(
+                fnmatchcase("/".join(parts[:i]), pattern) for i in range(1, len(parts))
+            ):
+                return True
+        elif any(fnmatchcase(part, pattern) for part in parts):
+            return True
+    return False
+
+
+def _is_binary(sample: bytes) -> bool:
+    if b"\0" in sample:
+        return True
+    for cut in range(4):  # the 512-byte sample may end inside a multi-byte character
+        try:
+            sample[: len(sample) - cut].decode("utf-8")
+            return False
+        except UnicodeDecodeError:
+            continue
+    return True
+
+
+def upload_mode(path: str, size: int, sample: bytes, patterns: list[str]) -> str:
+    """``"lfs"`` or ``"regular"``, decided like the Hub: size, .gitattributes, binary content."""
+    if size == 0:
+        return "regular"
+    if size >= LFS_SIZE_THRESHOLD or any(_matches(path, p) for p in patterns) or _is_binary(sample):
+        return "lfs"
+    return "regular"
+
+
+def front_matter(content: str) -> tuple[dict[str, Any] | None, list[str]]:
+    """Parse the YAML block between ``---`` lines at the top of a README: (metadata, errors)."""
+    import yaml
+
+    text = content.lstrip("\ufeff")
+    if not text.startswith("---"):
+        return None, []
+    lines = text.splitlines()
+    if lines[0].strip() != "---":
+        return None, []
+    try:
+        end = next(i for i, line in enumerate(lines[1:], start=1) if line.strip() == "---")
+    except StopIteration:
+        return None, ["The YAML metadata block starting with '---' is not closed by a '---' line."]
+    try:
+        data = yaml.safe_load("\n".join(lines[1:end]))
+    except yaml.YAMLError as exc:
+        return None, [f"Invalid YAML in the metadata block: {exc}".replace("\n", " ")]
+    if data is None:
+        return {}, []
+    if not isinstance(data, dict):
+        return None, [f"The metadata must be a YAML mapping (key: value), not a {type(data).__name__}."]
+    return data, []
+
+
+_STR_OR_LIST = ("tags", "datasets", "language", "metrics", "base_model", "license_link", "task_categories")
+_STR = ("license", "library_name", "pipeline_tag", "pretty_name", "license_name", "thumbnail")
+
+
+def validate_metadata(meta: dict[str, Any], repo_type: str) -> list[str]:
+    """Type checks on the README metadata fields the Hub and the clients rely on."""
+    errors = []
+    for key in _STR_OR_LIST:
+        value = meta.get(key)
+        if value is not None and not (
+            isinstance(value, str) or (isinstance(value, list) and all(isinstance(v, str) for v in value))
+        ):
+            errors.append(f'"{key}" must be a string or a list of strings')
+    for key in _STR:
+        if meta.get(key) is not None and not isinstance(meta[key], str):
+            errors.append(f'"{key}" must be a string')
+    model_index = meta.get("model-index")
+    if model_index is not None and not (
+        isinstance(model_index, list)
+        and all(isinstance(m, dict) and isinstance(m.get("results", []), list) for m in model_index)
+    ):
+        errors.append('"model-index" must be a list of {name, results: [...]} mappings')
+    if repo_type == "dataset":
+        configs = meta.get("configs")
+        if configs is not None and not (
+            isinstance(configs, list)
+            and all(isinstance(c, dict) and isinstance(c.get("config_name"), str) for c in configs)
+        ):
+            errors.append('"configs" must be a list of mappings, each with a "config_name" string')
+        info = meta.get("dataset_info")
+        if info is not None and not isinstance(info, (dict, list)):
+            errors.append('"dataset_info" must be a mapping or a list of mappings')
+    return errors

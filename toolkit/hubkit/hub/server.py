@@ -1,0 +1,1109 @@
+"""The HTTP side of the local Hub: the routes of the Hugging Face Hub API that the stock clients use.
+
+huggingface_hub, datasets, transformers and peft talk to it unmodified once ``HF_ENDPOINT``
+points here and Xet is off (``HF_HUB_DISABLE_XET=1``): uploads use the plain LFS protocol.
+Standard library only, so that importing it never imports the HF clients.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import hmac
+import html
+import json
+import logging
+import secrets
+import shutil
+import socket
+import threading
+import time
+from collections.abc import Callable, Iterator, Sequence
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any, BinaryIO
+from urllib.parse import parse_qs, quote, unquote, urlencode
+
+from ..errors import HubkitError
+from . import cards
+from .auth import Authenticator, Token, User
+from .storage import (
+    CHUNK,
+    REPO_TYPES,
+    BlobStore,
+    Commit,
+    Entry,
+    HubError,
+    Repo,
+    RepoStore,
+    make_entry,
+    repo_not_found,
+    revision_not_found,
+    validate_path_in_repo,
+)
+
+logger = logging.getLogger("hubkit.hub")
+
+_URL_PREFIX = {"model": "", "dataset": "datasets/", "space": "spaces/"}
+_API_TYPES = {"models": "model", "datasets": "dataset", "spaces": "space"}
+_RESERVED = frozenset("api models datasets spaces docs settings organizations new login join".split())
+_MAX_LINE = 256 * 1024 * 1024  # one NDJSON line of a commit: a base64 regular file
+_TREE_PAGE, _TREE_PAGE_EXPANDED, _COMMITS_PAGE = 1000, 50, 50
+_UPLOAD_URL_TTL = 24 * 3600
+
+
+class BodyReader:
+    """A request body read incrementally: ``Content-Length`` or ``Transfer-Encoding: chunked``."""
+
+    def __init__(self, rfile: BinaryIO, headers: Any):
+        self.rfile = rfile
+        self.chunked = "chunked" in (headers.get("Transfer-Encoding") or "").lower()
+        try:
+            self.remaining = 0 if self.chunked else int(headers.get("Content-Length") or 0)
+            self.valid = self.remaining >= 0
+        except ValueError:
+            self.remaining, self.valid = 0, False
+        self.chunk_left = 0
+        self.done = self.valid and not self.chunked and self.remaining == 0
+
+    @property
+    def length(self) -> int | None:
+        return None if self.chunked else self.remaining
+
+    def read(self, n: int) -> bytes:
+        """Up to ``n`` bytes; ``b""`` once the body is complete. A connection cut short is an error."""
+        if self.done:
+            return b""
+        if not self.chunked:
+            data = self.rfile.read(min(n, self.remaining))
+            if not data:
+                raise HubError(400, "Request body ended before Content-Length bytes")
+            self.remaining -= len(data)
+            self.done = self.remaining == 0
+            return data
+        if self.chunk_left == 0:
+            line = self.rfile.readline(1024)
+            try:
+                size = int(line.split(b";")[0].strip(), 16)
+            except ValueError as exc:
+                raise HubError(400, "Malformed chunked request body") from exc
+            if size == 0:
+                while self.rfile.readline(1024) not in (b"\r\n", b"\n", b""):
+                    pass  # trailers
+                self.done = True
+                return b""
+            self.chunk_left = size
+        data = self.rfile.read(min(n, self.chunk_left))
+        if not data:
+            raise HubError(400, "Request body ended inside a chunk")
+        self.chunk_left -= len(data)
+        if self.chunk_left == 0:
+            self.rfile.readline(8)
+        return data
+
+    def readinto(self, buffer: memoryview) -> int:
+        """Like ``read`` but into a caller's buffer, so large uploads allocate nothing per chunk."""
+        if self.chunked:
+            data = self.read(len(buffer))
+            buffer[: len(data)] = data
+            return len(data)
+        if self.done:
+            return 0
+        n = self.rfile.readinto(buffer[: self.remaining])
+        if not n:
+            raise HubError(400, "Request body ended before Content-Length bytes")
+        self.remaining -= n
+        self.done = self.remaining == 0
+        return n
+
+    def all(self, limit: int = 64 * 1024 * 1024) -> bytes:
+        parts, size = [], 0
+        while chunk := self.read(CHUNK):
+            parts.append(chunk)
+            size += len(chunk)
+            if size > limit:
+                raise HubError(413, f"Request body larger than {limit} bytes")
+        return b"".join(parts)
+
+    def json(self) -> Any:
+        raw = self.all()
+        try:
+            return json.loads(raw) if raw.strip() else {}
+        except json.JSONDecodeError as exc:
+            raise HubError(400, f"Request body is not valid JSON: {exc}") from exc
+
+    def lines(self) -> Iterator[bytes]:
+        """The body split on newlines, without holding more than one line in memory."""
+        parts: list[bytes] = []
+        size = 0
+        while chunk := self.read(CHUNK):
+            pieces = chunk.split(b"\n")
+            if len(pieces) > 1:
+                yield b"".join([*parts, pieces[0]])
+                yield from pieces[1:-1]
+                parts, size = [pieces[-1]], len(pieces[-1])
+            else:
+                parts.append(chunk)
+                size += len(chunk)
+                if size > _MAX_LINE:
+                    raise HubError(413, f"A line of the commit payload is larger than {_MAX_LINE} bytes")
+        tail = b"".join(parts)
+        if tail.strip():
+            yield tail
+
+
+def _flag(value: str | None) -> bool:
+    return (value or "").lower() in ("1", "true", "yes")
+
+
+def _split_revision(segments: list[str]) -> tuple[str, list[str]]:
+    """Revision and the rest of the path. Clients URL-encode revisions (``refs%2Fpr%2F1``);
+    an unencoded ``refs/pr/1`` or ``refs/convert/parquet`` is accepted too."""
+    if not segments or not segments[0]:
+        raise HubError(400, "Missing revision in URL")
+    if segments[0] == "refs" and len(segments) >= 3:
+        return "/".join(segments[:3]), segments[3:]
+    return segments[0], segments[1:]
+
+
+def _file_json(path: str, entry: Entry) -> dict[str, Any]:
+    out: dict[str, Any] = {"type": "file", "oid": entry.oid, "size": entry.size, "path": path}
+    if entry.lfs:
+        out["lfs"] = {"oid": entry.sha256, "size": entry.size, "pointerSize": entry.pointer_size}
+    return out
+
+
+def _commit_ref_json(commit: Commit) -> dict[str, str]:
+    return {"id": commit.id, "title": commit.title, "date": commit.date}
+
+
+class _Handler(BaseHTTPRequestHandler):
+    """One HTTP connection; each request is routed by its path segments."""
+
+    protocol_version = "HTTP/1.1"
+    server_version = "hubkit-hub"
+    timeout = 300
+    server: _Server
+
+    # plumbing -------------------------------------------------------------------------------------
+    def do_GET(self) -> None:
+        self._handle("GET")
+
+    def do_HEAD(self) -> None:
+        self._handle("HEAD")
+
+    def do_POST(self) -> None:
+        self._handle("POST")
+
+    def do_PUT(self) -> None:
+        self._handle("PUT")
+
+    def do_DELETE(self) -> None:
+        self._handle("DELETE")
+
+    def log_message(self, format: str, *args: Any) -> None:
+        logger.info("%s %s", self.address_string(), format % args)
+
+    @property
+    def hub(self) -> LocalHub:
+        return self.server.hub
+
+    @property
+    def base_url(self) -> str:
+        host = self.headers.get("Host")
+        return f"http://{host}" if host else self.hub.endpoint
+
+    def _handle(self, method: str) -> None:
+        self.method = method
+        self.sent_headers = False
+        raw, _, query = self.path.partition("?")
+        self.raw_path = raw
+        self.query_all = parse_qs(query, keep_blank_values=True)
+        self.query = {k: v[-1] for k, v in self.query_all.items()}
+        self.body = BodyReader(self.rfile, self.headers)
+        try:
+            if not self.body.valid:
+                raise HubError(400, "Invalid Content-Length header")
+            self.user: User = self.hub.auth.user(self.headers.get("Authorization"))
+            segments = [unquote(s) for s in raw.split("/")[1:]]
+            self._route(method, segments)()
+        except HubError as exc:
+            self._send_error(exc)
+        except (ConnectionError, TimeoutError):  # the client went away or stalled
+            self.close_connection = True
+        except Exception:
+            logger.exception("Unhandled error for %s %s", method, self.path)
+            self._send_error(HubError(500, "Internal server error in the local Hub; see its log."))
+
+    def _send(
+        self, status: int, body: bytes, content_type: str, headers: dict[str, str] | None = None
+    ) -> None:
+        self.send_response(status)
+        self.send_header("Content-Type", content_type)
+        self.send_header("Content-Length", str(len(body)))
+        for key, value in (headers or {}).items():
+            self.send_header(key, value)
+        if not self.body.done:
+            self.send_header("Connection", "close")  # an unread request body would poison the next request
+            self.close_connection = True
+        self.end_headers()
+        self.sent_headers = True
+        if self.method != "HEAD":
+            self.wfile.write(body)
+
+    def _json(self, obj: Any, status: int = 200, headers: dict[str, str] | None = None) -> None:
+        self._send(status, json.dumps(obj).encode(), "application/json; charset=utf-8", headers)
+
+    def _send_error(self, exc: HubError) -> None:
+        if self.sent_headers:
+            self.close_connection = True
+            return
+        headers = {
+            "X-Error-Message": exc.message.encode("ascii", "replace").decode().replace("\n", " ")[:1000]
+        }
+        if exc.code:
+            headers["X-Error-Code"] = exc.code
+        headers.update(exc.headers)
+        try:
+            self._json({"error": exc.message}, exc.status, headers)
+        except (ConnectionError, TimeoutError):
+            self.close_connection = True
+
+    # routing --------------------------------------------------------------------------------------
+    def _route(self, method: str, segs: list[str]) -> Callable[[], None]:
+        match segs:
+            case ["api", "whoami-v2"] if method == "GET":
+                return self.whoami
+            case ["api", "repos", "create"] if method == "POST":
+                return self.create_repo
+            case ["api", "repos", "delete"] if method == "DELETE":
+                return self.delete_repo
+            case ["api", "validate-yaml"] if method == "POST":
+                return self.validate_yaml
+            case ["api", kind] if kind in _API_TYPES and method == "GET":
+                return lambda: self.list_repos(_API_TYPES[kind])
+            case ["api", kind, namespace, name, *rest] if kind in _API_TYPES:
+                return self._route_repo_api(method, _API_TYPES[kind], f"{namespace}/{name}", rest)
+        repo_type = "model"
+        if segs and segs[0] in ("datasets", "spaces") and len(segs) > 3:
+            repo_type, segs = _API_TYPES[segs[0]], segs[1:]
+        match segs:
+            case [namespace, git_name, "info", "lfs", "objects", "batch"] if (
+                method == "POST" and git_name.endswith(".git")
+            ):
+                return lambda: self.lfs_batch(repo_type, f"{namespace}/{git_name[:-4]}")
+            case [namespace, git_name, "info", "lfs", "objects", oid] if (
+                method == "PUT" and git_name.endswith(".git")
+            ):
+                return lambda: self.lfs_upload(repo_type, f"{namespace}/{git_name[:-4]}", oid)
+            case [namespace, name, "resolve", *rest] if method in ("GET", "HEAD"):
+                revision, path = _split_revision(rest)
+                return lambda: self.resolve(repo_type, f"{namespace}/{name}", revision, "/".join(path))
+        raise HubError(404, f"No route for {method} {self.raw_path}")
+
+    def _route_repo_api(
+        self, method: str, repo_type: str, repo_id: str, rest: list[str]
+    ) -> Callable[[], None]:
+        match rest:
+            case [] if method == "GET":
+                return lambda: self.repo_info(repo_type, repo_id, None)
+            case ["revision", *rev] if method == "GET":
+                return lambda: self.repo_info(repo_type, repo_id, _split_revision(rev)[0])
+            case ["preupload", *rev] if method == "POST":
+                return lambda: self.preupload(repo_type, repo_id, _split_revision(rev)[0])
+            case ["commit", *rev] if method == "POST":
+                return lambda: self.commit(repo_type, repo_id, _split_revision(rev)[0])
+            case ["tree", *rev] if method == "GET":
+                revision, path = _split_revision(rev)
+                return lambda: self.tree(repo_type, repo_id, revision, "/".join(path))
+            case ["paths-info", *rev] if method == "POST":
+                return lambda: self.paths_info(repo_type, repo_id, _split_revision(rev)[0])
+            case ["refs"] if method == "GET":
+                return lambda: self.refs(repo_type, repo_id)
+            case ["commits", *rev] if method == "GET":
+                return lambda: self.commits(repo_type, repo_id, _split_revision(rev)[0])
+            case ["branch", *name] if method in ("POST", "DELETE") and name:
+                return lambda: self.branch(repo_type, repo_id, "/".join(name))
+            case ["tag", *name] if method in ("POST", "DELETE") and name:
+                return lambda: self.tag(repo_type, repo_id, "/".join(name))
+            case ["settings"] if method == "PUT":
+                return lambda: self.settings(repo_type, repo_id)
+            case ["auth-check"] if method == "GET":
+                return lambda: self.auth_check(repo_type, repo_id)
+        raise HubError(404, f"No route for {method} {self.raw_path}")
+
+    # access control -------------------------------------------------------------------------------
+    def _require_write(self, action: str) -> None:
+        if self.user.name is None:
+            raise HubError(401, f"You must be authenticated with a write token to {action}.")
+        if not self.user.can_write:
+            raise HubError(403, f"The token of '{self.user.name}' is read-only: it cannot {action}.")
+
+    def _readable(self, repo_type: str, repo_id: str) -> Repo:
+        """The repo, or 404 RepoNotFound when it is missing or private and the caller is anonymous."""
+        repo = self.hub.repos.get(repo_type, repo_id)
+        if repo is None or (repo.meta.private and self.user.name is None):
+            raise repo_not_found(repo_id)
+        return repo
+
+    def _writable(self, repo_type: str, repo_id: str) -> Repo:
+        repo = self._readable(repo_type, repo_id)
+        self._require_write(f"write to {repo_id}")
+        return repo
+
+    def _url(self, repo_type: str, repo_id: str) -> str:
+        return f"{self.base_url}/{_URL_PREFIX[repo_type]}{repo_id}"
+
+    # users and repos ------------------------------------------------------------------------------
+    def whoami(self) -> None:
+        user = self.user
+        if user.name is None:
+            raise HubError(401, "Invalid credentials in Authorization header")
+        self._json(
+            {
+                "type": "user",
+                "id": hashlib.sha1(user.name.encode()).hexdigest()[:24],
+                "name": user.name,
+                "fullname": user.name,
+                "email": None,
+                "emailVerified": False,
+                "isPro": False,
+                "canPay": False,
+                "avatarUrl": "",
+                "orgs": [],
+                "auth": {
+                    "type": "access_token",
+                    "accessToken": {"displayName": user.token_name, "role": user.role},
+                },
+            }
+        )
+
+    def create_repo(self) -> None:
+        self._require_write("create a repo")
+        assert self.user.name is not None
+        body = self.body.json()
+        name = body.get("name")
+        namespace = body.get("organization") or self.user.name
+        repo_type = body.get("type") or "model"
+        if not isinstance(name, str) or not isinstance(namespace, str):
+            raise HubError(400, "Missing repo 'name'")
+        if repo_type not in REPO_TYPES:
+            raise HubError(400, f"Invalid repo type '{repo_type}': expected one of {', '.join(REPO_TYPES)}")
+        if namespace in _RESERVED:
+            raise HubError(400, f"'{namespace}' is a reserved name and cannot be a namespace")
+        private = body.get("visibility") == "private" or body.get("private") is True
+        repo_id = f"{namespace}/{name}"
+        try:
+            self.hub.repos.create(
+                repo_type, repo_id, private, self.user.name, cards.default_gitattributes(repo_type)
+            )
+        except HubError as exc:
+            if exc.status == 409:
+                self._json({"error": exc.message, "url": self._url(repo_type, repo_id)}, 409)
+                return
+            raise
+        self._json({"url": self._url(repo_type, repo_id), "name": repo_id, "id": repo_id})
+
+    def delete_repo(self) -> None:
+        body = self.body.json()
+        repo_type = body.get("type") or "model"
+        repo_id = f"{body.get('organization') or self.user.name}/{body.get('name')}"
+        repo = self._writable(repo_type, repo_id)
+        self.hub.repos.delete(repo)
+        self._json({})
+
+    def settings(self, repo_type: str, repo_id: str) -> None:
+        repo = self._writable(repo_type, repo_id)
+        body = self.body.json()
+        with self.hub.repos.lock(repo):
+            if "visibility" in body:
+                repo.meta.private = body["visibility"] == "private"
+            if "private" in body:
+                repo.meta.private = bool(body["private"])
+            if "gated" in body:
+                if body["gated"] not in (False, "auto", "manual"):
+                    raise HubError(400, "'gated' must be false, 'auto' or 'manual'")
+                repo.meta.gated = body["gated"]
+            self.hub.repos.save_meta(repo)
+        self._json({})
+
+    def auth_check(self, repo_type: str, repo_id: str) -> None:
+        repo = self._readable(repo_type, repo_id)
+        self._check_gate(repo)
+        self._json({})
+
+    def _check_gate(self, repo: Repo) -> None:
+        if repo.meta.gated and self.user.name is None:
+            raise HubError(
+                401,
+                f"Access to {repo.meta.repo_id} is restricted: it is gated; authenticate with a token.",
+                "GatedRepo",
+            )
+
+    def list_repos(self, repo_type: str) -> None:
+        author, search = self.query.get("author"), (self.query.get("search") or "").lower()
+        limit = int(self.query["limit"]) if self.query.get("limit", "").isdigit() else None
+        out = []
+        for repo in self.hub.repos.all(repo_type):
+            if repo.meta.private and self.user.name is None:
+                continue
+            namespace = repo.meta.repo_id.split("/")[0]
+            if (author and namespace != author) or (search and search not in repo.meta.repo_id.lower()):
+                continue
+            sha = repo.refs()["branches"].get("main")
+            out.append(
+                {
+                    "_id": repo.meta.repo_id,
+                    "id": repo.meta.repo_id,
+                    "author": namespace,
+                    "sha": sha,
+                    "private": repo.meta.private,
+                    "gated": repo.meta.gated,
+                    "createdAt": repo.meta.created_at,
+                    "lastModified": repo.commit(sha).date if sha else repo.meta.created_at,
+                    "downloads": 0,
+                    "likes": 0,
+                    "tags": [],
+                }
+            )
+            if limit is not None and len(out) >= limit:
+                break
+        self._json(out)
+
+    def _card_data(self, repo: Repo, commit: Commit) -> dict[str, Any] | None:
+        entry = commit.tree.files.get("README.md")
+        if entry is None or entry.size > 1024 * 1024:
+            return None
+        try:
+            meta, errors = cards.front_matter(self.hub.blobs.read(entry.sha256).decode("utf-8", "replace"))
+        except Exception:  # a broken card must not break repo_info
+            return None
+        return meta if meta and not errors else None
+
+    def repo_info(self, repo_type: str, repo_id: str, revision: str | None) -> None:
+        repo = self._readable(repo_type, repo_id)
+        sha = repo.resolve(revision or "main")
+        commit = repo.commit(sha)
+        blobs = _flag(self.query.get("blobs"))
+        siblings = []
+        for path, entry in sorted(commit.tree.files.items()):
+            sibling: dict[str, Any] = {"rfilename": path}
+            if blobs:
+                sibling.update(size=entry.size, blobId=entry.oid)
+                if entry.lfs:
+                    sibling["lfs"] = {
+                        "size": entry.size,
+                        "sha256": entry.sha256,
+                        "pointerSize": entry.pointer_size,
+                    }
+            siblings.append(sibling)
+        card = self._card_data(repo, commit)
+        tags = card.get("tags") if card else None
+        info: dict[str, Any] = {
+            "_id": repo_id,
+            "id": repo_id,
+            "author": repo_id.split("/")[0],
+            "sha": sha,
+            "lastModified": commit.date,
+            "createdAt": repo.meta.created_at,
+            "private": repo.meta.private,
+            "gated": repo.meta.gated,
+            "disabled": False,
+            "downloads": 0,
+            "likes": 0,
+            "tags": [tags] if isinstance(tags, str) else list(tags or []),
+            "siblings": siblings,
+            "usedStorage": sum(e.size for e in commit.tree.files.values()),
+        }
+        if card is not None:
+            info["cardData"] = card
+        if repo_type == "model":
+            info["modelId"] = repo_id
+            for key in ("library_name", "pipeline_tag"):
+                if isinstance(card and card.get(key), str):
+                    info[key] = card[key]  # type: ignore[index]
+        self._json(info)
+
+    # uploads --------------------------------------------------------------------------------------
+    def preupload(self, repo_type: str, repo_id: str, revision: str) -> None:
+        repo = self._writable(repo_type, repo_id)
+        body = self.body.json()
+        sha = repo.resolve(revision)
+        tree = repo.commit(sha).tree
+        patterns = cards.lfs_patterns(self._text(tree.files.get(".gitattributes")))
+        gitignore = body.get("gitIgnore")
+        if not isinstance(gitignore, str):
+            gitignore = self._text(tree.files.get(".gitignore"))
+        files = body.get("files")
+        if not isinstance(files, list):
+            raise HubError(400, "Body must be {'files': [{path, sample, size}, ...]}")
+        out = []
+        for item in files:
+            path = validate_path_in_repo(str(item.get("path", "")))
+            try:
+                sample = base64.b64decode(item.get("sample") or "")
+                size = int(item["size"])
+            except (KeyError, ValueError, TypeError, binascii.Error) as exc:
+                raise HubError(400, f"Invalid preupload entry for '{path}': {exc}") from exc
+            result: dict[str, Any] = {
+                "path": path,
+                "uploadMode": cards.upload_mode(path, size, sample, patterns),
+                "shouldIgnore": cards.ignored(path, gitignore),
+            }
+            if (existing := tree.files.get(path)) is not None:
+                result["oid"] = existing.sha256 if existing.lfs else existing.oid
+            out.append(result)
+        self._json({"files": out, "commitOid": sha})
+
+    def _text(self, entry: Entry | None) -> str:
+        if entry is None or entry.size > 1024 * 1024:
+            return ""
+        return self.hub.blobs.read(entry.sha256).decode("utf-8", "replace")
+
+    def lfs_batch(self, repo_type: str, repo_id: str) -> None:
+        repo = self._writable(repo_type, repo_id)
+        body = self.body.json()
+        if body.get("operation") != "upload":
+            raise HubError(422, "Only the LFS 'upload' operation is supported; download files via /resolve/.")
+        objects = []
+        expires = int(time.time()) + _UPLOAD_URL_TTL
+        for obj in body.get("objects") or []:
+            oid, size = obj.get("oid"), obj.get("size")
+            if not isinstance(oid, str) or len(oid) != 64 or not isinstance(size, int) or size < 0:
+                objects.append(
+                    {
+                        "oid": str(oid),
+                        "size": size if isinstance(size, int) else 0,
+                        "error": {"code": 422, "message": "Invalid oid or size"},
+                    }
+                )
+                continue
+            oid = oid.lower()
+            if self.hub.blobs.has(oid, size):
+                objects.append({"oid": oid, "size": size})  # already stored: no upload action
+                continue
+            sig = self.hub.sign(repo.meta.repo_type, repo_id, oid, size, expires)
+            query = urlencode({"size": size, "expires": expires, "sig": sig})
+            href = f"{self.base_url}/{_URL_PREFIX[repo_type]}{repo_id}.git/info/lfs/objects/{oid}?{query}"
+            objects.append(
+                {"oid": oid, "size": size, "authenticated": True, "actions": {"upload": {"href": href}}}
+            )
+        payload = json.dumps({"transfer": "basic", "objects": objects, "hash_algo": "sha256"}).encode()
+        self._send(200, payload, "application/vnd.git-lfs+json")
+
+    def lfs_upload(self, repo_type: str, repo_id: str, oid: str) -> None:
+        """PUT of one LFS object (basic transfer), authorised by the signed URL from the batch call."""
+        try:
+            size, expires = int(self.query.get("size", "")), int(self.query.get("expires", ""))
+        except ValueError as exc:
+            raise HubError(400, "Upload URL lacks size/expires; ask the LFS batch endpoint for one") from exc
+        expected = self.hub.sign(repo_type, repo_id, oid, size, expires)
+        if not hmac.compare_digest(expected, self.query.get("sig", "")) or expires < time.time():
+            raise HubError(403, "Invalid or expired upload URL; ask the LFS batch endpoint for a new one")
+        if self.hub.repos.get(repo_type, repo_id) is None:
+            raise repo_not_found(repo_id)
+        if self.body.length is not None and self.body.length != size:
+            raise HubError(400, f"Content-Length {self.body.length} does not match the object size {size}")
+        self.hub.blobs.receive(self.body.readinto, size, oid)
+        self._json({})
+
+    def commit(self, repo_type: str, repo_id: str, revision: str) -> None:
+        repo = self._writable(repo_type, repo_id)
+        assert self.user.name is not None
+        header, ops = self._parse_commit_payload()
+        summary = str(header.get("summary") or "").strip()
+        if not summary:
+            raise HubError(400, "The commit summary (message) must not be empty")
+        parent = header.get("parentCommit")
+        create_pr = _flag(self.query.get("create_pr"))
+        with self.hub.repos.lock(repo):
+            refs = repo.refs()
+            kind, name = self._commit_target(repo, refs, revision, create_pr)
+            base = refs[kind][name]
+            if parent is not None:
+                parent = str(parent).lower()
+                if create_pr:
+                    base = repo.resolve(parent)
+                elif not base.startswith(parent):
+                    raise HubError(
+                        412,
+                        f"A commit has happened since: {revision} is at {base}, not at the parent commit "
+                        f"{parent}. Please refresh and try again.",
+                    )
+            files = self._apply(dict(repo.commit(base).tree.files), ops)
+            new_id = repo.write_commit(
+                [base], summary, str(header.get("description") or ""), self.user.name, files
+            )
+            if create_pr:
+                kind, name = "prs", str(max((int(n) for n in refs["prs"]), default=0) + 1)
+            refs[kind][name] = new_id
+            repo.write_refs(refs)
+        url = self._url(repo_type, repo_id)
+        self._json(
+            {
+                "success": True,
+                "commitOid": new_id,
+                "commitUrl": f"{url}/commit/{new_id}",
+                "commitMessage": summary,
+                "hookOutput": "",
+                "pullRequestUrl": f"{url}/discussions/{name}" if create_pr else None,
+            }
+        )
+
+    def _parse_commit_payload(self) -> tuple[dict[str, Any], list[tuple[str, str, Entry | None]]]:
+        """Read the NDJSON commit body line by line, storing regular files' contents as they come."""
+        if (
+            "json" in (self.headers.get("Content-Type") or "")
+            and "ndjson" not in self.headers["Content-Type"]
+        ):
+            raise HubError(400, "The commit payload must be NDJSON (Content-Type: application/x-ndjson)")
+        header: dict[str, Any] | None = None
+        ops: list[tuple[str, str, Entry | None]] = []
+        for number, line in enumerate(self.body.lines(), start=1):
+            if not line.strip():
+                continue
+            try:
+                item = json.loads(line)
+                key, value = item["key"], item["value"]
+                if not isinstance(value, dict):
+                    raise TypeError
+            except (json.JSONDecodeError, KeyError, TypeError) as exc:
+                raise HubError(
+                    400, f"Line {number} of the commit payload is not a {{key, value}} object"
+                ) from exc
+            if key == "header":
+                header = value
+                continue
+            if header is None:
+                raise HubError(400, "The commit payload must start with a 'header' line")
+            raw_path = str(value.get("path", ""))
+            path = validate_path_in_repo(raw_path.strip("/") if key == "deletedFolder" else raw_path)
+            if key == "file":
+                content = value.get("content", "")
+                try:
+                    data = (
+                        base64.b64decode(content)
+                        if value.get("encoding", "base64") == "base64"
+                        else content.encode()
+                    )
+                except (binascii.Error, AttributeError) as exc:
+                    raise HubError(400, f"Invalid base64 content for '{path}'") from exc
+                ops.append(("add", path, make_entry(self.hub.blobs.put_bytes(data), len(data), False, data)))
+            elif key == "lfsFile":
+                oid = str(value.get("oid", "")).lower()
+                size = value.get("size")
+                if value.get("algo", "sha256") != "sha256" or not self.hub.blobs.has(oid, size):
+                    raise HubError(
+                        400,
+                        f"LFS object {oid} for '{path}' was not uploaded (or has another size); "
+                        "upload it through the LFS batch endpoint before committing.",
+                    )
+                if size is None:
+                    size = self.hub.blobs.path(oid).stat().st_size
+                ops.append(("add", path, make_entry(oid, int(size), True)))
+            elif key in ("deletedFile", "deletedFolder"):
+                ops.append((key, path, None))
+            else:
+                raise HubError(400, f"Unknown operation '{key}' on line {number} of the commit payload")
+        if header is None:
+            raise HubError(400, "The commit payload has no 'header' line")
+        return header, ops
+
+    def _commit_target(
+        self, repo: Repo, refs: dict[str, dict[str, str]], revision: str, create_pr: bool
+    ) -> tuple[str, str]:
+        """Which ref a commit moves: a branch or an existing ``refs/pr/N``."""
+        name = revision[len("refs/heads/") :] if revision.startswith("refs/heads/") else revision
+        if name in refs["branches"]:
+            return "branches", name
+        if not create_pr and revision.startswith("refs/pr/") and revision[len("refs/pr/") :] in refs["prs"]:
+            return "prs", revision[len("refs/pr/") :]
+        repo.resolve(revision)  # RevisionNotFound if it is nothing at all
+        raise HubError(
+            400, f"Revision '{revision}' is not a branch: commits go to a branch or a refs/pr/N ref"
+        )
+
+    @staticmethod
+    def _apply(files: dict[str, Entry], ops: list[tuple[str, str, Entry | None]]) -> dict[str, Entry]:
+        for op, path, entry in ops:
+            if op == "add":
+                assert entry is not None
+                files[path] = entry
+            elif op == "deletedFile":
+                if files.pop(path, None) is None:
+                    raise HubError(404, f"A file with this name doesn't exist: {path}", "EntryNotFound")
+            else:
+                doomed = [p for p in files if p.startswith(path + "/")]
+                if not doomed:
+                    raise HubError(404, f"A folder with this name doesn't exist: {path}", "EntryNotFound")
+                for p in doomed:
+                    del files[p]
+        folders = {p.rsplit("/", i)[0] for p in files for i in range(1, p.count("/") + 1)}
+        if clash := sorted(folders & files.keys()):
+            raise HubError(400, f"'{clash[0]}' would be both a file and a folder in this commit")
+        return files
+
+    # reads ----------------------------------------------------------------------------------------
+    def _next_link(self, cursor: int) -> dict[str, str]:
+        pairs = [(k, v) for k, values in self.query_all.items() if k != "cursor" for v in values]
+        query = urlencode([*pairs, ("cursor", str(cursor))])
+        return {"Link": f'<{self.base_url}{self.raw_path}?{query}>; rel="next"'}  # raw_path is still encoded
+
+    def _page(self, items: list[Any], default: int) -> tuple[list[Any], dict[str, str]]:
+        """Cursor pagination with a ``Link: <...>; rel="next"`` header, as the Hub does."""
+        try:
+            cursor = int(self.query.get("cursor") or 0)
+            limit = max(1, min(int(self.query.get("limit") or default), default))
+        except ValueError as exc:
+            raise HubError(400, "Invalid cursor or limit") from exc
+        page = items[cursor : cursor + limit]
+        return page, self._next_link(cursor + limit) if cursor + limit < len(items) else {}
+
+    def _expand(self, repo: Repo, head: str, entries: list[dict[str, Any]]) -> None:
+        last = repo.last_commits(head, [e["path"] for e in entries])
+        for e in entries:
+            e["lastCommit"] = _commit_ref_json(last[e["path"]])
+
+    def tree(self, repo_type: str, repo_id: str, revision: str, path: str) -> None:
+        repo = self._readable(repo_type, repo_id)
+        sha = repo.resolve(revision)
+        tree = repo.commit(sha).tree
+        path = path.strip("/")
+        if path and path not in tree.dirs:
+            raise HubError(
+                404, f"Folder '{path}' does not exist at {revision}", "EntryNotFound", {"X-Repo-Commit": sha}
+            )
+        recursive, expand = _flag(self.query.get("recursive")), _flag(self.query.get("expand"))
+        prefix = f"{path}/" if path else ""
+
+        def inside(p: str) -> bool:
+            return bool(p) and p.startswith(prefix) and (recursive or "/" not in p[len(prefix) :])
+
+        folders = [
+            {"type": "directory", "oid": oid, "size": 0, "path": p}
+            for p, oid in tree.dirs.items()
+            if inside(p)
+        ]
+        files = [_file_json(p, e) for p, e in tree.files.items() if inside(p)]
+        if recursive:
+            entries = sorted(folders + files, key=lambda e: e["path"])
+        else:
+            entries = sorted(folders, key=lambda e: e["path"]) + sorted(files, key=lambda e: e["path"])
+        page, headers = self._page(entries, _TREE_PAGE_EXPANDED if expand else _TREE_PAGE)
+        if expand:
+            self._expand(repo, sha, page)
+        self._json(page, headers=headers)
+
+    def paths_info(self, repo_type: str, repo_id: str, revision: str) -> None:
+        repo = self._readable(repo_type, repo_id)
+        raw = self.body.all()
+        if "json" in (self.headers.get("Content-Type") or ""):
+            try:
+                data = json.loads(raw or b"{}")
+            except json.JSONDecodeError as exc:
+                raise HubError(400, f"Request body is not valid JSON: {exc}") from exc
+            paths, expand = data.get("paths") or [], bool(data.get("expand"))
+        else:
+            form = parse_qs(raw.decode(), keep_blank_values=True)
+            paths, expand = form.get("paths", []), _flag((form.get("expand") or [""])[-1])
+        if isinstance(paths, str):
+            paths = [paths]
+        sha = repo.resolve(revision)
+        tree = repo.commit(sha).tree
+        out = []
+        for path in dict.fromkeys(str(p).strip("/") for p in paths):
+            if path in tree.files:
+                out.append(_file_json(path, tree.files[path]))
+            elif path and path in tree.dirs:
+                out.append({"type": "directory", "oid": tree.dirs[path], "size": 0, "path": path})
+        if expand:
+            self._expand(repo, sha, out)
+        self._json(out)
+
+    def refs(self, repo_type: str, repo_id: str) -> None:
+        repo = self._readable(repo_type, repo_id)
+        refs = repo.refs()
+        out: dict[str, Any] = {
+            "branches": [
+                {"name": n, "ref": f"refs/heads/{n}", "targetCommit": c}
+                for n, c in sorted(refs["branches"].items())
+            ],
+            "converts": [],
+            "tags": [
+                {"name": n, "ref": f"refs/tags/{n}", "targetCommit": c}
+                for n, c in sorted(refs["tags"].items())
+            ],
+        }
+        if _flag(self.query.get("include_prs")):
+            out["pullRequests"] = [
+                {"name": f"refs/pr/{n}", "ref": f"refs/pr/{n}", "targetCommit": c}
+                for n, c in sorted(refs["prs"].items(), key=lambda kv: int(kv[0]))
+            ]
+        self._json(out)
+
+    def commits(self, repo_type: str, repo_id: str, revision: str) -> None:
+        repo = self._readable(repo_type, repo_id)
+        history = list(repo.history(repo.resolve(revision)))
+        page, headers = self._page(history, _COMMITS_PAGE)
+        formatted = "formatted" in self.query_all.get("expand[]", [])
+        out = []
+        for c in page:
+            item: dict[str, Any] = {
+                "id": c.id,
+                "title": c.title,
+                "message": c.message,
+                "authors": [{"user": c.author}],
+                "date": c.date,
+            }
+            if formatted:
+                item["formatted"] = {"title": html.escape(c.title), "message": html.escape(c.message)}
+            out.append(item)
+        self._json(out, headers=headers)
+
+    # refs -----------------------------------------------------------------------------------------
+    @staticmethod
+    def _check_ref_name(name: str, what: str) -> str:
+        bad = (
+            not name
+            or name.startswith(("refs/", "/", "-"))
+            or name.endswith(("/", ".lock", "."))
+            or ".." in name
+            or "//" in name
+            or any(c.isspace() or c in "~^:?*[\\" for c in name)
+            or (len(name) == 40 and all(c in "0123456789abcdef" for c in name))
+        )
+        if bad:
+            raise HubError(400, f"Invalid {what} name '{name}'")
+        return name
+
+    def branch(self, repo_type: str, repo_id: str, name: str) -> None:
+        repo = self._writable(repo_type, repo_id)
+        body = self.body.json() if self.method == "POST" else {}
+        with self.hub.repos.lock(repo):
+            refs = repo.refs()
+            if self.method == "DELETE":
+                if name == "main":
+                    raise HubError(403, "The default branch 'main' cannot be deleted")
+                if refs["branches"].pop(name, None) is None:
+                    raise revision_not_found(name)
+            else:
+                self._check_ref_name(name, "branch")
+                if name in refs["branches"]:
+                    raise HubError(409, f"Reference already exists: refs/heads/{name}")
+                refs["branches"][name] = repo.resolve(str(body.get("startingPoint") or "main"))
+            repo.write_refs(refs)
+        self._json({})
+
+    def tag(self, repo_type: str, repo_id: str, target: str) -> None:
+        """POST /tag/{revision} {"tag": name} creates a tag; DELETE /tag/{name} removes one."""
+        repo = self._writable(repo_type, repo_id)
+        body = self.body.json() if self.method == "POST" else {}
+        with self.hub.repos.lock(repo):
+            refs = repo.refs()
+            if self.method == "DELETE":
+                if refs["tags"].pop(target, None) is None:
+                    raise revision_not_found(target)
+            else:
+                tag = self._check_ref_name(str(body.get("tag") or ""), "tag")
+                if tag in refs["tags"]:
+                    raise HubError(409, f"Tag already exists: refs/tags/{tag}")
+                refs["tags"][tag] = repo.resolve(target)
+            repo.write_refs(refs)
+        self._json({})
+
+    # downloads ------------------------------------------------------------------------------------
+    def resolve(self, repo_type: str, repo_id: str, revision: str, path: str) -> None:
+        repo = self._readable(repo_type, repo_id)
+        self._check_gate(repo)
+        sha = repo.resolve(revision)
+        entry = repo.commit(sha).tree.files.get(path)
+        if entry is None:
+            raise HubError(
+                404, f"Entry not found: {path} at {revision}", "EntryNotFound", {"X-Repo-Commit": sha}
+            )
+        headers = {
+            "X-Repo-Commit": sha,
+            "ETag": f'"{entry.etag}"',
+            "Accept-Ranges": "bytes",
+            "Content-Type": "application/octet-stream",
+            "Content-Disposition": f"inline; filename*=UTF-8''{quote(path.rsplit('/', 1)[-1])}",
+        }
+        if entry.lfs:
+            headers.update({"X-Linked-Etag": f'"{entry.sha256}"', "X-Linked-Size": str(entry.size)})
+        start, end, status = 0, entry.size - 1, 200
+        if (spec := self.headers.get("Range")) and "," not in spec:
+            start, end = self._parse_range(spec, entry.size, headers)
+            status = 206
+            headers["Content-Range"] = f"bytes {start}-{end}/{entry.size}"
+        length = max(0, end - start + 1)
+        self.send_response(status)
+        for key, value in headers.items():
+            self.send_header(key, value)
+        self.send_header("Content-Length", str(length))
+        self.end_headers()
+        self.sent_headers = True
+        if self.method == "GET" and length:
+            with self.hub.blobs.open(entry.sha256) as f:
+                self.connection.sendfile(f, offset=start, count=length)
+
+    @staticmethod
+    def _parse_range(spec: str, size: int, headers: dict[str, str]) -> tuple[int, int]:
+        unit, _, rng = spec.partition("=")
+        first, _, last = rng.strip().partition("-")
+        try:
+            if unit.strip() != "bytes":
+                raise ValueError
+            if first:
+                start, end = int(first), int(last) if last else size - 1
+            else:
+                start, end = max(0, size - int(last)), size - 1
+        except ValueError as exc:
+            raise HubError(
+                416, f"Invalid Range header: {spec}", headers={**headers, "Content-Range": f"bytes */{size}"}
+            ) from exc
+        if start >= size or end < start:
+            raise HubError(
+                416,
+                f"Range not satisfiable: {spec} (size {size})",
+                headers={"Content-Range": f"bytes */{size}"},
+            )
+        return start, min(end, size - 1)
+
+    def validate_yaml(self) -> None:
+        body = self.body.json()
+        meta, errors = cards.front_matter(str(body.get("content") or ""))
+        if meta:
+            errors += cards.validate_metadata(meta, str(body.get("repoType") or "model"))
+        if errors:
+            self._json(
+                {
+                    "error": "Invalid metadata in README.md",
+                    "errors": [{"message": m} for m in errors],
+                    "warnings": [],
+                },
+                400,
+            )
+        else:
+            self._json({"errors": [], "warnings": []})
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+    allow_reuse_address = True
+    hub: LocalHub
+
+
+class _Server6(_Server):
+    address_family = socket.AF_INET6
+
+
+class LocalHub:
+    """A Hugging Face Hub-compatible server storing repos under ``root``.
+
+    ``start()`` serves from a background thread (tests, notebooks); ``serve_forever()`` blocks
+    (the CLI). With no ``tokens`` the server is open: every caller is user ``hubkit`` with write
+    access. With tokens, anonymous callers may only read public repos.
+    """
+
+    def __init__(
+        self, root: str | Path, host: str = "127.0.0.1", port: int = 0, tokens: Sequence[Token] = ()
+    ):
+        self.root = Path(root)
+        self.host = host
+        self.port = port
+        self.auth = Authenticator(tokens)
+        self._secret = secrets.token_bytes(32)
+        self._server: _Server | None = None
+        self._thread: threading.Thread | None = None
+        self._lock_file: BinaryIO | None = None
+
+    @property
+    def endpoint(self) -> str:
+        """The URL to put in ``HF_ENDPOINT`` (with the real port once started)."""
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"http://{host}:{self.port}"
+
+    def sign(self, repo_type: str, repo_id: str, oid: str, size: int, expires: int) -> str:
+        """Signature of an LFS upload URL: the PUT carries no token, like a presigned S3 URL."""
+        message = f"{repo_type}/{repo_id}/{oid}/{size}/{expires}".encode()
+        return hmac.new(self._secret, message, hashlib.sha256).hexdigest()
+
+    def _open(self) -> None:
+        if self._server is not None:
+            raise HubkitError(f"The local Hub on {self.root} is already running")
+        self.root.mkdir(parents=True, exist_ok=True)
+        self._lock_root()
+        try:
+            tmp = self.root / "tmp"
+            shutil.rmtree(tmp, ignore_errors=True)  # partial uploads and half-built repos of a crashed run
+            tmp.mkdir()
+            self.blobs = BlobStore(self.root / "objects", tmp)
+            self.repos = RepoStore(self.root / "repos", tmp, self.blobs)
+            server_class = _Server6 if ":" in self.host else _Server
+            try:
+                server = server_class((self.host, self.port), _Handler)
+            except OSError as exc:
+                raise HubkitError(f"Cannot listen on {self.host}:{self.port}: {exc.strerror or exc}") from exc
+        except BaseException:
+            self._unlock_root()
+            raise
+        server.hub = self
+        self.port = server.server_address[1]
+        self._server = server
+
+    def _lock_root(self) -> None:
+        """One server per root: two would interleave their writes to the same refs."""
+        import fcntl
+
+        self._lock_file = open(self.root / ".lock", "wb")
+        try:
+            fcntl.flock(self._lock_file, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError as exc:
+            self._unlock_root()
+            raise HubkitError(f"{self.root} is already served by another local Hub process") from exc
+
+    def _unlock_root(self) -> None:
+        if self._lock_file is not None:
+            self._lock_file.close()  # closing releases the flock
+            self._lock_file = None
+
+    def start(self) -> LocalHub:
+        """Serve from a daemon thread and return at once; ``endpoint`` is then final."""
+        self._open()
+        assert self._server is not None
+        self._thread = threading.Thread(target=self._server.serve_forever, name="hubkit-hub", daemon=True)
+        self._thread.start()
+        logger.info("Local Hub serving %s at %s", self.root, self.endpoint)
+        return self
+
+    def serve_forever(self) -> None:
+        """Serve in this thread until interrupted (Ctrl-C) or ``stop()`` from another thread."""
+        self._open()
+        assert self._server is not None
+        logger.info("Local Hub serving %s at %s (set HF_ENDPOINT to it)", self.root, self.endpoint)
+        try:
+            self._server.serve_forever()
+        finally:
+            self._close()
+
+    def stop(self) -> None:
+        if self._server is None:
+            return
+        self._server.shutdown()
+        if self._thread is not None:  # with serve_forever(), its own thread closes the server
+            self._thread.join()
+            self._thread = None
+            self._close()
+
+    def _close(self) -> None:
+        if self._server is not None:
+            self._server.server_close()
+            self._server = None
+        self._unlock_root()
+
+    def __enter__(self) -> LocalHub:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
