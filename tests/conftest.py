@@ -6,8 +6,10 @@ are set here, before any test module imports them; the server itself starts on f
 
 from __future__ import annotations
 
+import atexit
 import json
 import os
+import shutil
 import socket
 import tempfile
 from pathlib import Path
@@ -15,6 +17,7 @@ from pathlib import Path
 import pytest
 
 _TMP = Path(tempfile.mkdtemp(prefix="hubkit-tests-"))
+atexit.register(shutil.rmtree, _TMP, True)
 WRITE_TOKEN = "hf_TestWriterToken0000000000000000000"
 READ_TOKEN = "hf_TestReaderToken0000000000000000000"
 SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data"
