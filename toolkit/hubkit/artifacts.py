@@ -21,6 +21,8 @@ from . import __version__
 from .errors import HubkitError
 
 MANIFEST = "manifest.json"
+# Written into an artifact after it is complete, from its manifest: not part of what it is.
+CARD_FILES = ("README.md", "training_loss.png")
 _CHUNK = 1 << 20
 
 
@@ -43,8 +45,14 @@ def list_files(folder: str | os.PathLike[str]) -> list[str]:
     return sorted(p.relative_to(root).as_posix() for p in root.rglob("*") if p.is_file())
 
 
-def hash_files(folder: str | os.PathLike[str], exclude: tuple[str, ...] = (MANIFEST,)) -> dict[str, str]:
-    """Map each file (relative path) under ``folder`` to its sha256, skipping ``exclude``."""
+def hash_files(
+    folder: str | os.PathLike[str], exclude: tuple[str, ...] = (MANIFEST, *CARD_FILES)
+) -> dict[str, str]:
+    """Map each file (relative path) under ``folder`` to its sha256, skipping ``exclude``.
+
+    The manifest and the card files are left out, so writing a card never makes an
+    artifact look stale.
+    """
     root = Path(folder)
     return {rel: sha256_file(root / rel) for rel in list_files(root) if rel not in exclude}
 

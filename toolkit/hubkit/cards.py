@@ -1,0 +1,841 @@
+"""Hub cards written from the artifacts, so every fact on a card was measured, never retyped.
+
+Each card has a typed context built from one artifact folder: ``DatasetCardContext`` from a
+checked dataset, ``AdapterCardContext`` from an adapter, ``MergedCardContext`` from a merged
+model. Every value is read through ``_Facts``, which turns a missing field into a one-line
+error naming the file and the field, so a card is complete or not written at all; aligning
+with a producer's format is a one-line change in the ``*_context`` function that reads it.
+
+The contexts are rendered through the Jinja2 templates of the top-level ``cards/`` folder
+(installed as ``hubkit/card_templates``) by huggingface_hub's ``DatasetCard``/``ModelCard``
+``from_template``, with the metadata built by ``DatasetCardData``/``ModelCardData`` and
+``EvalResult``, so the YAML front matter and ``model-index`` are what the Hub expects.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import os
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from importlib.resources import files
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
+
+from .artifacts import MANIFEST, read_json
+from .errors import HubkitError
+from .prompts import TEMPLATES
+from .provenance import CERTIFICATE, DATA_FILE, load_leak_certificate
+from .recipe import CATEGORIES
+
+if TYPE_CHECKING:
+    from huggingface_hub import CardData, EvalResult, RepoCard
+
+CardKind = Literal["dataset", "adapter", "merged"]
+CARD = "README.md"
+LOSS_PLOT = "training_loss.png"
+LEAK_REPORT = "leak_report.json"
+METRICS = "metrics.json"
+PROVENANCE = "provenance.json"
+VERIFICATION = "verification.json"
+# hubkit's prompt templates and the benchmarks it checks are English, as Platypus was.
+LANGUAGE = "en"
+CATEGORY_LABELS = {
+    "duplicate": "duplicate",
+    "gray_area": "gray area",
+    "similar_different": "similar but different",
+}
+_MISSING = object()
+
+
+class _Facts:
+    """A JSON artifact file, or a part of one: ``need`` refuses a missing field by name."""
+
+    def __init__(self, data: Any, path: Path, card: str, prefix: str = "") -> None:
+        self.data, self.path, self.card, self.prefix = data, path, card, prefix
+
+    @classmethod
+    def read(cls, path: Path, card: str, hint: str = "") -> _Facts:
+        """The JSON file at ``path``; ``hint`` says which command writes it."""
+        if not path.is_file():
+            raise HubkitError(f"{path}: not found, needed by the {card} card{hint}")
+        return cls(read_json(path), path, card)
+
+    def _lookup(self, field: str) -> Any:
+        node = self.data
+        for part in field.split("."):
+            if not isinstance(node, Mapping) or part not in node:
+                return _MISSING
+            node = node[part]
+        return node
+
+    def get(self, field: str, default: Any = None) -> Any:
+        """An optional field: ``default`` when absent or null."""
+        value = self._lookup(field)
+        return default if value is _MISSING or value is None else value
+
+    def need(self, field: str, *types: type) -> Any:
+        """A field the card cannot do without, of one of ``types`` (when given)."""
+        value = self._lookup(field)
+        name = self.prefix + field
+        if value is _MISSING or value is None:
+            raise HubkitError(f"{self.path}: missing field '{name}' needed by the {self.card} card")
+        if types and (not isinstance(value, types) or (isinstance(value, bool) and bool not in types)):
+            wanted = " or ".join(t.__name__ for t in types)
+            found = type(value).__name__
+            raise HubkitError(
+                f"{self.path}: field '{name}' is a {found}; the {self.card} card needs {wanted}"
+            )
+        return value
+
+    def sub(self, field: str) -> _Facts:
+        """A mapping field, whose own missing fields are named with their full path."""
+        return _Facts(self.need(field, dict), self.path, self.card, f"{self.prefix}{field}.")
+
+    def each(self, field: str) -> list[_Facts]:
+        """The items of a list field, each named ``field[i]`` in errors."""
+        items = self.need(field, list)
+        return [
+            _Facts(item, self.path, self.card, f"{self.prefix}{field}[{i}].") for i, item in enumerate(items)
+        ]
+
+
+def _hub_ids(refs: Sequence[str | None]) -> list[str]:
+    """The Hub repo ids among ``refs``, unique: local paths and ``hubkit:`` names are not Hub metadata."""
+    from huggingface_hub.errors import HFValidationError
+    from huggingface_hub.utils import validate_repo_id
+
+    out = []
+    for ref in refs:
+        if not ref:
+            continue
+        try:
+            validate_repo_id(ref)
+        except HFValidationError:
+            continue
+        out.append(ref)
+    return list(dict.fromkeys(out))
+
+
+def _tags(*groups: Sequence[str]) -> list[str]:
+    return list(dict.fromkeys(tag for group in groups for tag in group))
+
+
+def _repo_name(repo_id: str) -> str:
+    return repo_id.rsplit("/", 1)[-1]
+
+
+def _one_or_many(items: list[str]) -> str | list[str] | None:
+    """A metadata value as the Hub writes it: a string for one item, a list for several."""
+    return items[0] if len(items) == 1 else items or None
+
+
+def _training_datasets(recipe: _Facts) -> list[str]:
+    """The Hub datasets a recipe trained on: the published clean dataset and its Hub sources."""
+    sources = [s.get("hub_id") for s in recipe.get("data.sources", []) if isinstance(s, Mapping)]
+    return _hub_ids([recipe.get("hub.dataset_repo"), recipe.get("data.dataset"), *sources])
+
+
+# --------------------------------------------------------------------------- shared facts
+
+
+@dataclass(frozen=True)
+class LeakCertificate:
+    """What ``hubkit data check`` certified; shown on every card downstream of the data."""
+
+    passed: bool
+    dataset_sha256: str
+    benchmarks: list[str]
+    embedding_model: str
+    threshold: float
+
+    @classmethod
+    def from_facts(cls, facts: _Facts) -> LeakCertificate:
+        return cls(
+            passed=facts.need("passed", bool),
+            dataset_sha256=facts.need("dataset_sha256", str),
+            benchmarks=[str(b) for b in facts.need("benchmarks", list, dict)],
+            embedding_model=facts.need("embedding_model", str),
+            threshold=facts.need("threshold", int, float),
+        )
+
+    def rows(self) -> list[tuple[str, str]]:
+        """The certificate as (label, value) rows, the same table on every card."""
+        return [
+            ("Passed", "yes" if self.passed else "**no**"),
+            ("Data sha256", f"`{self.dataset_sha256}`"),
+            ("Benchmarks", ", ".join(self.benchmarks)),
+            ("Embedding model", f"`{self.embedding_model}`"),
+            ("Similarity threshold", f"{self.threshold:g}"),
+        ]
+
+
+@dataclass(frozen=True)
+class LeaderboardTask:
+    """One Open LLM Leaderboard (v1) benchmark: how it was run and how the Hub names it."""
+
+    key: str
+    dataset_name: str
+    dataset_type: str
+    dataset_config: str | None
+    dataset_split: str
+    shots: int
+    metric: str
+    metric_name: str
+    # (lm-eval task, metric) to read, newest harness naming first; a ``*`` task is averaged.
+    sources: tuple[tuple[str, str], ...]
+
+
+LEADERBOARD_V1 = (
+    LeaderboardTask(
+        "arc", "AI2 Reasoning Challenge (25-Shot)", "ai2_arc", "ARC-Challenge", "test", 25,
+        "acc_norm", "normalized accuracy", (("arc_challenge", "acc_norm"),),
+    ),
+    LeaderboardTask(
+        "hellaswag", "HellaSwag (10-Shot)", "hellaswag", None, "validation", 10,
+        "acc_norm", "normalized accuracy", (("hellaswag", "acc_norm"),),
+    ),
+    LeaderboardTask(
+        "mmlu", "MMLU (5-Shot)", "cais/mmlu", "all", "test", 5,
+        "acc", "accuracy", (("mmlu", "acc"), ("hendrycksTest-*", "acc")),
+    ),
+    LeaderboardTask(
+        "truthfulqa", "TruthfulQA (0-shot)", "truthful_qa", "multiple_choice", "validation", 0,
+        "mc2", "mc2", (("truthfulqa_mc2", "acc"), ("truthfulqa_mc", "mc2")),
+    ),
+)  # fmt: skip
+
+
+@dataclass(frozen=True)
+class EvalScore:
+    """A benchmark score from an lm-eval-harness run, in percent as the leaderboard showed it."""
+
+    task: LeaderboardTask
+    value: float
+
+    def to_eval_result(self) -> EvalResult:
+        from huggingface_hub import EvalResult
+
+        return EvalResult(
+            task_type="text-generation",
+            task_name="Text Generation",
+            dataset_type=self.task.dataset_type,
+            dataset_name=self.task.dataset_name,
+            dataset_config=self.task.dataset_config,
+            dataset_split=self.task.dataset_split,
+            dataset_args={"num_few_shot": self.task.shots},
+            metric_type=self.task.metric,
+            metric_name=self.task.metric_name,
+            metric_value=self.value,
+            source_name="lm-evaluation-harness",
+            source_url="https://github.com/EleutherAI/lm-evaluation-harness",
+        )
+
+
+def _shots(doc: Mapping[str, Any], task: str) -> set[Any]:
+    """The few-shot counts an lm-eval results file records for ``task`` (empty when it records none).
+
+    A task's own config comes first; a group (``mmlu``) has none, so its subtasks' configs
+    (``mmlu_*``) count, since newer harnesses write 0 shots for groups in ``n-shot``.
+    """
+    configs = doc.get("configs") or {}
+    if isinstance(configs.get(task), Mapping):
+        return {configs[task].get("num_fewshot")} - {None}
+    subtasks = {
+        c.get("num_fewshot")
+        for n, c in configs.items()
+        if n.startswith(f"{task}_") and isinstance(c, Mapping)
+    }
+    if subtasks - {None}:
+        return subtasks - {None}
+    for value in ((doc.get("n-shot") or {}).get(task), (doc.get("config") or {}).get("num_fewshot")):
+        if value is not None:
+            return {value}
+    return set()
+
+
+def _score(path: Path, doc: Mapping[str, Any], task: LeaderboardTask) -> EvalScore | None:
+    results = doc.get("results") or {}
+    for pattern, metric in task.sources:
+        names = sorted(n for n in results if fnmatch.fnmatchcase(n, pattern))
+        if not names:
+            continue
+        values = []
+        for name in names:
+            entry = results[name]
+            value = entry.get(f"{metric},none", entry.get(metric)) if isinstance(entry, Mapping) else None
+            if not isinstance(value, (int, float)) or isinstance(value, bool):
+                raise HubkitError(f"{path}: results.{name} has no '{metric},none' or '{metric}' score")
+            shots = _shots(doc, name)
+            if shots - {task.shots}:
+                raise HubkitError(
+                    f"{path}: {name} was run {'/'.join(map(str, sorted(shots)))}-shot; the card reports "
+                    f"{task.dataset_name} (Open LLM Leaderboard v1 settings)"
+                )
+            values.append(float(value))
+        return EvalScore(task, round(100 * sum(values) / len(values), 2))
+    return None
+
+
+def read_eval_results(path: str | os.PathLike[str]) -> list[EvalScore]:
+    """ARC, HellaSwag, MMLU and TruthfulQA scores from an lm-eval-harness results JSON.
+
+    Both key styles are read (``acc_norm,none`` and the older ``acc_norm``); MMLU is the
+    ``mmlu`` group, or the mean of the ``hendrycksTest-*`` subjects as leaderboard v1 took it.
+    A task recorded with another few-shot count than the leaderboard's is refused.
+    """
+    path = Path(path)
+    doc = read_json(path)
+    if not isinstance(doc, Mapping) or not isinstance(doc.get("results"), Mapping):
+        raise HubkitError(f"{path}: missing field 'results' (an lm-eval-harness results JSON)")
+    scores = [s for s in (_score(path, doc, task) for task in LEADERBOARD_V1) if s is not None]
+    if not scores:
+        raise HubkitError(f"{path}: no ARC, HellaSwag, MMLU or TruthfulQA results in it")
+    return scores
+
+
+def _model_index_data(name: str, scores: Sequence[EvalScore]) -> dict[str, Any]:
+    """ModelCardData arguments for ``model-index`` (none without scores)."""
+    if not scores:
+        return {}
+    return {"model_name": name, "eval_results": [s.to_eval_result() for s in scores]}
+
+
+# --------------------------------------------------------------------------- dataset card
+
+_SIZES = ("n<1K", "1K<n<10K", "10K<n<100K", "100K<n<1M", "1M<n<10M", "10M<n<100M", "100M<n<1B")
+
+
+def _size_category(rows: int) -> str:
+    """The Hub's ``size_categories`` bucket for a row count."""
+    return _SIZES[min(max(len(str(rows)) - 3, 0), len(_SIZES) - 1)]
+
+
+@dataclass(frozen=True)
+class Source:
+    """One data source as ``hubkit data build`` read it."""
+
+    name: str
+    location: str
+    license: str
+    rows: int
+
+
+@dataclass(frozen=True)
+class Dedup:
+    """The deduplication rule (``near_threshold`` None: off) and the rows it removed."""
+
+    exact: bool
+    near_threshold: float | None
+    embedding_model: str | None
+    rows_in: int
+    removed_exact: int
+    removed_near: int
+
+
+@dataclass(frozen=True)
+class DatasetCardContext:
+    """Everything the dataset card states, read from a checked dataset artifact."""
+
+    TEMPLATE: ClassVar[str] = "dataset_card.md"
+    recipe_name: str
+    repo_id: str
+    sources: list[Source]
+    dedup: Dedup
+    contamination: dict[str, dict[str, int]]  # benchmark -> category -> flagged rows
+    removed: int
+    certificate: LeakCertificate
+    columns: list[tuple[str, str]]
+    rows: int
+
+    @property
+    def name(self) -> str:
+        return _repo_name(self.repo_id)
+
+    @property
+    def license(self) -> str:
+        """The sources' one license, or ``other`` when they differ (the card lists each)."""
+        licenses = {s.license for s in self.sources}
+        return licenses.pop() if len(licenses) == 1 else "other"
+
+    @property
+    def categories(self) -> list[tuple[str, str]]:
+        return [(c, CATEGORY_LABELS[c]) for c in CATEGORIES]
+
+    def metadata(self) -> CardData:
+        from huggingface_hub import DatasetCardData
+
+        return DatasetCardData(
+            pretty_name=self.name,
+            license=self.license,
+            language=[LANGUAGE],
+            task_categories=["text-generation"],
+            size_categories=[_size_category(self.rows)],
+            tags=_tags(
+                ["hubkit", "instruction-tuning"], ["decontaminated"] if self.certificate.passed else []
+            ),
+            configs=[{"config_name": "default", "data_files": [{"split": "train", "path": DATA_FILE}]}],
+        )
+
+
+def dataset_context(folder: str | os.PathLike[str]) -> DatasetCardContext:
+    """The dataset card's facts: ``manifest.json``, ``leak_report.json``, the certificate, the data."""
+    import pyarrow.parquet as pq
+
+    folder = Path(folder)
+    card = "dataset"
+    manifest = _Facts.read(folder / MANIFEST, card)
+    certificate_data = load_leak_certificate(folder)
+    if certificate_data is None:
+        raise HubkitError(
+            f"{folder / CERTIFICATE}: not found, needed by the dataset card (run `hubkit data check`)"
+        )
+    certificate = LeakCertificate.from_facts(_Facts(certificate_data, folder / CERTIFICATE, card))
+    report = _Facts.read(folder / LEAK_REPORT, card, " (run `hubkit data check`)")
+    recipe = manifest.sub("recipe")
+    dedup = manifest.sub("dedup")
+    near = dedup.get("near_threshold")
+    sources = [
+        Source(
+            name=s.need("name", str),
+            location=s.get("hub_id") or s.need("path", str),
+            license=s.need("license", str),
+            rows=s.need("rows", int),
+        )
+        for s in manifest.each("sources")
+    ]
+    schema = pq.read_schema(folder / DATA_FILE)
+    return DatasetCardContext(
+        recipe_name=recipe.need("name", str),
+        repo_id=recipe.need("hub.dataset_repo", str),
+        sources=sources,
+        dedup=Dedup(
+            exact=dedup.need("exact", bool),
+            near_threshold=near,
+            embedding_model=recipe.need("data.embedding_model", str) if near is not None else None,
+            rows_in=dedup.need("rows_in", int),
+            removed_exact=dedup.need("removed_exact", int),
+            removed_near=dedup.need("removed_near", int),
+        ),
+        contamination={
+            b: {c: report.need(f"summary.{b}.{c}", int) for c in CATEGORIES} for b in certificate.benchmarks
+        },
+        removed=report.need("removed", int),
+        certificate=certificate,
+        columns=[(field.name, str(field.type)) for field in schema],
+        rows=pq.read_metadata(folder / DATA_FILE).num_rows,
+    )
+
+
+# --------------------------------------------------------------------------- adapter card
+
+
+@dataclass(frozen=True)
+class Hardware:
+    """What the training ran on, as ``hubkit train`` measured it."""
+
+    processes: int
+    gpus: list[str]
+    cpu: str
+    cpu_count: int
+
+    def __str__(self) -> str:
+        if self.gpus:
+            names = sorted(set(self.gpus))
+            kinds = ", ".join(f"{self.gpus.count(n)} x {n}" for n in names)
+        else:
+            kinds = f"CPU only: {self.cpu} ({self.cpu_count} cores)"
+        return f"{kinds}; {self.processes} process{'es' if self.processes != 1 else ''}"
+
+
+@dataclass(frozen=True)
+class Lora:
+    """The recipe's LoRA settings."""
+
+    r: int
+    alpha: int
+    dropout: float
+    target_modules: list[str]
+    bias: str
+
+
+def _duration(seconds: float) -> str:
+    """``4 h 12 min (15,123.4 s)``: readable, with the measured seconds kept."""
+    whole = round(seconds)
+    hours, rest = divmod(whole, 3600)
+    minutes, secs = divmod(rest, 60)
+    text = f"{hours} h {minutes:02d} min" if hours else f"{minutes} min {secs:02d} s" if minutes else ""
+    return f"{text} ({seconds:,.1f} s)" if text else f"{seconds:,.1f} s"
+
+
+@dataclass(frozen=True)
+class AdapterCardContext:
+    """Everything the adapter card states, read from an adapter artifact."""
+
+    TEMPLATE: ClassVar[str] = "adapter_card.md"
+    recipe_name: str
+    recipe_version: str
+    repo_id: str
+    license: str
+    tags: list[str]
+    dataset_repo: str | None
+    datasets: list[str]
+    base_model: str
+    base_revision: str | None
+    lora: Lora
+    training: dict[str, Any]
+    prompt_template: str
+    max_length: int
+    trainable: int
+    total_parameters: int
+    trainable_percent: float
+    loss: list[tuple[int, float]]
+    train_loss: float
+    steps: int
+    tokens: int
+    global_batch_size: int
+    wall_time_s: float
+    hardware: Hardware
+    dataset_sha256: str
+    dataset_rows: int
+    certificate: LeakCertificate | None
+    allow_unchecked_data: bool
+    libraries: dict[str, str]
+    scores: list[EvalScore]
+
+    @property
+    def name(self) -> str:
+        return _repo_name(self.repo_id)
+
+    @property
+    def wall_time(self) -> str:
+        return _duration(self.wall_time_s)
+
+    @property
+    def hyperparameters(self) -> list[tuple[str, str]]:
+        """The recipe's ``training`` section, sorted, with values as the YAML recipe spells them."""
+        return [
+            (k, str(v).lower() if isinstance(v, bool) else str(v)) for k, v in sorted(self.training.items())
+        ]
+
+    @property
+    def prompt(self) -> str:
+        """The prompt wording the adapter was trained with (rows without an input)."""
+        return TEMPLATES[self.prompt_template].without_input
+
+    def metadata(self) -> CardData:
+        from huggingface_hub import ModelCardData
+
+        base = _hub_ids([self.base_model])
+        return ModelCardData(
+            license=self.license,
+            language=[LANGUAGE],
+            library_name="peft",
+            pipeline_tag="text-generation",
+            tags=_tags(["hubkit", "peft", "lora"], self.tags),
+            base_model=_one_or_many(base),
+            base_model_relation="adapter" if base else None,
+            datasets=self.datasets or None,
+            **_model_index_data(self.name, self.scores),
+        )
+
+
+def adapter_context(
+    folder: str | os.PathLike[str], eval_results: str | os.PathLike[str] | None = None
+) -> AdapterCardContext:
+    """The adapter card's facts: ``provenance.json`` (recipe, base, data, certificate), ``metrics.json``."""
+    folder = Path(folder)
+    card = "adapter"
+    provenance = _Facts.read(folder / PROVENANCE, card, " (run `hubkit train`)")
+    metrics = _Facts.read(folder / METRICS, card, " (run `hubkit train`)")
+    recipe = provenance.sub("recipe")
+    allow = provenance.need("allow_unchecked_data", bool)
+    certificate = provenance.get("leak_certificate") if allow else provenance.need("leak_certificate", dict)
+    loss = [(p.need("step", int), p.need("loss", int, float)) for p in metrics.each("loss")]
+    if not loss:
+        raise HubkitError(f"{metrics.path}: field 'loss' is empty; the adapter card plots it")
+    lora = recipe.sub("lora")
+    params = metrics.sub("trainable_parameters")
+    hardware = metrics.sub("hardware")
+    prompt_template = recipe.need("data.prompt_template", str)
+    if prompt_template not in TEMPLATES:
+        raise HubkitError(
+            f"{provenance.path}: recipe.data.prompt_template {prompt_template!r} is not a hubkit template"
+        )
+    return AdapterCardContext(
+        recipe_name=recipe.need("name", str),
+        recipe_version=recipe.need("version", str),
+        repo_id=recipe.need("hub.adapter_repo", str),
+        license=recipe.need("hub.license", str),
+        tags=list(recipe.get("hub.tags", [])),
+        dataset_repo=recipe.get("hub.dataset_repo"),
+        datasets=_training_datasets(recipe),
+        base_model=provenance.need("base_model.name_or_path", str),
+        base_revision=provenance.get("base_model.resolved_revision"),
+        lora=Lora(
+            r=lora.need("r", int),
+            alpha=lora.need("alpha", int),
+            dropout=lora.need("dropout", int, float),
+            target_modules=list(lora.need("target_modules", list)),
+            bias=lora.need("bias", str),
+        ),
+        training=dict(recipe.need("training", dict)),
+        prompt_template=prompt_template,
+        max_length=recipe.need("data.max_length", int),
+        trainable=params.need("trainable", int),
+        total_parameters=params.need("total", int),
+        trainable_percent=params.need("percent", int, float),
+        loss=loss,
+        train_loss=metrics.need("train_loss", int, float),
+        steps=metrics.need("global_step", int),
+        tokens=metrics.need("tokens_seen", int),
+        global_batch_size=metrics.need("global_batch_size", int),
+        wall_time_s=metrics.need("wall_time_s", int, float),
+        hardware=Hardware(
+            processes=hardware.need("processes", int),
+            gpus=[str(g) for g in hardware.need("gpus", list)],
+            cpu=hardware.need("cpu", str),
+            cpu_count=hardware.need("cpu_count", int),
+        ),
+        dataset_sha256=provenance.need("dataset.data_sha256", str),
+        dataset_rows=provenance.need("dataset.rows", int),
+        certificate=(
+            LeakCertificate.from_facts(_Facts(certificate, provenance.path, card, "leak_certificate."))
+            if certificate
+            else None
+        ),
+        allow_unchecked_data=allow,
+        libraries={str(k): str(v) for k, v in provenance.need("libraries", dict).items()},
+        scores=read_eval_results(eval_results) if eval_results else [],
+    )
+
+
+def plot_loss(points: Sequence[tuple[int, float]], path: str | os.PathLike[str], title: str) -> Path:
+    """Save the training-loss curve as a PNG (Agg, no pyplot state, no version stamp in the file)."""
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(6.4, 3.6), dpi=100)
+    ax = fig.add_subplot()
+    steps, losses = zip(*points, strict=True)
+    ax.plot(steps, losses, color="tab:blue", linewidth=1.5, marker="." if len(points) <= 50 else None)
+    ax.set_xlabel("optimizer step")
+    ax.set_ylabel("training loss")
+    ax.set_title(title)
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, format="png", metadata={"Software": None})
+    return Path(path)
+
+
+# --------------------------------------------------------------------------- merged card
+
+
+@dataclass(frozen=True)
+class GateResult:
+    """The taint gate's verdict on one merge input, and the lineage it judged."""
+
+    lineage: str
+    verdict: str
+    reason: str
+    override: bool
+    datasets: list[str]
+    ancestors: list[str]
+    certificate: LeakCertificate | None
+
+
+@dataclass(frozen=True)
+class MergeInput:
+    """One merge input: how it was pinned (``sha256``: content hash or ``id@commit``) and judged."""
+
+    id: str
+    role: str
+    revision: str | None
+    sha256: str
+    weight: float | None
+    gate: GateResult
+
+
+@dataclass(frozen=True)
+class Verification:
+    """The equivalence check as ``hubkit verify merge`` recorded it."""
+
+    passed: bool
+    check: str
+    problems: list[str]
+    figures: dict[str, Any]
+
+    def rows(self) -> list[tuple[str, str]]:
+        """Its scalar figures (differences, tolerance, counts), sorted, floats to 4 significant digits."""
+        return [
+            (k, str(v).lower() if isinstance(v, bool) else f"{v:.4g}" if isinstance(v, float) else str(v))
+            for k, v in sorted(self.figures.items())
+        ]
+
+
+@dataclass(frozen=True)
+class MergedCardContext:
+    """Everything the merged-model card states, read from a merged artifact."""
+
+    TEMPLATE: ClassVar[str] = "merged_card.md"
+    repo_id: str
+    license: str
+    tags: list[str]
+    datasets: list[str]
+    method: str
+    inputs: list[MergeInput]
+    registry_entries: int
+    registry_sha256: str
+    allow_unchecked_data: bool
+    verification: Verification
+    scores: list[EvalScore]
+
+    @property
+    def name(self) -> str:
+        return _repo_name(self.repo_id)
+
+    @property
+    def overrides(self) -> list[MergeInput]:
+        return [m for m in self.inputs if m.gate.override]
+
+    def metadata(self) -> CardData:
+        from huggingface_hub import ModelCardData
+
+        lora = self.method == "lora"  # an adapter folded into its base is a fine-tune of the base
+        base = _hub_ids([m.id for m in self.inputs if m.role == "base" or not lora])
+        return ModelCardData(
+            license=self.license,
+            language=[LANGUAGE],
+            library_name="transformers",
+            pipeline_tag="text-generation",
+            tags=_tags(["hubkit", "lora" if lora else "merge"], self.tags),
+            base_model=_one_or_many(base),
+            base_model_relation=("finetune" if lora else "merge") if base else None,
+            datasets=self.datasets or None,
+            **_model_index_data(self.name, self.scores),
+        )
+
+
+def merged_context(
+    folder: str | os.PathLike[str], eval_results: str | os.PathLike[str] | None = None
+) -> MergedCardContext:
+    """The merged card's facts: ``provenance.json`` (inputs, taint gate, recipe) and ``verification.json``."""
+    folder = Path(folder)
+    card = "merged"
+    provenance = _Facts.read(folder / PROVENANCE, card, " (run `hubkit merge`)")
+    verification = _Facts.read(folder / VERIFICATION, card, " (run `hubkit verify merge`)")
+    method = provenance.need("method", str)
+    # A model merge records its recipe; an adapter merge carries the adapter's training recipe.
+    lora_recipe = method == "lora" and provenance.get("recipe") is None
+    recipe = provenance.sub("adapter_provenance.recipe" if lora_recipe else "recipe")
+    gate = provenance.sub("taint_gate")
+    gate_records = {g.need("id", str): g for g in gate.each("inputs")}
+    inputs = []
+    for record in provenance.each("inputs"):
+        model_id = record.need("id", str)
+        if model_id not in gate_records:
+            raise HubkitError(
+                f"{provenance.path}: missing field 'taint_gate.inputs' record of {model_id!r} "
+                "needed by the merged card"
+            )
+        result = gate_records[model_id]
+        certificate = result.get("leak_certificate")
+        inputs.append(
+            MergeInput(
+                id=model_id,
+                role=record.need("role", str),
+                revision=record.get("revision"),
+                sha256=record.need("sha256", str),
+                weight=record.get("weight"),
+                gate=GateResult(
+                    lineage=result.need("provenance", str),
+                    verdict=result.need("verdict", str),
+                    reason=result.need("reason", str),
+                    override=result.need("override", bool),
+                    datasets=list(result.get("datasets", [])),
+                    ancestors=list(result.get("ancestors", [])),
+                    certificate=(
+                        LeakCertificate.from_facts(
+                            _Facts(certificate, provenance.path, card, f"{result.prefix}leak_certificate.")
+                        )
+                        if certificate
+                        else None
+                    ),
+                ),
+            )
+        )
+    figures = {
+        k: v
+        for k, v in verification.data.items()
+        if k not in ("passed", "check") and isinstance(v, (str, int, float))
+    }
+    return MergedCardContext(
+        repo_id=recipe.need("hub.merged_repo", str),
+        license=recipe.need("hub.license", str),
+        tags=list(recipe.get("hub.tags", [])),
+        datasets=_hub_ids([*_training_datasets(recipe), *(d for m in inputs for d in m.gate.datasets)]),
+        method=method,
+        inputs=inputs,
+        registry_entries=gate.need("registry.entries", int),
+        registry_sha256=gate.need("registry.sha256", str),
+        allow_unchecked_data=bool(provenance.get("allow_unchecked_data", False)),
+        verification=Verification(
+            passed=verification.need("passed", bool),
+            check=verification.need("check", str),
+            problems=[str(p) for p in verification.get("problems", [])],
+            figures=figures,
+        ),
+        scores=read_eval_results(eval_results) if eval_results else [],
+    )
+
+
+# --------------------------------------------------------------------------- rendering
+
+CardContext = DatasetCardContext | AdapterCardContext | MergedCardContext
+
+
+def _template(name: str) -> str:
+    return files("hubkit").joinpath("card_templates", name).read_text(encoding="utf-8")
+
+
+def render_card(context: CardContext) -> RepoCard:
+    """The card for a context: its metadata as front matter, its template as the body."""
+    import jinja2
+    from huggingface_hub import DatasetCard, ModelCard
+
+    if isinstance(context, DatasetCardContext):
+        return DatasetCard.from_template(
+            context.metadata(), template_str=_template(context.TEMPLATE), card=context
+        )
+    limitations = jinja2.Template(_template("limitations.md")).render(card=context)
+    return ModelCard.from_template(
+        context.metadata(), template_str=_template(context.TEMPLATE), card=context, limitations=limitations
+    )
+
+
+def card_context(
+    kind: CardKind, folder: str | os.PathLike[str], eval_results: str | os.PathLike[str] | None = None
+) -> CardContext:
+    """The facts of one card, read from its artifact folder (nothing is written)."""
+    if kind == "dataset":
+        if eval_results is not None:
+            raise HubkitError("--eval-results: a dataset card has no evaluation results")
+        return dataset_context(folder)
+    builders: dict[str, Callable[..., CardContext]] = {"adapter": adapter_context, "merged": merged_context}
+    return builders[kind](folder, eval_results)
+
+
+def write_card(
+    kind: CardKind, folder: str | os.PathLike[str], eval_results: str | os.PathLike[str] | None = None
+) -> Path:
+    """Write ``README.md`` (and, for an adapter, the loss plot it shows) into an artifact folder.
+
+    Every fact is gathered first, so a missing field stops with a one-line error before any
+    file is written. ``eval_results`` (an lm-eval-harness results JSON) adds ``model-index``.
+    """
+    context = card_context(kind, folder, eval_results)
+    card = render_card(context)
+    folder = Path(folder)
+    if isinstance(context, AdapterCardContext):
+        plot_loss(context.loss, folder / LOSS_PLOT, f"{context.name}: training loss")
+    card.save(folder / CARD)
+    return folder / CARD
