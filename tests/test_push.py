@@ -6,9 +6,11 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from faulty_proxy import FaultyProxy
 from huggingface_hub import HfApi
 
 from hubkit.errors import HubkitError
@@ -166,3 +168,35 @@ def test_xet_is_disabled_only_for_local_endpoints(endpoint, xet_disabled):
     env = {k: v for k, v in os.environ.items() if k not in ("HF_HUB_DISABLE_XET", "HF_ENDPOINT")}
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
     assert out.stdout.split() == [endpoint, str(xet_disabled)]
+
+
+def _failing_commits(times: int) -> Callable[[str, str], bool]:
+    left = [times]
+
+    def fail(method: str, path: str) -> bool:
+        if method == "POST" and "/commit/" in path and left[0] > 0:
+            left[0] -= 1
+            return True
+        return False
+
+    return fail
+
+
+def test_server_errors_are_retried(local_hub, tmp_path):
+    root = _folder(tmp_path)
+    with FaultyProxy(local_hub.endpoint, _failing_commits(2)) as proxy:
+        result = push_folder(root, "alice/push-retry", endpoint=proxy.endpoint)
+    assert len(proxy.failures) == 2
+    assert result.created_commit
+    assert len(_commits("alice/push-retry")) == 2  # the initial commit + ours, made once
+
+
+def test_persistent_server_errors_leave_the_repo_untouched(local_hub, tmp_path):
+    root = _folder(tmp_path)
+    first = push_folder(root, "alice/push-500")
+    (root / "config.json").write_text('{"a": 3}\n')
+    with FaultyProxy(local_hub.endpoint, _failing_commits(100)) as proxy:
+        with pytest.raises(HubkitError, match=r"alice/push-500: the Hub refused the request \(HTTP 500\)"):
+            push_folder(root, "alice/push-500", endpoint=proxy.endpoint, retries=2)
+    assert len(proxy.failures) == 3
+    assert _commits("alice/push-500")[0] == first.commit

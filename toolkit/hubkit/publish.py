@@ -14,6 +14,7 @@ import hashlib
 import os
 import re
 import tempfile
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
@@ -151,11 +152,14 @@ def push_folder(
     endpoint: str | None = None,
     token: str | None = None,
     commit_message: str | None = None,
+    retries: int = 3,
 ) -> PushResult:
     """Publish ``folder`` as the whole content of ``repo_id`` at ``revision``, in one commit.
 
     The repo is created if needed (``private`` applies only then), the branch too. Remote
     files absent locally are deleted in the same commit, so the repo mirrors the folder.
+    Server errors are retried ``retries`` times with backoff; each attempt starts from what
+    the remote holds, so a commit that landed before its answer was lost is not made twice.
     """
     root = Path(folder)
     if not root.is_dir():
@@ -169,49 +173,74 @@ def push_folder(
         raise HubkitError(f"{root / rel}: {why}; refusing to push {repo_id}{more}")
 
     use_endpoint(endpoint)
-    from huggingface_hub import CommitOperationAdd, CommitOperationDelete, HfApi
+    from huggingface_hub import HfApi
     from huggingface_hub.errors import HTTPError  # HfHubHTTPError and transport errors alike
 
     api = HfApi(endpoint=endpoint, token=token)
-    try:
-        repo_url = api.create_repo(repo_id, repo_type=repo_type, private=bool(private), exist_ok=True)
-        branch = revision or "main"
-        refs = api.list_repo_refs(repo_id, repo_type=repo_type)
-        heads = {b.name: b.target_commit for b in refs.branches}
-        tags = {t.name: t.target_commit for t in refs.tags}
-        if branch not in heads:
-            api.create_branch(repo_id, repo_type=repo_type, branch=branch)
-            heads[branch] = api.repo_info(repo_id, repo_type=repo_type, revision=branch).sha
-        parent = heads[branch]
-        remote = _remote_files(api, repo_id, repo_type, parent)
-        changed = sorted(
-            rel for rel, path in local.items() if rel not in remote or not _same(path, remote[rel])
+    for attempt in range(retries + 1):
+        try:
+            return _push_once(api, root, local, repo_id, repo_type, private, revision, tag, commit_message)
+        except HTTPError as exc:
+            if attempt == retries or not _transient(exc):
+                raise _hub_error(exc, repo_id) from exc
+            time.sleep(0.5 * 2**attempt)
+    raise AssertionError("unreachable")
+
+
+def _transient(exc: Exception) -> bool:
+    """Server errors, rate limits and dropped connections are worth another try."""
+    response = getattr(exc, "response", None)
+    if response is None:
+        return True
+    return response.status_code == 429 or response.status_code >= 500
+
+
+def _push_once(
+    api,
+    root: Path,
+    local: dict[str, Path],
+    repo_id: str,
+    repo_type: str,
+    private: bool | None,
+    revision: str | None,
+    tag: str | None,
+    commit_message: str | None,
+) -> PushResult:
+    """One attempt; safe to repeat, since it recomputes what differs from the remote each time."""
+    from huggingface_hub import CommitOperationAdd, CommitOperationDelete
+
+    repo_url = api.create_repo(repo_id, repo_type=repo_type, private=bool(private), exist_ok=True)
+    branch = revision or "main"
+    refs = api.list_repo_refs(repo_id, repo_type=repo_type)
+    heads = {b.name: b.target_commit for b in refs.branches}
+    tags = {t.name: t.target_commit for t in refs.tags}
+    if branch not in heads:
+        api.create_branch(repo_id, repo_type=repo_type, branch=branch)
+        heads[branch] = api.repo_info(repo_id, repo_type=repo_type, revision=branch).sha
+    parent = heads[branch]
+    remote = _remote_files(api, repo_id, repo_type, parent)
+    changed = sorted(rel for rel, path in local.items() if rel not in remote or not _same(path, remote[rel]))
+    deleted = sorted(rel for rel in remote if rel not in local and rel != ".gitattributes")
+    if tag is not None and tag in tags and (changed or deleted or tags[tag] != parent):
+        raise HubkitError(f"{repo_id}: tag {tag!r} already exists at {tags[tag][:12]}; choose a new version")
+    commit, created = parent, False
+    if changed or deleted:
+        operations = [
+            CommitOperationAdd(path_in_repo=rel, path_or_fileobj=str(local[rel])) for rel in changed
+        ]
+        operations += [CommitOperationDelete(path_in_repo=rel) for rel in deleted]
+        info = api.create_commit(
+            repo_id,
+            operations,
+            commit_message=commit_message or f"Upload {root.name} with hubkit",
+            repo_type=repo_type,
+            revision=branch,
+            parent_commit=parent,
         )
-        deleted = sorted(rel for rel in remote if rel not in local and rel != ".gitattributes")
-        if tag is not None and tag in tags and (changed or deleted or tags[tag] != parent):
-            raise HubkitError(
-                f"{repo_id}: tag {tag!r} already exists at {tags[tag][:12]}; choose a new version"
-            )
-        commit, created = parent, False
-        if changed or deleted:
-            operations = [
-                CommitOperationAdd(path_in_repo=rel, path_or_fileobj=str(local[rel])) for rel in changed
-            ]
-            operations += [CommitOperationDelete(path_in_repo=rel) for rel in deleted]
-            info = api.create_commit(
-                repo_id,
-                operations,
-                commit_message=commit_message or f"Upload {root.name} with hubkit",
-                repo_type=repo_type,
-                revision=branch,
-                parent_commit=parent,
-            )
-            commit, created = info.oid, True
-        if tag is not None and tag not in tags:
-            api.create_tag(repo_id, tag=tag, revision=commit, repo_type=repo_type)
-        verify_round_trip(api, root, repo_id, repo_type, commit, list(local))
-    except HTTPError as exc:
-        raise _hub_error(exc, repo_id) from exc
+        commit, created = info.oid, True
+    if tag is not None and tag not in tags:
+        api.create_tag(repo_id, tag=tag, revision=commit, repo_type=repo_type)
+    verify_round_trip(api, root, repo_id, repo_type, commit, list(local))
     return PushResult(
         repo_id=repo_id,
         repo_type=repo_type,
