@@ -8,6 +8,7 @@ passed through to TRL's ``SFTConfig``, which validates it itself.
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 from typing import Any, Literal
 
@@ -25,7 +26,11 @@ class _Section(BaseModel):
 
 
 class ModelSection(_Section):
-    """The base model: a Hub id or a local folder."""
+    """The base model: a Hub id, a local folder (relative to the recipe file), or ``hubkit:tiny-llama``.
+
+    ``hubkit:tiny-llama`` names a seeded tiny Llama that ``hubkit train`` builds on demand
+    into ``runs/<name>/base-model``, so the tiny recipe runs offline with nothing downloaded.
+    """
 
     name_or_path: str
     revision: str | None = None
@@ -74,6 +79,9 @@ class DataSection(_Section):
     embedding_model: str = "all-MiniLM-L6-v2"
     prompt_template: str = "alpaca"
     max_length: int = Field(default=4096, gt=0)
+    # The dataset artifact `hubkit train` reads (a folder, relative to the recipe file, or a Hub
+    # dataset id); None means the `data check` output, runs/<name>/dataset-clean.
+    dataset: str | None = None
 
 
 class DecontamSection(_Section):
@@ -101,15 +109,21 @@ class HubSection(_Section):
 
 
 class TaintEntry(_Section):
+    """A dataset or model id (matched case-insensitively) no merge input may descend from."""
+
     id: str
     reason: str
     source: str | None = None
 
 
 class MergeSection(_Section):
+    """Model merges (``models``/``weights``/``method``, ``base`` for task_arithmetic) and the
+    taint gate's extra registry entries and named overrides (see ``hubkit merge --help``)."""
+
     models: list[str] = Field(default_factory=list)
     weights: list[float] = Field(default_factory=list)
     method: Literal["linear", "task_arithmetic"] = "linear"
+    base: str | None = None
     taint_registry: list[TaintEntry] = Field(default_factory=list)
     allow_unverified: list[str] = Field(default_factory=list)
 
@@ -142,9 +156,32 @@ class Recipe(_Section):
         """The recipe as plain data (for provenance manifests and hashing)."""
         return self.model_dump(mode="json")
 
+    def run_dir(self) -> Path:
+        """Where this recipe's artifacts live by default: ``runs/<name>`` under the working directory."""
+        return Path("runs") / self.name
+
+
+class _Loader(yaml.SafeLoader):
+    """PyYAML with YAML 1.2 scalars: ``4e-4`` is a number (YAML 1.1 makes it a string) and only
+    true/false are booleans (YAML 1.1 turns ``save_strategy: no`` into False)."""
+
+
+_Loader.yaml_implicit_resolvers = {
+    first: [(tag, regexp) for tag, regexp in resolvers if tag != "tag:yaml.org,2002:bool"]
+    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+}
+_Loader.add_implicit_resolver(
+    "tag:yaml.org,2002:bool", re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"), list("tTfF")
+)
+_Loader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(r"^[-+]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)[eE][-+]?[0-9]+$"),
+    list("-+0123456789."),
+)
+
 
 def _parse_scalar(text: str) -> Any:
-    return yaml.safe_load(text) if text.strip() else ""
+    return yaml.load(text, Loader=_Loader) if text.strip() else ""
 
 
 def apply_overrides(raw: dict[str, Any], overrides: list[str], source: str) -> dict[str, Any]:
@@ -184,15 +221,45 @@ def recipe_from_dict(raw: Any, source: str = "<memory>", base_dir: str | os.Path
         raise HubkitError(_format_error(exc, source)) from None
 
 
-def load_recipe(path: str | os.PathLike[str], overrides: list[str] | None = None) -> Recipe:
-    """Read, override and validate a recipe file."""
-    path = Path(path)
+def _merge(base: dict[str, Any], child: dict[str, Any]) -> dict[str, Any]:
+    """``child`` over ``base``: mappings merge key by key, anything else is replaced whole."""
+    out = dict(base)
+    for key, value in child.items():
+        both = isinstance(value, dict) and isinstance(out.get(key), dict)
+        out[key] = _merge(out[key], value) if both else value
+    return out
+
+
+def _read_raw(path: Path, seen: tuple[Path, ...] = ()) -> Any:
+    """A recipe file's raw mapping, with ``extends: other.yaml`` (relative to it) merged underneath."""
     try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+        raw = yaml.load(path.read_text(encoding="utf-8"), Loader=_Loader)
     except FileNotFoundError:
         raise HubkitError(f"{path}: recipe file not found") from None
     except (OSError, yaml.YAMLError) as exc:
         raise HubkitError(f"{path}: not a readable YAML recipe ({exc.__class__.__name__})") from None
+    if not isinstance(raw, dict) or "extends" not in raw:
+        return raw
+    parent = raw.pop("extends")
+    if not isinstance(parent, str):
+        raise HubkitError(f"{path}: extends: expected a recipe file name")
+    parent_path = (path.parent / parent).resolve()
+    if parent_path in seen:
+        raise HubkitError(f"{path}: extends: {parent} is already in the chain (a cycle)")
+    base = _read_raw(parent_path, (*seen, path.resolve()))
+    if not isinstance(base, dict):
+        raise HubkitError(f"{parent_path}: a recipe must be a YAML mapping")
+    return _merge(base, raw)
+
+
+def load_recipe(path: str | os.PathLike[str], overrides: list[str] | None = None) -> Recipe:
+    """Read, override and validate a recipe file.
+
+    A recipe may start with ``extends: base.yaml`` to change only some keys of another recipe
+    (sections merge key by key; lists and scalars are replaced).
+    """
+    path = Path(path)
+    raw = _read_raw(path)
     if isinstance(raw, dict):
         raw = apply_overrides(raw, overrides or [], str(path))
     return recipe_from_dict(raw, str(path), path.resolve().parent)

@@ -1,0 +1,521 @@
+"""Merging behind gates, on tiny models: streaming adapter merges equal peft's
+merge_and_unload, model merges, the taint gate, the equivalence check, and one-line refusals
+that leave nothing behind."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+from conftest import sample_texts
+from peft import LoraConfig, get_peft_model
+from safetensors.torch import load_file, save_file
+from transformers import AutoModelForCausalLM, GPT2Config, GPT2LMHeadModel
+
+from hubkit.artifacts import read_json, write_json, write_manifest
+from hubkit.cli import main
+from hubkit.errors import HubkitError
+from hubkit.merge import (
+    load_registry,
+    merge_adapter,
+    merge_models,
+    read_lineage,
+    require_verified,
+    verify_merge,
+)
+from hubkit.recipe import recipe_from_dict
+from hubkit.tiny import build_tiny_llama
+
+PROBE = "Natalia sold clips to 48 of her friends in April."
+TAINTED = "truthfulqa/truthful_qa"  # in the shipped registry
+
+
+def _card(folder: Path, **metadata) -> Path:
+    (folder / "README.md").write_text(f"---\n{yaml.safe_dump(metadata)}---\n# model\n")
+    return folder
+
+
+def _known(source: Path, dest: Path, **metadata) -> Path:
+    """A copy of a model with a card that lists its training data (so the gate knows it)."""
+    shutil.copytree(source, dest)
+    return _card(dest, **(metadata or {"datasets": ["openai/gsm8k"]}))
+
+
+def _adapter(base: Path, out: Path, *, seed: int = 1, certificate=None, **lora) -> Path:
+    """A peft LoRA adapter with non-zero B (so the delta is real) and a hubkit provenance.json."""
+    model = AutoModelForCausalLM.from_pretrained(base)
+    config = {
+        "r": 4,
+        "lora_alpha": 8,
+        "target_modules": ["q_proj", "v_proj", "gate_proj", "down_proj"],
+        **lora,
+    }
+    peft_model = get_peft_model(model, LoraConfig(**config))
+    torch.manual_seed(seed)
+    for name, param in peft_model.named_parameters():
+        if "lora_B" in name or "lora_embedding_B" in name:
+            param.data.normal_(0, 0.05)
+    peft_model.save_pretrained(out)
+    provenance = {
+        "base_model": str(base),
+        "base_revision": None,
+        "leak_certificate": {"passed": True, "dataset_sha256": "0" * 64}
+        if certificate is None
+        else certificate,
+        "allow_unchecked_data": certificate is False,
+        "recipe": {"name": "tiny", "data": {"sources": [{"name": "gsm8k", "hub_id": "openai/gsm8k"}]}},
+        "versions": {},
+    }
+    if certificate is False:
+        provenance["leak_certificate"] = None
+    write_json(out / "provenance.json", provenance)
+    write_manifest(out, "adapter")
+    return out
+
+
+def _logits(folder_or_model, tokenizer_dir: Path) -> torch.Tensor:
+    from transformers import AutoTokenizer
+
+    model = folder_or_model
+    if isinstance(model, Path):
+        model = AutoModelForCausalLM.from_pretrained(model, dtype="auto")
+    tokens = AutoTokenizer.from_pretrained(tokenizer_dir)(PROBE, return_tensors="pt")
+    with torch.inference_mode():
+        return model.eval()(**tokens).logits.float()
+
+
+def _peft_merged(base: Path, adapter: Path, dtype=None):
+    from peft import PeftModel
+
+    model = AutoModelForCausalLM.from_pretrained(base, dtype=dtype or "auto")
+    return PeftModel.from_pretrained(model, adapter).merge_and_unload()
+
+
+def _nothing_written(out: Path) -> None:
+    assert not out.exists()
+    assert not [p for p in out.parent.iterdir() if p.name.startswith(f".{out.name}.tmp")]
+
+
+@pytest.fixture(scope="module")
+def base(tiny_llama, tmp_path_factory) -> Path:
+    return _known(tiny_llama, tmp_path_factory.mktemp("known") / "base")
+
+
+@pytest.fixture(scope="module")
+def other_model(tmp_path_factory) -> Path:
+    """A second tiny Llama of the same shape (another seed), with a card."""
+    folder = build_tiny_llama(
+        tmp_path_factory.mktemp("other") / "m", sample_texts(), seed=7, max_shard_size="150KB"
+    )
+    return _card(folder, datasets=["openai/gsm8k"], base_model="hubkit/tiny-llama")
+
+
+@pytest.fixture(scope="module")
+def merged(base, tmp_path_factory) -> tuple[Path, Path]:
+    """(adapter, merged folder) shared by the tests that only read a merge."""
+    root = tmp_path_factory.mktemp("merged")
+    adapter = _adapter(base, root / "adapter")
+    return adapter, merge_adapter(adapter, root / "out")
+
+
+@pytest.mark.parametrize(
+    "lora",
+    [
+        {},
+        {"use_rslora": True, "target_modules": ["q_proj", "o_proj", "embed_tokens", "lm_head"]},
+        {
+            "rank_pattern": {"q_proj": 2},
+            "alpha_pattern": {"v_proj": 32},
+            "target_modules": ["q_proj", "v_proj"],
+        },
+    ],
+    ids=["plain", "rslora-embeddings", "rank-alpha-patterns"],
+)
+def test_adapter_merge_equals_peft_merge_and_unload(base, tmp_path, lora):
+    assert len(list(base.glob("*.safetensors"))) >= 4
+    adapter = _adapter(base, tmp_path / "adapter", **lora)
+    out = merge_adapter(adapter, tmp_path / "merged")
+
+    reference = _peft_merged(base, adapter)
+    ours = AutoModelForCausalLM.from_pretrained(out)
+    want, got = reference.state_dict(), ours.state_dict()
+    assert want.keys() == got.keys()
+    assert max(float((want[k] - got[k]).abs().max()) for k in want) <= 1e-6
+    assert float((_logits(reference, out) - _logits(out, out)).abs().max()) <= 1e-5
+
+    index = read_json(out / "model.safetensors.index.json")
+    assert sorted(set(index["weight_map"].values())) == sorted(p.name for p in out.glob("*.safetensors"))
+    assert len(set(index["weight_map"].values())) == len(list(base.glob("*.safetensors")))
+    for name in (
+        "config.json",
+        "generation_config.json",
+        "tokenizer.json",
+        "provenance.json",
+        "manifest.json",
+    ):
+        assert (out / name).is_file(), name
+    manifest = read_json(out / "manifest.json")
+    assert manifest["kind"] == "merged" and manifest["method"] == "lora" and manifest["verification"] is None
+    provenance = read_json(out / "provenance.json")
+    assert provenance["base_model"] == str(base) and provenance["adapter"] == str(adapter)
+    assert provenance["leak_certificate"]["passed"] is True
+    assert provenance["adapter_provenance"]["recipe"]["name"] == "tiny"
+
+
+def test_bf16_base_keeps_its_dtype_and_verifies(base, tmp_path):
+    model = AutoModelForCausalLM.from_pretrained(base).to(torch.bfloat16)
+    bf16 = tmp_path / "bf16"
+    model.save_pretrained(bf16, max_shard_size="60KB")
+    shutil.copy(base / "tokenizer.json", bf16)
+    shutil.copy(base / "tokenizer_config.json", bf16)
+    _card(bf16, datasets=["openai/gsm8k"])
+    adapter = _adapter(bf16, tmp_path / "adapter")
+    out = merge_adapter(adapter, tmp_path / "merged")
+
+    assert {t.dtype for t in AutoModelForCausalLM.from_pretrained(out, dtype="auto").parameters()} == {
+        torch.bfloat16
+    }
+    result = verify_merge(out)
+    assert result["passed"] and result["dtype"] == "BF16", result["problems"]
+    reference = _logits(_peft_merged(bf16, adapter, torch.bfloat16), out)
+    assert float((reference - _logits(out, out)).abs().max()) <= result["tolerance"]
+
+
+def test_fan_in_fan_out_conv1d_adapter(tmp_path):
+    """GPT-2 stores its projections transposed (Conv1D): peft's fan_in_fan_out."""
+    config = GPT2Config(n_embd=32, n_layer=2, n_head=2, vocab_size=128, n_positions=64)
+    torch.manual_seed(0)
+    base = tmp_path / "gpt2"
+    GPT2LMHeadModel(config).save_pretrained(base, max_shard_size="40KB")
+    adapter = _adapter(base, tmp_path / "adapter", target_modules=["c_attn", "c_fc"], fan_in_fan_out=True)
+    out = merge_adapter(adapter, tmp_path / "merged", allow_unverified=[str(base)])
+    want = _peft_merged(base, adapter).state_dict()
+    got = AutoModelForCausalLM.from_pretrained(out).state_dict()
+    assert max(float((want[k] - got[k]).abs().max()) for k in want) <= 1e-6
+
+
+def test_verify_merge_records_the_check_and_gates_publishing(merged, tmp_path):
+    _, out = merged
+    folder = tmp_path / "merged"
+    shutil.copytree(out, folder)
+    with pytest.raises(HubkitError, match="not verified; run `hubkit verify merge"):
+        require_verified(folder)
+
+    result = verify_merge(folder)
+    assert result["passed"], result["problems"]
+    assert result["max_abs_logit_diff"] <= 1e-4 and result["untouched_tensors_checked"] > 0
+    assert read_json(folder / "verification.json") == result
+    manifest = read_json(folder / "manifest.json")
+    assert manifest["verification"]["passed"] is True and "verification.json" in manifest["files"]
+    assert manifest["method"] == "lora" and manifest["inputs"]  # fields kept on rewrite
+    assert require_verified(folder)["passed"]
+
+    # An untouched tensor that drifts from the base fails the check, naming it.
+    shard = folder / read_json(folder / "model.safetensors.index.json")["weight_map"]["model.norm.weight"]
+    tensors = load_file(shard)
+    tensors["model.norm.weight"] = tensors["model.norm.weight"] + 1e-3
+    save_file(tensors, shard, metadata={"format": "pt"})
+    with pytest.raises(HubkitError, match="weights changed since"):
+        require_verified(folder)
+    failed = verify_merge(folder)
+    assert not failed["passed"]
+    assert any(p.startswith("model.norm.weight: untouched by the adapter") for p in failed["problems"])
+    with pytest.raises(HubkitError, match="failed its equivalence check"):
+        require_verified(folder)
+
+
+def test_max_shard_size_reshards_without_changing_weights(base, merged, tmp_path):
+    adapter, out = merged
+    small = merge_adapter(adapter, tmp_path / "small", max_shard_size="40KB")
+    assert len(list(small.glob("*.safetensors"))) > len(list(out.glob("*.safetensors")))
+    want = AutoModelForCausalLM.from_pretrained(out).state_dict()
+    got = AutoModelForCausalLM.from_pretrained(small).state_dict()
+    assert all(torch.equal(want[k], got[k]) for k in want)
+
+
+# --- the taint gate -------------------------------------------------------------------------
+
+
+def test_tainted_dataset_in_card_is_refused_and_nothing_written(base, tmp_path):
+    tainted = _known(base, tmp_path / "tainted", datasets=["openai/gsm8k", "TruthfulQA/truthful_qa"])
+    out = tmp_path / "merged"
+    with pytest.raises(HubkitError) as err:
+        merge_models([str(base), str(tainted)], out, allow_unverified=[str(tainted)])
+    message = str(err.value)
+    assert message.startswith(
+        f"{tainted}: refused by the taint gate: its training dataset TruthfulQA/truthful_qa"
+    )
+    assert "it is the TruthfulQA benchmark" in message and "https://arxiv.org/abs/2109.07958" in message
+    assert "\n" not in message
+    _nothing_written(out)
+
+
+def test_hubkit_adapter_lineage_is_checked(base, tmp_path):
+    adapter = _adapter(base, tmp_path / "adapter")
+    provenance = read_json(adapter / "provenance.json")
+    provenance["recipe"]["data"]["sources"].append({"name": "tqa", "hub_id": TAINTED})
+    write_json(adapter / "provenance.json", provenance)
+    with pytest.raises(
+        HubkitError, match=rf"{adapter}: refused .* its training dataset {TAINTED} is in the taint"
+    ):
+        merge_adapter(adapter, tmp_path / "out")
+    _nothing_written(tmp_path / "out")
+
+
+def test_recipe_registry_entries_refuse_an_ancestor(base, other_model, tmp_path):
+    recipe = recipe_from_dict(
+        {
+            "name": "r",
+            "model": {"name_or_path": "x"},
+            "merge": {
+                "taint_registry": [{"id": "hubkit/tiny-llama", "reason": "test entry", "source": "https://x"}]
+            },
+        }
+    )
+    registry = load_registry(entries=recipe.merge.taint_registry)
+    assert {e.id for e in registry} >= {TAINTED, "hubkit/tiny-llama"}
+    with pytest.raises(
+        HubkitError, match="its ancestor model hubkit/tiny-llama is in the taint registry \\(test entry"
+    ):
+        merge_models([str(base), str(other_model)], tmp_path / "out", registry=registry)
+    _nothing_written(tmp_path / "out")
+
+
+def test_leak_certificates_of_hubkit_trained_inputs(base, tmp_path):
+    failed = _adapter(base, tmp_path / "failed", certificate={"passed": False})
+    with pytest.raises(HubkitError, match="its training data failed the leak check"):
+        merge_adapter(failed, tmp_path / "out", allow_unverified=[str(failed)])
+    unchecked = _adapter(base, tmp_path / "unchecked", certificate=False)
+    with pytest.raises(
+        HubkitError,
+        match=r"without a leak certificate \(its data was not checked\); pass --allow-unverified",
+    ):
+        merge_adapter(unchecked, tmp_path / "out")
+    _nothing_written(tmp_path / "out")
+    out = merge_adapter(unchecked, tmp_path / "out", allow_unverified=[str(unchecked)])
+    assert read_json(out / "provenance.json")["allow_unverified"] == [str(unchecked)]
+
+
+def test_unknown_provenance_is_refused_unless_allowed_and_recorded(tiny_llama, base, tmp_path):
+    adapter = _adapter(tiny_llama, tmp_path / "adapter")  # its base has no card, no provenance
+    out = tmp_path / "out"
+    with pytest.raises(HubkitError) as err:
+        merge_adapter(adapter, out)
+    assert str(err.value) == (
+        f"{tiny_llama}: refused by the taint gate: unknown provenance (no hubkit provenance.json, and no "
+        f"model card metadata listing its training datasets); pass --allow-unverified {tiny_llama} to merge "
+        "it anyway (recorded in the provenance and the card)"
+    )
+    _nothing_written(out)
+
+    merge_adapter(adapter, out, allow_unverified=[str(tiny_llama)])
+    provenance = read_json(out / "provenance.json")
+    assert provenance["allow_unverified"] == [str(tiny_llama)]
+    records = {r["id"]: r for r in provenance["taint_gate"]["inputs"]}
+    assert (
+        records[str(tiny_llama)]["verdict"] == "allowed-unverified" and records[str(tiny_llama)]["override"]
+    )
+    assert records[str(adapter)]["verdict"] == "clean"
+    assert records[str(adapter)]["datasets"] == ["openai/gsm8k"]
+
+    # The override travels: a model merged from an unverified input is itself unverified.
+    lineage = read_lineage(out)
+    assert lineage.unverified_ancestors == [str(tiny_llama)] and str(tiny_llama) in lineage.ancestors
+    with pytest.raises(HubkitError, match=rf"merged from unverified input\(s\) {tiny_llama}"):
+        merge_models([str(out), str(base)], tmp_path / "again")
+
+
+# --- model merges ---------------------------------------------------------------------------
+
+
+def test_linear_and_task_arithmetic_merges(base, other_model, tmp_path):
+    a = AutoModelForCausalLM.from_pretrained(base).state_dict()
+    b = AutoModelForCausalLM.from_pretrained(other_model).state_dict()
+
+    linear = merge_models([str(base), str(other_model)], tmp_path / "linear", weights=[3, 1])
+    got = AutoModelForCausalLM.from_pretrained(linear).state_dict()
+    assert max(float((got[k] - (0.75 * a[k] + 0.25 * b[k])).abs().max()) for k in a) <= 1e-6
+    provenance = read_json(linear / "provenance.json")
+    assert [r.get("weight") for r in provenance["inputs"]] == [3, 1]
+    assert verify_merge(linear)["passed"] and require_verified(linear)
+
+    task = merge_models(
+        [str(other_model)], tmp_path / "task", weights=[0.5], method="task_arithmetic", base=str(base)
+    )
+    got = AutoModelForCausalLM.from_pretrained(task).state_dict()
+    assert max(float((got[k] - (a[k] + 0.5 * (b[k] - a[k]))).abs().max()) for k in a) <= 1e-6
+    assert [r["role"] for r in read_json(task / "provenance.json")["inputs"]] == ["base", "model"]
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "error"),
+    [
+        ({"method": "task_arithmetic"}, "needs --base"),
+        ({"weights": [1.0]}, "1 weight\\(s\\) for 2 model\\(s\\)"),
+        ({"weights": [1.0, -1.0]}, "do not sum to 0"),
+    ],
+)
+def test_model_merge_argument_errors(base, other_model, tmp_path, kwargs, error):
+    with pytest.raises(HubkitError, match=error):
+        merge_models([str(base), str(other_model)], tmp_path / "out", **kwargs)
+
+
+def test_mismatched_shapes_and_architectures_are_refused(base, tmp_path):
+    wide = _known(
+        build_tiny_llama(tmp_path / "wide-src", sample_texts(), intermediate_size=96, max_shard_size="100KB"),
+        tmp_path / "wide",
+    )
+    with pytest.raises(
+        HubkitError, match=rf"{wide}: tensor model.layers.0.mlp.down_proj.weight has shape \[64, 96\]"
+    ):
+        merge_models([str(base), str(wide)], tmp_path / "out")
+    gpt2 = tmp_path / "gpt2"
+    GPT2LMHeadModel(GPT2Config(n_embd=32, n_layer=1, n_head=2, vocab_size=128)).save_pretrained(gpt2)
+    _card(gpt2, datasets=["openai/gsm8k"])
+    with pytest.raises(HubkitError, match=f"{gpt2}: model_type 'gpt2' differs from {base}'s 'llama'"):
+        merge_models([str(base), str(gpt2)], tmp_path / "out")
+    adapter = _adapter(wide, tmp_path / "adapter")
+    with pytest.raises(
+        HubkitError, match="LoRA update of model.layers.0.mlp.down_proj.weight has shape \\[64, 96\\]"
+    ):
+        merge_adapter(adapter, tmp_path / "out", base=str(base))
+    _nothing_written(tmp_path / "out")
+
+
+@pytest.mark.parametrize(
+    ("key", "value", "error"),
+    [
+        ("use_dora", True, "uses DoRA"),
+        ("modules_to_save", ["lm_head"], "uses modules_to_save"),
+        ("init_lora_weights", "pissa", "rewrote the base weights"),
+        ("peft_type", "IA3", "only LoRA merges"),
+    ],
+)
+def test_unsupported_adapter_features_are_refused(merged, tmp_path, key, value, error):
+    adapter = tmp_path / "adapter"
+    shutil.copytree(merged[0], adapter)
+    config = read_json(adapter / "adapter_config.json")
+    write_json(adapter / "adapter_config.json", {**config, key: value})
+    with pytest.raises(HubkitError, match=f"{adapter}: .*{error}"):
+        merge_adapter(adapter, tmp_path / "out")
+
+
+def test_base_is_fetched_from_the_hub(local_hub, base, tmp_path):
+    from huggingface_hub import HfApi
+
+    api = HfApi()
+    api.create_repo("alice/tiny-merge-base")
+    api.upload_folder(repo_id="alice/tiny-merge-base", folder_path=base)
+    adapter = _adapter(base, tmp_path / "adapter")
+    out = merge_adapter(adapter, tmp_path / "out", base="alice/tiny-merge-base")
+    provenance = read_json(out / "provenance.json")
+    base_record = provenance["inputs"][0]
+    assert base_record["id"] == "alice/tiny-merge-base" and len(base_record["revision"]) == 40
+    assert provenance["taint_gate"]["inputs"][0]["provenance"] == "model card"
+    want = _peft_merged(base, adapter).state_dict()
+    got = AutoModelForCausalLM.from_pretrained(out).state_dict()
+    assert max(float((want[k] - got[k]).abs().max()) for k in want) <= 1e-6
+
+
+# --- the command line -----------------------------------------------------------------------
+
+
+def _cli(monkeypatch, capsys, *args: str) -> tuple[int, str, str]:
+    monkeypatch.setattr(sys, "argv", ["hubkit", *args])
+    try:
+        main()
+        code = 0
+    except SystemExit as exc:
+        code = exc.code
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+def _error_line(err: str) -> str:
+    lines = err.strip().splitlines()
+    assert len(lines) == 1, err
+    return lines[0]
+
+
+def test_cli_errors_are_one_line_and_write_nothing(base, merged, monkeypatch, capsys, tmp_path):
+    adapter, _ = merged
+    out = tmp_path / "out"
+
+    missing = tmp_path / "missing-shard"
+    shutil.copytree(base, missing)
+    shard = sorted(missing.glob("model-*.safetensors"))[2]
+    shard.unlink()
+    code, _, err = _cli(
+        monkeypatch, capsys, "merge", "adapter", str(adapter), "--base", str(missing), "--out", str(out)
+    )
+    assert code == 1
+    assert (
+        _error_line(err)
+        == f"Error: {missing}: shard {shard.name} listed in model.safetensors.index.json is missing"
+    )
+
+    corrupt = tmp_path / "corrupt"
+    shutil.copytree(base, corrupt)
+    shard = sorted(corrupt.glob("model-*.safetensors"))[1]
+    shard.write_bytes(shard.read_bytes()[:-64])
+    code, _, err = _cli(monkeypatch, capsys, "merge", "models", str(base), str(corrupt), "--out", str(out))
+    assert code == 1
+    assert _error_line(err).startswith(f"Error: {shard}: not a readable safetensors file (")
+
+    code, _, err = _cli(
+        monkeypatch, capsys, "merge", "models", str(base), str(corrupt), "--weights", "1", "--out", str(out)
+    )
+    assert code == 1 and _error_line(err) == "Error: --weights: 1 weight(s) for 2 model(s)"
+
+    unrelated = tmp_path / "unrelated"
+    unrelated.mkdir()
+    code, _, err = _cli(monkeypatch, capsys, "merge", "adapter", str(adapter), "--out", str(unrelated))
+    assert code == 1 and "exists and is not a merged model" in _error_line(err)
+    _nothing_written(out)
+
+    code, _, err = _cli(monkeypatch, capsys, "verify", "merge", str(tmp_path / "nope"))
+    assert code == 1 and _error_line(err) == f"Error: {tmp_path / 'nope'}: artifact folder not found"
+
+
+def test_cli_merge_models_weights_and_allow_unverified(
+    tiny_llama, other_model, monkeypatch, capsys, tmp_path
+):
+    out = tmp_path / "out"
+    args = [
+        "merge",
+        "models",
+        str(tiny_llama),
+        str(other_model),
+        "--weights",
+        "0.6",
+        "0.4",
+        "--out",
+        str(out),
+    ]
+    code, _, err = _cli(monkeypatch, capsys, *args)
+    assert code == 1 and f"pass --allow-unverified {tiny_llama}" in _error_line(err)
+    code, stdout, _ = _cli(monkeypatch, capsys, *args, "--allow-unverified", str(tiny_llama))
+    assert code == 0, stdout
+    assert f"{tiny_llama}: allowed-unverified" in stdout
+    assert [r["weight"] for r in read_json(out / "provenance.json")["inputs"]] == [0.6, 0.4]
+
+
+def test_cli_merge_adapter_in_a_subprocess_then_verify(merged, monkeypatch, capsys, tmp_path):
+    adapter, _ = merged
+    out = tmp_path / "out"
+    done = subprocess.run(
+        [sys.executable, "-m", "hubkit", "merge", "adapter", str(adapter), "--out", str(out)],
+        capture_output=True,
+        text=True,
+    )
+    assert done.returncode == 0, done.stderr
+    assert f"Next: hubkit verify merge {out}" in done.stdout
+    code, stdout, _ = _cli(monkeypatch, capsys, "verify", "merge", str(out))
+    assert code == 0 and stdout.startswith(f"Verified {out}: max |logit diff|")
+    assert json.loads((out / "verification.json").read_text())["passed"] is True

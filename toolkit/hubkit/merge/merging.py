@@ -1,0 +1,294 @@
+"""Streaming merges: a LoRA adapter folded into its base, and weighted merges of whole models.
+
+Both follow mergekit's discipline: every check (taint gate, shapes, architectures, corrupt
+or missing shards) runs before anything is written; then the reference model's shards are
+read one at a time, each tensor is combined in fp32 and cast back to its own dtype, the
+output shard is written and freed. Peak memory is about one shard (plus the adapter), and
+the output appears only when complete (``atomic_folder``).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Sequence
+from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
+from typing import Any, Literal
+
+from ..artifacts import MANIFEST, atomic_folder, digest_of, hash_files, read_json, write_json, write_manifest
+from ..errors import HubkitError
+from ..recipe import TaintEntry
+from .checkpoint import Checkpoint, ShardWriter, copy_model_files, parse_size, resolve_model
+from .lora import LoraAdapter
+from .taint import PROVENANCE, ModelInput, load_registry, run_gate
+
+Method = Literal["linear", "task_arithmetic"]
+KIND = "merged"
+
+
+def _versions() -> dict[str, str]:
+    out = {}
+    for package in ("hubkit", "torch", "safetensors", "peft", "transformers"):
+        try:
+            out[package] = version(package)
+        except PackageNotFoundError:
+            continue
+    return out
+
+
+def _digest(model: ModelInput) -> str:
+    """What an input was, for the manifest: its hubkit content hash, Hub commit, or file hashes."""
+    manifest = model.path / MANIFEST
+    if manifest.is_file():
+        return read_json(manifest)["content_hash"]
+    if model.revision:
+        return f"{model.id}@{model.revision}"
+    return digest_of(hash_files(model.path))
+
+
+def _check_out(out: Path, inputs: Sequence[ModelInput]) -> None:
+    """Refuse an output folder that is (or is inside) an input, or that holds something else."""
+    target = out.resolve()
+    for model in inputs:
+        if target == model.path or model.path in target.parents:
+            raise HubkitError(f"--out {out}: is inside the input {model.id}; pick another folder")
+    if target.exists():
+        manifest = target / MANIFEST
+        if not manifest.is_file() or read_json(manifest).get("kind") != KIND:
+            raise HubkitError(
+                f"--out {out}: exists and is not a merged model; remove it or pick another folder"
+            )
+
+
+def _check_unquantized(checkpoint: Checkpoint) -> dict[str, Any]:
+    config = checkpoint.config()
+    if config.get("quantization_config"):
+        raise HubkitError(f"{checkpoint.name}: quantized weights; merge into an unquantized base")
+    return config
+
+
+def _stream(
+    reference: Checkpoint,
+    others: Sequence[Checkpoint],
+    out: Path,
+    combine: Callable[[str, list[Any]], Any],
+    max_shard_size: str | int | None,
+) -> None:
+    """Write ``combine(name, [reference tensor, *other tensors])`` for every reference tensor.
+
+    One reference shard at a time: its tensors are read one by one, combined and buffered,
+    and the output shard is written before the next is read.
+    """
+    from tqdm.auto import tqdm
+
+    max_bytes = parse_size(max_shard_size) if isinstance(max_shard_size, str) else max_shard_size
+    writer = ShardWriter(out, max_bytes)
+    for file in tqdm(reference.files, desc=f"merging {Path(reference.name).name}", unit="shard"):
+        for name in reference.names_in(file):
+            writer.add(name, combine(name, [c.get(name) for c in (reference, *others)]))
+        writer.flush()
+    writer.close()
+
+
+def _write_artifact(
+    out: Path,
+    inputs: Sequence[ModelInput],
+    gate: dict[str, Any],
+    write_weights: Callable[[Path], None],
+    files_from: Path,
+    tokenizer_from: Path | None = None,
+    weights: Sequence[float] | None = None,
+    **fields: Any,
+) -> Path:
+    """Weights, model files, provenance.json and manifest.json, all in one atomic folder."""
+    digests = {m: _digest(m) for m in inputs}
+    model_weights = iter(weights or [])
+    records = [
+        {"id": m.id, "role": m.role, "path": str(m.path), "revision": m.revision, "sha256": digests[m]}
+        | ({"weight": next(model_weights)} if weights and m.role == "model" else {})
+        for m in inputs
+    ]
+    with atomic_folder(out) as tmp:
+        write_weights(tmp)
+        copy_model_files(files_from, tmp, tokenizer_from)
+        provenance = {
+            "kind": KIND,
+            **fields,
+            "inputs": records,
+            "taint_gate": gate,
+            "allow_unverified": [r["id"] for r in gate["inputs"] if r["override"]],
+            "versions": _versions(),
+        }
+        write_json(tmp / PROVENANCE, provenance)
+        write_manifest(
+            tmp,
+            KIND,
+            inputs={
+                **{f"{m.role}:{m.id}": digests[m] for m in inputs},
+                "registry": gate["registry"]["sha256"],
+                "settings": digest_of(
+                    {k: v for k, v in fields.items() if k not in ("adapter_provenance", "recipe")}
+                ),
+            },
+            method=fields["method"],
+            verification=None,
+        )
+    return out
+
+
+def merge_adapter(
+    adapter: str | os.PathLike[str],
+    out_dir: str | os.PathLike[str],
+    *,
+    base: str | None = None,
+    base_revision: str | None = None,
+    registry: Sequence[TaintEntry] | None = None,
+    allow_unverified: Sequence[str] = (),
+    max_shard_size: str | int | None = None,
+    recipe: dict[str, Any] | None = None,
+) -> Path:
+    """Fold a LoRA adapter into its base (``W += B·A·alpha/r``), streaming shard by shard.
+
+    ``base`` defaults to the adapter's ``base_model_name_or_path`` (else its provenance's
+    ``base_model``): a folder or a Hub id, fetched from the current endpoint. The output
+    keeps the base's dtype and shard layout (or re-shards at ``max_shard_size``) and gets
+    the base's config and the tokenizer.
+    ``recipe`` (a recipe's ``to_dict()``), when given, is recorded in the provenance for the card.
+    """
+    adapter_ref = str(adapter)
+    adapter_dir, adapter_rev = resolve_model(adapter_ref)
+    lora = LoraAdapter(adapter_dir, adapter_ref)
+    adapter_prov = read_json(adapter_dir / PROVENANCE) if (adapter_dir / PROVENANCE).is_file() else None
+    base_ref = base or lora.base_model or (adapter_prov or {}).get("base_model")
+    if not base_ref:
+        raise HubkitError(f"{adapter_ref}: adapter_config.json and provenance.json name no base; pass --base")
+    if base_revision is None and base is None:
+        base_revision = (adapter_prov or {}).get("base_revision") or lora.config.get("revision")
+    base_dir, base_commit = resolve_model(base_ref, base_revision)
+    inputs = [
+        ModelInput(base_ref, "base", base_dir, base_commit or base_revision),
+        ModelInput(adapter_ref, "adapter", adapter_dir, adapter_rev),
+    ]
+    gate = run_gate(inputs, load_registry() if registry is None else registry, allow_unverified)
+    checkpoint = Checkpoint(base_dir, base_ref)
+    _check_unquantized(checkpoint)
+    lora.check_against(checkpoint)
+    _check_out(Path(out_dir), inputs)
+    prov = adapter_prov or {}
+    return _write_artifact(
+        Path(out_dir),
+        inputs,
+        gate,
+        lambda tmp: _stream(checkpoint, [], tmp, lambda name, ts: lora.apply(name, ts[0]), max_shard_size),
+        files_from=base_dir,
+        tokenizer_from=adapter_dir,
+        method="lora",
+        max_shard_size=max_shard_size,
+        recipe=recipe,
+        base_model=base_ref,
+        base_revision=base_commit or base_revision,
+        adapter=adapter_ref,
+        lora={k: lora.config.get(k) for k in ("r", "lora_alpha", "use_rslora", "target_modules")},
+        touched_tensors=sorted(lora.touched()),
+        leak_certificate=prov.get("leak_certificate"),
+        allow_unchecked_data=prov.get("allow_unchecked_data"),
+        adapter_provenance=adapter_prov,
+    )
+
+
+def _check_compatible(reference: Checkpoint, others: Sequence[Checkpoint]) -> None:
+    """Same architecture, same tensor names, same shapes, or a one-line refusal naming both models."""
+    ref_config = _check_unquantized(reference)
+    for other in others:
+        config = _check_unquantized(other)
+        for key in ("model_type", "architectures"):
+            if config.get(key) != ref_config.get(key):
+                raise HubkitError(
+                    f"{other.name}: {key} {config.get(key)!r} differs from {reference.name}'s "
+                    f"{ref_config.get(key)!r}; only models of one architecture merge"
+                )
+        missing = sorted(set(reference.tensors) - set(other.tensors))
+        extra = sorted(set(other.tensors) - set(reference.tensors))
+        if missing or extra:
+            which = f"lacks tensor {missing[0]}" if missing else f"has extra tensor {extra[0]}"
+            raise HubkitError(f"{other.name}: {which} (compared with {reference.name})")
+        for name, info in sorted(reference.tensors.items()):
+            if other.tensors[name].shape != info.shape:
+                raise HubkitError(
+                    f"{other.name}: tensor {name} has shape {list(other.tensors[name].shape)}, "
+                    f"{reference.name} has {list(info.shape)}"
+                )
+
+
+def merge_models(
+    models: Sequence[str],
+    out_dir: str | os.PathLike[str],
+    *,
+    weights: Sequence[float] | None = None,
+    method: Method = "linear",
+    base: str | None = None,
+    registry: Sequence[TaintEntry] | None = None,
+    allow_unverified: Sequence[str] = (),
+    max_shard_size: str | int | None = None,
+    recipe: dict[str, Any] | None = None,
+) -> Path:
+    """Merge whole models of one architecture, tensor by tensor, streaming shard by shard.
+
+    ``linear``: the weighted average ``sum(w_i * W_i) / sum(w_i)`` (the Stable-Platypus2 kind
+    of merge; weights default to equal). ``task_arithmetic``: ``W_base + sum(w_i * (W_i -
+    W_base))`` with a ``base`` (weights default to 1). The output takes the reference model's
+    (the base's, or the first model's) dtype, shard layout, config and tokenizer. ``recipe``
+    is recorded in the provenance, as for ``merge_adapter``.
+    """
+    if method not in ("linear", "task_arithmetic"):
+        raise HubkitError(f"--method {method!r}: expected linear or task_arithmetic")
+    if method == "task_arithmetic" and not base:
+        raise HubkitError("--method task_arithmetic needs --base (the model the task vectors start from)")
+    if method == "linear" and base:
+        raise HubkitError("--base is only used by --method task_arithmetic")
+    if len(models) < (1 if base else 2):
+        raise HubkitError(f"merge models: give at least {1 if base else 2} models")
+    weights = list(weights) if weights else [1.0] * len(models)
+    if len(weights) != len(models):
+        raise HubkitError(f"--weights: {len(weights)} weight(s) for {len(models)} model(s)")
+    if method == "linear" and sum(weights) == 0:
+        raise HubkitError("--weights: a linear merge needs weights that do not sum to 0")
+
+    refs = ([base] if base else []) + list(models)
+    roles = (["base"] if base else []) + ["model"] * len(models)
+    inputs = []
+    for ref, role in zip(refs, roles, strict=True):
+        path, commit = resolve_model(ref)
+        inputs.append(ModelInput(ref, role, path, commit))
+    gate = run_gate(inputs, load_registry() if registry is None else registry, allow_unverified)
+    checkpoints = [Checkpoint(m.path, m.id) for m in inputs]
+    reference, others = checkpoints[0], checkpoints[1:]
+    _check_compatible(reference, others)
+    _check_out(Path(out_dir), inputs)
+
+    if method == "linear":
+        scale = [w / sum(weights) for w in weights]
+
+        def combine(name: str, tensors: list[Any]) -> Any:
+            merged = sum(w * t.float() for w, t in zip(scale, tensors, strict=True))
+            return merged.to(tensors[0].dtype)
+    else:
+
+        def combine(name: str, tensors: list[Any]) -> Any:
+            start = tensors[0].float()
+            merged = start + sum(w * (t.float() - start) for w, t in zip(weights, tensors[1:], strict=True))
+            return merged.to(tensors[0].dtype)
+
+    return _write_artifact(
+        Path(out_dir),
+        inputs,
+        gate,
+        lambda tmp: _stream(reference, others, tmp, combine, max_shard_size),
+        files_from=reference.folder,
+        weights=weights,
+        method=method,
+        max_shard_size=max_shard_size,
+        recipe=recipe,
+        base_model=base,
+        models=list(models),
+    )
