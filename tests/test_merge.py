@@ -230,6 +230,19 @@ def test_verify_merge_records_the_check_and_gates_publishing(merged, tmp_path):
         require_verified(folder)
 
 
+def test_a_merge_from_the_same_inputs_is_kept_unless_forced(merged, tmp_path):
+    adapter, _ = merged
+    out = merge_adapter(adapter, tmp_path / "out")
+    verify_merge(out)
+    stamp = {p.name: p.stat().st_mtime_ns for p in out.iterdir()}
+    assert merge_adapter(adapter, tmp_path / "out") == out
+    assert {p.name: p.stat().st_mtime_ns for p in out.iterdir()} == stamp  # nothing rewritten
+    assert require_verified(out)["passed"]
+
+    merge_adapter(adapter, tmp_path / "out", force=True)
+    assert not (out / "verification.json").exists()  # a fresh merge, not yet verified
+
+
 def test_max_shard_size_reshards_without_changing_weights(base, merged, tmp_path):
     adapter, out = merged
     small = merge_adapter(adapter, tmp_path / "small", max_shard_size="40KB")

@@ -15,7 +15,16 @@ from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any, Literal
 
-from ..artifacts import MANIFEST, atomic_folder, digest_of, hash_files, read_json, write_json, write_manifest
+from ..artifacts import (
+    MANIFEST,
+    atomic_folder,
+    digest_of,
+    hash_files,
+    is_up_to_date,
+    read_json,
+    write_json,
+    write_manifest,
+)
 from ..errors import HubkitError
 from ..recipe import TaintEntry
 from .checkpoint import Checkpoint, ShardWriter, copy_model_files, parse_size, resolve_model
@@ -98,10 +107,22 @@ def _write_artifact(
     files_from: Path,
     tokenizer_from: Path | None = None,
     weights: Sequence[float] | None = None,
+    force: bool = False,
     **fields: Any,
 ) -> Path:
-    """Weights, model files, provenance.json and manifest.json, all in one atomic folder."""
+    """Weights, model files, provenance.json and manifest.json, all in one atomic folder.
+
+    A folder already made from the same inputs, registry and settings is kept (unless
+    ``force``), so a re-run after a crash resumes instead of merging again.
+    """
     digests = {m: _digest(m) for m in inputs}
+    manifest_inputs = {
+        **{f"{m.role}:{m.id}": digests[m] for m in inputs},
+        "registry": gate["registry"]["sha256"],
+        "settings": digest_of({k: v for k, v in fields.items() if k not in ("adapter_provenance", "recipe")}),
+    }
+    if not force and is_up_to_date(out, manifest_inputs):
+        return out
     model_weights = iter(weights or [])
     records = [
         {"id": m.id, "role": m.role, "path": str(m.path), "revision": m.revision, "sha256": digests[m]}
@@ -123,13 +144,7 @@ def _write_artifact(
         write_manifest(
             tmp,
             KIND,
-            inputs={
-                **{f"{m.role}:{m.id}": digests[m] for m in inputs},
-                "registry": gate["registry"]["sha256"],
-                "settings": digest_of(
-                    {k: v for k, v in fields.items() if k not in ("adapter_provenance", "recipe")}
-                ),
-            },
+            inputs=manifest_inputs,
             method=fields["method"],
             verification=None,
         )
@@ -146,6 +161,7 @@ def merge_adapter(
     allow_unverified: Sequence[str] = (),
     max_shard_size: str | int | None = None,
     recipe: dict[str, Any] | None = None,
+    force: bool = False,
 ) -> Path:
     """Fold a LoRA adapter into its base (``W += B·A·alpha/r``), streaming shard by shard.
 
@@ -154,6 +170,7 @@ def merge_adapter(
     keeps the base's dtype and shard layout (or re-shards at ``max_shard_size``) and gets
     the base's config and the tokenizer.
     ``recipe`` (a recipe's ``to_dict()``), when given, is recorded in the provenance for the card.
+    An output already made from the same inputs is kept unless ``force``.
     """
     adapter_ref = str(adapter)
     adapter_dir, adapter_rev = resolve_model(adapter_ref)
@@ -182,6 +199,7 @@ def merge_adapter(
         lambda tmp: _stream(checkpoint, [], tmp, lambda name, ts: lora.apply(name, ts[0]), max_shard_size),
         files_from=base_dir,
         tokenizer_from=adapter_dir,
+        force=force,
         method="lora",
         max_shard_size=max_shard_size,
         recipe=recipe,
@@ -231,6 +249,7 @@ def merge_models(
     allow_unverified: Sequence[str] = (),
     max_shard_size: str | int | None = None,
     recipe: dict[str, Any] | None = None,
+    force: bool = False,
 ) -> Path:
     """Merge whole models of one architecture, tensor by tensor, streaming shard by shard.
 
@@ -286,6 +305,7 @@ def merge_models(
         lambda tmp: _stream(reference, others, tmp, combine, max_shard_size),
         files_from=reference.folder,
         weights=weights,
+        force=force,
         method=method,
         max_shard_size=max_shard_size,
         recipe=recipe,
