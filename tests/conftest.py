@@ -7,7 +7,6 @@ are set here, before any test module imports them; the server itself starts on f
 from __future__ import annotations
 
 import atexit
-import json
 import os
 import shutil
 import socket
@@ -70,21 +69,9 @@ def shared_data() -> Path:
     return SHARED
 
 
-def sample_texts() -> list[str]:
-    """Texts from the bundled sample data, to train tiny tokenizers on."""
-    from importlib.resources import files
-
-    lines = files("hubkit").joinpath("sample_data/gsm8k_train_sample.jsonl").read_text().splitlines()
-    rows = [json.loads(line) for line in lines]
-    return [r["question"] + "\n" + r["answer"] for r in rows] + [
-        "Below is an instruction that describes a task. Write a response that appropriately completes "
-        "the request.\n\n### Instruction:\n### Input:\n### Response:\n"
-    ]
-
-
 @pytest.fixture(scope="session")
 def tiny_llama(tmp_path_factory) -> Path:
     """A seeded tiny Llama (2 layers, hidden 64) + BPE tokenizer, saved in 4+ safetensors shards."""
-    from hubkit.tiny import build_tiny_llama
+    from hubkit.tiny import build_tiny_llama, sample_corpus
 
-    return build_tiny_llama(tmp_path_factory.mktemp("tiny-llama"), sample_texts(), max_shard_size="100KB")
+    return build_tiny_llama(tmp_path_factory.mktemp("tiny-llama"), sample_corpus(), max_shard_size="100KB")

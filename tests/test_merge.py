@@ -13,7 +13,6 @@ from pathlib import Path
 import pytest
 import torch
 import yaml
-from conftest import sample_texts
 from peft import LoraConfig, get_peft_model
 from safetensors.torch import load_file, save_file
 from transformers import AutoModelForCausalLM, GPT2Config, GPT2LMHeadModel
@@ -30,7 +29,7 @@ from hubkit.merge import (
     verify_merge,
 )
 from hubkit.recipe import recipe_from_dict
-from hubkit.tiny import build_tiny_llama
+from hubkit.tiny import build_tiny_llama, sample_corpus
 
 PROBE = "Natalia sold clips to 48 of her friends in April."
 TAINTED = "truthfulqa/truthful_qa"  # in the shipped registry
@@ -111,7 +110,7 @@ def base(tiny_llama, tmp_path_factory) -> Path:
 def other_model(tmp_path_factory) -> Path:
     """A second tiny Llama of the same shape (another seed), with a card."""
     folder = build_tiny_llama(
-        tmp_path_factory.mktemp("other") / "m", sample_texts(), seed=7, max_shard_size="150KB"
+        tmp_path_factory.mktemp("other") / "m", sample_corpus(), seed=7, max_shard_size="150KB"
     )
     return _card(folder, datasets=["openai/gsm8k"], base_model="hubkit/tiny-llama")
 
@@ -381,7 +380,9 @@ def test_model_merge_argument_errors(base, other_model, tmp_path, kwargs, error)
 
 def test_mismatched_shapes_and_architectures_are_refused(base, tmp_path):
     wide = _known(
-        build_tiny_llama(tmp_path / "wide-src", sample_texts(), intermediate_size=96, max_shard_size="100KB"),
+        build_tiny_llama(
+            tmp_path / "wide-src", sample_corpus(), intermediate_size=96, max_shard_size="100KB"
+        ),
         tmp_path / "wide",
     )
     with pytest.raises(

@@ -7,11 +7,23 @@ texts, so nothing is ever downloaded.
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Iterable
+from importlib.resources import files
 from pathlib import Path
 
 SPECIAL_TOKENS = {"unk_token": "<unk>", "bos_token": "<s>", "eos_token": "</s>", "pad_token": "<pad>"}
+
+
+def sample_corpus() -> list[str]:
+    """The bundled sample rows and the prompt templates: what tiny tokenizers are trained on."""
+    from .prompts import TEMPLATES
+
+    lines = files("hubkit").joinpath("sample_data/gsm8k_train_sample.jsonl").read_text().splitlines()
+    rows = [json.loads(line) for line in lines if line.strip()]
+    templates = [text for template in TEMPLATES.values() for text in template]
+    return [f"{row['question']}\n{row['answer']}" for row in rows] + templates
 
 
 def train_tokenizer(texts: Iterable[str], vocab_size: int = 512):

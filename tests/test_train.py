@@ -1,0 +1,335 @@
+"""hubkit train: the tiny recipe end to end, the loss mask, the gates, resume and accelerate.
+
+Every run uses the tiny Llama (hidden 64, 2 layers) and the bundled GSM8K sample, so the
+whole file stays within a couple of minutes on 2 CPU cores.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from importlib.resources import files
+from pathlib import Path
+
+import pytest
+
+from hubkit.artifacts import read_json, sha256_file, write_json, write_manifest
+from hubkit.cli import main
+from hubkit.recipe import load_recipe
+
+ROOT = Path(__file__).resolve().parents[1]
+TINY = ROOT / "recipes" / "tiny.yaml"
+
+
+def sample_rows() -> list[dict[str, str]]:
+    lines = files("hubkit").joinpath("sample_data/gsm8k_train_sample.jsonl").read_text().splitlines()
+    rows = [json.loads(line) for line in lines]
+    # every third row carries an input, so both Alpaca wordings are exercised
+    return [
+        {
+            "instruction": r["question"] if i % 3 else "Solve the problem.",
+            "input": "" if i % 3 else r["question"],
+            "output": r["answer"],
+            "data_source": "gsm8k",
+        }
+        for i, r in enumerate(rows)
+    ]
+
+
+def make_dataset(folder: Path, rows: list[dict], certificate: dict | None = None) -> Path:
+    """A dataset artifact as `hubkit data check` leaves it: data.parquet, manifest, certificate."""
+    import pandas as pd
+
+    folder.mkdir(parents=True)
+    pd.DataFrame(rows).to_parquet(folder / "data.parquet", index=False)
+    if certificate is not None:
+        write_json(
+            folder / "leak_certificate.json",
+            {"dataset_sha256": sha256_file(folder / "data.parquet"), **certificate},
+        )
+    write_manifest(folder, "dataset")
+    return folder
+
+
+@pytest.fixture(scope="session")
+def dataset(tmp_path_factory) -> Path:
+    return make_dataset(tmp_path_factory.mktemp("ds") / "dataset-clean", sample_rows(), {"passed": True})
+
+
+def run_cli(monkeypatch, capsys, *args: str) -> tuple[int, str, str]:
+    """Run `hubkit ARGS` in-process, as the console script does; returns (exit code, stdout, stderr)."""
+    monkeypatch.setattr(sys, "argv", ["hubkit", *args])
+    code = 0
+    try:
+        main()
+    except SystemExit as exc:
+        code = exc.code or 0
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_tiny_recipe_trains_and_adapter_loads(tmp_path, monkeypatch, capsys, dataset):
+    """`hubkit train recipes/tiny.yaml`: the loss falls; the artifact is complete and loads in peft."""
+    monkeypatch.chdir(tmp_path)
+    started = time.perf_counter()
+    code, out, err = run_cli(monkeypatch, capsys, "train", str(TINY), "--dataset", str(dataset))
+    assert code == 0, err
+    assert time.perf_counter() - started < 120
+    assert "trainable params: 18,432 || all params: 166,208 || trainable%: 11.0897" in out
+
+    adapter = tmp_path / "runs" / "tiny" / "adapter"
+    assert {"adapter_model.safetensors", "adapter_config.json", "tokenizer.json", "metrics.json"} <= {
+        p.name for p in adapter.iterdir()
+    }
+    assert not (tmp_path / "runs" / "tiny" / "adapter.checkpoints").exists()
+    metrics = read_json(adapter / "metrics.json")
+    losses = [entry["loss"] for entry in metrics["loss"]]
+    assert len(losses) == 60
+    assert sum(losses[-10:]) / 10 < sum(losses[:5]) / 5 - 0.1, losses
+    assert metrics["tokens_seen"] > 0 and metrics["wall_time_s"] > 0
+    assert metrics["hardware"]["cpu_count"] >= 1
+
+    provenance = read_json(adapter / "provenance.json")
+    base = tmp_path / "runs" / "tiny" / "base-model"
+    assert provenance["base_model"]["name_or_path"] == "hubkit:tiny-llama"
+    assert provenance["base_model"]["files"]["model.safetensors"] == sha256_file(base / "model.safetensors")
+    assert provenance["dataset"]["data_sha256"] == sha256_file(dataset / "data.parquet")
+    assert provenance["leak_certificate"] == read_json(dataset / "leak_certificate.json")
+    assert provenance["allow_unchecked_data"] is False
+    assert provenance["recipe"]["training"]["max_steps"] == 60
+    assert set(provenance["libraries"]) >= {"torch", "transformers", "peft", "trl", "datasets", "accelerate"}
+    assert read_json(adapter / "manifest.json")["kind"] == "adapter"
+
+    import torch
+    from peft import PeftModel
+    from safetensors.torch import load_file
+    from transformers import AutoModelForCausalLM
+
+    model = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(base), adapter)
+    saved = load_file(adapter / "adapter_model.safetensors")
+    lora_b = {k: v for k, v in saved.items() if "lora_B" in k}
+    assert lora_b and all(v.abs().sum() > 0 for v in lora_b.values())  # trained, not the zero init
+    loaded = dict(model.named_parameters())
+    for key, value in lora_b.items():
+        name = key.replace("lora_B.weight", "lora_B.default.weight")
+        assert torch.equal(loaded[name], value)
+
+    # the same inputs again: the stage is skipped
+    code, out, _ = run_cli(monkeypatch, capsys, "train", str(TINY), "--dataset", str(dataset))
+    assert code == 0 and "Adapter up to date" in out
+
+
+def test_prompt_tokens_are_masked_response_and_eos_are_not(tiny_llama, dataset, tmp_path):
+    """Collated labels: -100 on the Alpaca prompt and padding; the response and EOS are trained."""
+    from hubkit.prompts import format_prompt
+    from hubkit.train import build_sft_config, build_trainer, load_dataset_artifact, resolve_base_model
+
+    data = load_dataset_artifact(dataset)
+    for packing in (False, True):
+        recipe = load_recipe(TINY, [f"model.name_or_path={tiny_llama}", f"training.packing={packing}"])
+        trainer = build_trainer(recipe, resolve_base_model(recipe), data, build_sft_config(recipe, tmp_path))
+        tok = trainer.processing_class
+        # packed rows come longest first (best-fit decreasing): take the last ones, several per row
+        n_rows = len(trainer.train_dataset)
+        examples = [
+            trainer.train_dataset[i] for i in (range(4) if not packing else range(n_rows - 4, n_rows))
+        ]
+        batch = trainer.data_collator(examples)
+        if not packing:
+            ended = 0
+            for i, row in enumerate(data.rows[:4]):
+                ids, labels = batch["input_ids"][i].tolist(), batch["labels"][i].tolist()
+                n_prompt = len(tok(format_prompt(row))["input_ids"])
+                n = len(examples[i]["input_ids"])
+                assert tok.decode(ids[:n_prompt]).endswith("### Response:\n")
+                assert labels[:n_prompt] == [-100] * n_prompt
+                assert labels[n_prompt:n] == ids[n_prompt:n]
+                if n < recipe.data.max_length:  # not truncated: ends in EOS, which is trained
+                    assert ids[n - 1] == tok.eos_token_id and labels[n - 1] == tok.eos_token_id
+                    ended += 1
+                assert labels[n:] == [-100] * (len(labels) - n)  # padding
+            assert ended and any("### Input:" in tok.decode(batch["input_ids"][i]) for i in range(4))
+        else:  # padding-free: rows flattened into one sequence, position_ids restart at each example
+            ids, labels = batch["input_ids"][0].tolist(), batch["labels"][0].tolist()
+            starts = [i for i, p in enumerate(batch["position_ids"][0].tolist()) if p == 0] + [len(ids)]
+            for a, b in zip(starts, starts[1:], strict=False):
+                seg, lab = ids[a:b], labels[a:b]
+                n_prompt = next(i for i, x in enumerate(lab) if x != -100)
+                assert tok.decode(seg[:n_prompt]).endswith("### Response:\n")
+                assert lab[n_prompt:] == seg[n_prompt:]  # response, then EOS unless truncated
+            assert labels.count(tok.eos_token_id) >= 1
+
+
+def test_trainable_percent_matches_the_paper_on_meta_device():
+    """r=16 on gate/up/down: ~0.28% of Llama-2-13B, ~0.2% of 70B, counted without allocating them."""
+    from transformers import LlamaConfig
+
+    from hubkit.train import count_lora_parameters
+
+    lora = load_recipe(ROOT / "recipes" / "platypus2-13b.yaml").lora
+    llama13 = LlamaConfig(
+        hidden_size=5120, intermediate_size=13824, num_hidden_layers=40, num_attention_heads=40
+    )
+    llama70 = LlamaConfig(
+        hidden_size=8192,
+        intermediate_size=28672,
+        num_hidden_layers=80,
+        num_attention_heads=64,
+        num_key_value_heads=8,
+    )
+    p13, p70 = count_lora_parameters(llama13, lora), count_lora_parameters(llama70, lora)
+    assert p13.trainable == 40 * 3 * 16 * (5120 + 13824)
+    assert round(p13.percent, 2) == 0.28 and 13.0e9 < p13.total < 13.1e9
+    assert p70.trainable == 80 * 3 * 16 * (8192 + 28672)
+    assert round(p70.percent, 1) == 0.2 and 68.9e9 < p70.total < 69.2e9
+    qkvo = load_recipe(ROOT / "recipes" / "platypus2-13b-qkvo.yaml").lora
+    assert count_lora_parameters(llama13, qkvo).trainable > p13.trainable
+
+
+@pytest.mark.parametrize(
+    ("args", "expected"),
+    [
+        (["--set", "lora.rankk=8"], "tiny.yaml: unknown key 'lora.rankk'"),
+        (["--set", "training.learnig_rate=0.1"], "tiny.yaml: unknown key 'training.learnig_rate'"),
+        (["--set", "training.learning_rate=fast"], "tiny.yaml: training.learning_rate: expected float"),
+        (
+            ["--set", "training.max_length=8"],
+            "tiny.yaml: training.max_length: set by hubkit, use data.max_length",
+        ),
+        (["--set", "model.name_or_path=./no-such-model"], "model.name_or_path: base model folder"),
+        (
+            ["--set", "model.name_or_path=no-such-org/no-such-model"],
+            "base model 'no-such-org/no-such-model' not found",
+        ),
+        (["--set", "data.prompt_template=vicuna"], "data.prompt_template: unknown template 'vicuna'"),
+    ],
+)
+def test_bad_recipe_fails_before_training_with_one_line(
+    tmp_path, monkeypatch, capsys, dataset, args, expected
+):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")  # a Hub id must be found in the (empty) cache
+    code, out, err = run_cli(monkeypatch, capsys, "train", str(TINY), "--dataset", str(dataset), *args)
+    assert code == 1
+    message = err.strip().splitlines()[-1]
+    assert message.startswith("Error: ") and expected in message
+    assert not (tmp_path / "runs" / "tiny" / "adapter").exists()
+
+
+def test_dataset_gates(tmp_path, monkeypatch, capsys, tiny_llama):
+    """No/failed/stale certificate or a missing `output` column: refused, naming the file."""
+    rows = sample_rows()[:16]
+    cases = {
+        "unchecked": (make_dataset(tmp_path / "unchecked", rows), "no leak_certificate.json"),
+        "failed": (make_dataset(tmp_path / "failed", rows, {"passed": False}), "leak check did not pass"),
+        "no-output": (
+            make_dataset(
+                tmp_path / "no-output",
+                [{k: v for k, v in r.items() if k != "output"} for r in rows],
+                {"passed": True},
+            ),
+            "no-output/data.parquet: missing column 'output'",
+        ),
+    }
+    stale = make_dataset(tmp_path / "stale", rows, {"passed": True})
+    make_dataset(tmp_path / "other", rows[:8])
+    os.replace(tmp_path / "other" / "data.parquet", stale / "data.parquet")
+    cases["stale"] = (stale, "certificate does not match data.parquet")
+    base = [
+        "train",
+        str(TINY),
+        "--set",
+        f"model.name_or_path={tiny_llama}",
+        "--out",
+        str(tmp_path / "adapter"),
+    ]
+    for folder, expected in cases.values():
+        code, _, err = run_cli(monkeypatch, capsys, *base, "--dataset", str(folder))
+        assert code == 1 and expected in err and len(err.strip().splitlines()) == 1, err
+
+    # --allow-unchecked-data trains anyway and says so in the provenance
+    code, _, err = run_cli(
+        monkeypatch,
+        capsys,
+        *base,
+        "--dataset",
+        str(cases["unchecked"][0]),
+        "--allow-unchecked-data",
+        "--set",
+        "training.max_steps=2",
+    )
+    assert code == 0, err
+    provenance = read_json(tmp_path / "adapter" / "provenance.json")
+    assert provenance["allow_unchecked_data"] is True and provenance["leak_certificate"] is None
+    assert read_json(tmp_path / "adapter" / "manifest.json")["allow_unchecked_data"] is True
+
+
+def test_dataset_from_the_hub(local_hub, tmp_path, dataset, write_token):
+    """`data.dataset` may be a Hub dataset id: the artifact is fetched and checked like a folder."""
+    from huggingface_hub import HfApi
+
+    from hubkit.train import load_dataset_artifact, resolve_dataset_dir
+
+    api = HfApi(token=write_token)
+    api.create_repo("alice/tiny-clean", repo_type="dataset", exist_ok=True)
+    api.upload_folder(repo_id="alice/tiny-clean", repo_type="dataset", folder_path=dataset)
+    recipe = load_recipe(TINY, ["data.dataset=alice/tiny-clean"])
+    artifact = load_dataset_artifact(resolve_dataset_dir(recipe))
+    assert artifact.sha256 == sha256_file(dataset / "data.parquet") and artifact.certificate["passed"]
+
+
+def test_killed_run_resumes_from_checkpoint(tmp_path, tiny_llama, dataset):
+    """SIGKILL after a checkpoint: no half adapter; the re-run resumes there and finishes."""
+    from transformers import TrainerCallback
+
+    from hubkit.train import train
+
+    out = tmp_path / "adapter"
+    overrides = [f"model.name_or_path={tiny_llama}", "training.max_steps=40", "training.save_steps=5"]
+    cmd = [sys.executable, "-m", "hubkit", "train", str(TINY), "--dataset", str(dataset), "--out", str(out)]
+    cmd += [arg for item in overrides for arg in ("--set", item)]
+    proc = subprocess.Popen(cmd, cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    checkpoints = tmp_path / "adapter.checkpoints"
+    deadline = time.monotonic() + 120
+    while not list(checkpoints.glob("checkpoint-*/trainer_state.json")):
+        assert proc.poll() is None and time.monotonic() < deadline, "no checkpoint before the run ended"
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert not out.exists()
+
+    class CountSteps(TrainerCallback):
+        steps = 0
+
+        def on_step_end(self, args, state, control, **kwargs):
+            CountSteps.steps += 1
+
+    result = train(load_recipe(TINY, overrides), dataset=dataset, out=out, callbacks=[CountSteps()])
+    resumed_at = int(result.metrics["resumed_from"].rpartition("-")[2])
+    assert resumed_at >= 5 and resumed_at % 5 == 0
+    assert result.metrics["global_step"] == 40
+    assert CountSteps.steps == 40 - resumed_at
+    assert (out / "adapter_model.safetensors").is_file() and not checkpoints.exists()
+
+
+def test_two_process_accelerate_run_writes_one_adapter(tmp_path, tiny_llama, dataset):
+    """`accelerate launch` with 2 CPU processes (gloo): one adapter, written by rank 0 only."""
+    out = tmp_path / "adapter"
+    # --multi_gpu means "torchrun": with training.use_cpu the ranks join a gloo group on CPU
+    launch = "launch --multi_gpu --num_processes 2 --num_machines 1 --mixed_precision no --dynamo_backend no"
+    cmd = [str(Path(sys.executable).with_name("accelerate")), *launch.split(), "--main_process_port", "0"]
+    cmd += ["-m", "hubkit", "train", str(TINY), "--dataset", str(dataset), "--out", str(out)]
+    for item in (f"model.name_or_path={tiny_llama}", "training.max_steps=4", "training.use_cpu=true"):
+        cmd += ["--set", item]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    proc = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert proc.stdout.count("Adapter written") == 1
+    metrics = read_json(out / "metrics.json")
+    assert metrics["hardware"]["processes"] == 2 and metrics["global_batch_size"] == 4
+    assert metrics["global_step"] == 4
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["adapter"]  # no temp or checkpoint folders left

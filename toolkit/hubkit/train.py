@@ -1,0 +1,493 @@
+"""Training: a recipe and a checked dataset artifact in, a LoRA adapter artifact out.
+
+TRL's ``SFTTrainer`` with a peft ``LoraConfig`` does the training: the recipe's ``training``
+section is passed to ``SFTConfig`` as is, rows become TRL prompt-completion examples (the
+Alpaca prompt), so TRL masks the prompt out of the loss, appends EOS and packs. hubkit adds
+what TRL leaves to the caller: refusing data without a passing leak certificate, checking
+the base model and the data before any weights load, resuming from the last complete
+checkpoint, and writing the adapter folder atomically with its metrics and provenance.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import platform
+import re
+import shutil
+import time
+import typing
+from collections.abc import Callable, Sequence
+from importlib import metadata
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from . import __version__
+from .artifacts import (
+    MANIFEST,
+    atomic_folder,
+    digest_of,
+    hash_files,
+    is_up_to_date,
+    read_json,
+    sha256_file,
+    write_json,
+    write_manifest,
+)
+from .errors import HubkitError
+from .prompts import TEMPLATES, to_prompt_completion
+from .provenance import DATA_FILE, load_leak_certificate, require_passing_certificate
+from .recipe import LoraSection, Recipe
+
+if TYPE_CHECKING:
+    from datasets import Dataset
+    from peft import LoraConfig
+    from transformers import PretrainedConfig, PreTrainedModel, TrainerCallback
+    from trl import SFTConfig, SFTTrainer
+
+TINY_LLAMA = "hubkit:tiny-llama"
+REQUIRED_COLUMNS = ("instruction", "output")
+LIBRARIES = ("torch", "transformers", "peft", "trl", "datasets", "accelerate", "huggingface_hub")
+# Set by hubkit from the recipe and the command line, so the recipe's training section may not.
+_OWNED_TRAINING_KEYS = {"output_dir": "--out", "max_length": "data.max_length"}
+# Trainer.save_model output that is not part of an adapter artifact (a pickle, TRL's draft card).
+_NOT_IN_ARTIFACT = {"training_args.bin", "README.md"}
+_HUB_ID = re.compile(r"^[\w.-]+/[\w.-]+$")
+_SCALARS: dict[Any, tuple[type, ...]] = {float: (int, float), int: (int,), bool: (bool,)}
+
+
+@dataclasses.dataclass(frozen=True)
+class ParamCount:
+    """Trainable and total parameters of a (peft) model, as the paper reports them."""
+
+    trainable: int
+    total: int
+
+    @property
+    def percent(self) -> float:
+        return 100.0 * self.trainable / self.total
+
+    @classmethod
+    def of(cls, model: Any) -> ParamCount:
+        """Count a peft model's parameters with peft's own counter (as ``print_trainable_parameters``)."""
+        trainable, total = model.get_nb_trainable_parameters()
+        return cls(trainable, total)
+
+    def __str__(self) -> str:
+        return (
+            f"trainable params: {self.trainable:,} || all params: {self.total:,} "
+            f"|| trainable%: {self.percent:.4f}"
+        )
+
+
+@dataclasses.dataclass(frozen=True)
+class BaseModelRef:
+    """The base model to load: what the recipe named, what ``from_pretrained`` gets, pinned revision."""
+
+    name_or_path: str
+    load_from: str
+    revision: str | None
+    local: bool
+
+    def identity(self) -> dict[str, Any]:
+        """What pins the weights: file hashes for a local folder, the commit sha for a Hub model."""
+        if self.local:
+            return {"name_or_path": self.name_or_path, "files": digest_of(hash_files(self.load_from))}
+        return {"name_or_path": self.name_or_path, "revision": self.revision}
+
+
+@dataclasses.dataclass(frozen=True)
+class DatasetArtifact:
+    """A dataset artifact folder, read and checked: its rows, data hash and leak certificate."""
+
+    path: Path
+    rows: list[dict[str, Any]]
+    sha256: str
+    certificate: dict[str, Any] | None
+    manifest_content_hash: str | None
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainResult:
+    """What ``train`` did: the adapter folder, and whether it was already up to date."""
+
+    out: Path
+    skipped: bool
+    metrics: dict[str, Any]
+
+
+def lora_config(section: LoraSection) -> LoraConfig:
+    """The recipe's ``lora`` section as a peft ``LoraConfig`` for a causal LM."""
+    from peft import LoraConfig
+
+    return LoraConfig(
+        r=section.r,
+        lora_alpha=section.alpha,
+        lora_dropout=section.dropout,
+        target_modules=list(section.target_modules),
+        bias=section.bias,
+        task_type="CAUSAL_LM",
+    )
+
+
+def count_lora_parameters(config: PretrainedConfig, lora: LoraSection) -> ParamCount:
+    """Trainable/total parameters of ``config``'s causal LM with ``lora`` applied, on the meta device.
+
+    Nothing is allocated, so a 70B-shaped config costs a second, not 140 GB.
+    """
+    import torch
+    from peft import get_peft_model
+    from transformers import AutoModelForCausalLM
+
+    with torch.device("meta"):
+        model = get_peft_model(AutoModelForCausalLM.from_config(config), lora_config(lora))
+    return ParamCount.of(model)
+
+
+def _is_hub_id(text: str) -> bool:
+    return bool(_HUB_ID.match(text)) and not text.startswith(".")
+
+
+def _build_tiny_llama(dest: Path) -> None:
+    """Build the seeded tiny Llama into ``dest`` once (atomically); later runs reuse it."""
+    from .tiny import build_tiny_llama, sample_corpus
+
+    if (dest / "config.json").is_file():
+        return
+    with atomic_folder(dest) as tmp:
+        build_tiny_llama(tmp, sample_corpus())
+
+
+def resolve_base_model(recipe: Recipe) -> BaseModelRef:
+    """Check that the recipe's base model exists (no weights load) and pin its revision.
+
+    ``hubkit:tiny-llama`` is built into ``runs/<name>/base-model``; a local folder must hold
+    a ``config.json``; a Hub id must resolve (on the Hub or in the local cache) to a commit.
+    """
+    name = recipe.model.name_or_path
+    key = f"{recipe.source}: model.name_or_path"
+    if name == TINY_LLAMA:
+        folder = recipe.run_dir() / "base-model"
+        _build_tiny_llama(folder)
+        return BaseModelRef(name, str(folder.resolve()), None, local=True)
+    folder = recipe.resolve(os.path.expanduser(name))
+    if folder.is_dir():
+        if not (folder / "config.json").is_file():
+            raise HubkitError(f"{key}: {folder} has no config.json (not a model folder)")
+        return BaseModelRef(name, str(folder), None, local=True)
+    if not _is_hub_id(name):
+        raise HubkitError(f"{key}: base model folder {folder} not found")
+    return BaseModelRef(name, name, _resolve_hub_revision(name, recipe.model.revision, key), local=False)
+
+
+def _resolve_hub_revision(repo_id: str, revision: str | None, key: str) -> str:
+    """The commit sha a Hub model id (and revision) resolves to: asked of the Hub, else the cache."""
+    from huggingface_hub import HfApi, snapshot_download
+
+    try:
+        sha = HfApi().model_info(repo_id, revision=revision).sha
+        if sha:
+            return sha
+    except Exception:  # offline, unknown or gated: try the local cache before giving up
+        pass
+    try:
+        return Path(snapshot_download(repo_id, revision=revision, local_files_only=True)).name
+    except Exception:  # any failure here means "not resolvable", reported below
+        at = f" at revision {revision!r}" if revision else ""
+        raise HubkitError(
+            f"{key}: base model {repo_id!r}{at} not found (neither on the Hub nor in the local cache)"
+        ) from None
+
+
+def resolve_dataset_dir(recipe: Recipe, dataset: str | os.PathLike[str] | None = None) -> Path:
+    """The dataset artifact folder to train on: ``dataset`` (a path or Hub id), else ``data.dataset``
+    (relative to the recipe), else ``runs/<name>/dataset-clean``. A Hub dataset id is downloaded."""
+    if dataset is not None:
+        folder, label = Path(dataset), "--dataset"
+    elif recipe.data.dataset is not None:
+        folder, label = recipe.resolve(recipe.data.dataset), f"{recipe.source}: data.dataset"
+    else:
+        folder, label = recipe.run_dir() / "dataset-clean", "dataset artifact"
+    if folder.is_dir():
+        return folder
+    repo_id = str(dataset) if dataset is not None else recipe.data.dataset
+    if repo_id is not None and _is_hub_id(repo_id):
+        from huggingface_hub import snapshot_download
+
+        try:
+            return Path(snapshot_download(repo_id, repo_type="dataset"))
+        except Exception as exc:  # network, auth and not-found errors alike
+            raise HubkitError(f"{label}: Hub dataset {repo_id!r} not found ({type(exc).__name__})") from None
+    raise HubkitError(
+        f"{label}: {folder} not found (run `hubkit data build` and `hubkit data check`, or pass --dataset)"
+    )
+
+
+def load_dataset_artifact(folder: Path, allow_unchecked_data: bool = False) -> DatasetArtifact:
+    """Read a dataset artifact, refusing it without a passing leak certificate unless allowed.
+
+    The rows must have the Alpaca columns ``instruction`` and ``output`` (``input`` optional).
+    """
+    import pyarrow.parquet as pq
+
+    data = folder / DATA_FILE
+    if not data.is_file():
+        raise HubkitError(f"{folder}: no {DATA_FILE} (not a dataset artifact)")
+    certificate = (
+        load_leak_certificate(folder) if allow_unchecked_data else require_passing_certificate(folder)
+    )
+    table = pq.read_table(data)
+    for column in REQUIRED_COLUMNS:
+        if column not in table.column_names:
+            raise HubkitError(
+                f"{data}: missing column '{column}' (a dataset needs instruction, input, output)"
+            )
+    if table.num_rows == 0:
+        raise HubkitError(f"{data}: no rows")
+    manifest = folder / MANIFEST
+    content_hash = read_json(manifest).get("content_hash") if manifest.is_file() else None
+    return DatasetArtifact(folder, table.to_pylist(), sha256_file(data), certificate, content_hash)
+
+
+def prompt_completion_dataset(rows: Sequence[dict[str, Any]], template: str = "alpaca") -> Dataset:
+    """Alpaca rows as a TRL prompt-completion ``Dataset`` (loss on the completion only)."""
+    from datasets import Dataset
+
+    return Dataset.from_list([to_prompt_completion(row, template) for row in rows])
+
+
+def build_sft_config(recipe: Recipe, output_dir: str | os.PathLike[str]) -> SFTConfig:
+    """``SFTConfig`` from the recipe's ``training`` section; TRL/transformers validate the values.
+
+    hubkit only names the key and file at fault, and sets what it owns: the checkpoint folder,
+    ``max_length`` from ``data.max_length``, and counting non-pad tokens for the metrics.
+    """
+    from trl import SFTConfig
+
+    hints = typing.get_type_hints(SFTConfig)
+    for key, value in recipe.training.items():
+        where = f"{recipe.source}: training.{key}"
+        if key in _OWNED_TRAINING_KEYS:
+            raise HubkitError(f"{where}: set by hubkit, use {_OWNED_TRAINING_KEYS[key]}")
+        if key not in hints:
+            raise HubkitError(f"{recipe.source}: unknown key 'training.{key}' (not an SFTConfig field)")
+        # transformers trusts these annotations unchecked: a string here would fail mid-training
+        accepted = _SCALARS.get(hints[key])
+        if accepted and (
+            not isinstance(value, accepted) or (isinstance(value, bool) and bool not in accepted)
+        ):
+            raise HubkitError(f"{where}: expected {hints[key].__name__}, got {value!r}")
+    kwargs = {"include_num_input_tokens_seen": "non_padding", **recipe.training}
+    try:
+        return SFTConfig(output_dir=str(output_dir), max_length=recipe.data.max_length, **kwargs)
+    except (TypeError, ValueError) as exc:
+        first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise HubkitError(f"{recipe.source}: training: {first_line}") from None
+
+
+def _last_complete_checkpoint(folder: Path) -> Path | None:
+    """The newest ``checkpoint-N`` with its ``trainer_state.json`` (written last, so a kill
+    mid-save leaves a checkpoint without it, which is skipped)."""
+    found = [p for p in folder.glob("checkpoint-*") if (p / "trainer_state.json").is_file()]
+    return max(found, key=lambda p: int(p.name.rpartition("-")[2]), default=None)
+
+
+def library_versions() -> dict[str, str]:
+    """Versions of the libraries that shape the result, for provenance."""
+    return {"hubkit": __version__, **{name: metadata.version(name) for name in LIBRARIES}}
+
+
+def hardware(num_processes: int = 1) -> dict[str, Any]:
+    """What the run ran on: CPU model and count, GPU names and count, process count."""
+    import torch
+
+    cpu = platform.processor() or platform.machine()
+    cpuinfo = Path("/proc/cpuinfo")
+    if cpuinfo.is_file():
+        names = re.findall(r"^model name\s*:\s*(.+)$", cpuinfo.read_text(), flags=re.MULTILINE)
+        cpu = names[0] if names else cpu
+    gpus = [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())]
+    return {
+        "cpu": cpu,
+        "cpu_count": os.cpu_count(),
+        "gpus": gpus,
+        "gpu_count": len(gpus),
+        "processes": num_processes,
+        "platform": platform.platform(),
+    }
+
+
+def _training_inputs(
+    recipe: Recipe, base: BaseModelRef, data: DatasetArtifact, allow: bool
+) -> dict[str, Any]:
+    """The hashes an adapter is made from: when they match, the adapter (or a checkpoint) is reusable."""
+    relevant = {key: recipe.to_dict()[key] for key in ("model", "data", "lora", "training")}
+    return {
+        "base_model": digest_of(base.identity()),
+        "dataset_sha256": data.sha256,
+        "recipe": digest_of(relevant),
+        "allow_unchecked_data": allow,
+    }
+
+
+def _load_model(recipe: Recipe, base: BaseModelRef) -> tuple[PreTrainedModel, Any]:
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    kwargs: dict[str, Any] = {"revision": base.revision, "dtype": recipe.model.dtype}
+    if recipe.model.attn_implementation:
+        kwargs["attn_implementation"] = recipe.model.attn_implementation
+    tokenizer = AutoTokenizer.from_pretrained(base.load_from, revision=base.revision)
+    return AutoModelForCausalLM.from_pretrained(base.load_from, **kwargs), tokenizer
+
+
+def build_trainer(
+    recipe: Recipe,
+    base: BaseModelRef,
+    data: DatasetArtifact,
+    args: SFTConfig,
+    callbacks: Sequence[TrainerCallback] = (),
+) -> SFTTrainer:
+    """The ``SFTTrainer`` for a recipe: base model + LoRA, rows as Alpaca prompt-completion pairs."""
+    from trl import SFTTrainer
+
+    model, tokenizer = _load_model(recipe, base)
+    return SFTTrainer(
+        model=model,
+        args=args,
+        train_dataset=prompt_completion_dataset(data.rows, recipe.data.prompt_template),
+        processing_class=tokenizer,
+        peft_config=lora_config(recipe.lora),
+        callbacks=list(callbacks),
+    )
+
+
+def _base_model_files(base: BaseModelRef) -> dict[str, str]:
+    """sha256 of every file of the base model: the folder, or the Hub snapshot in the cache."""
+    if base.local:
+        return hash_files(base.load_from)
+    from huggingface_hub import snapshot_download
+
+    return hash_files(snapshot_download(base.load_from, revision=base.revision, local_files_only=True))
+
+
+def train(
+    recipe: Recipe,
+    *,
+    dataset: str | os.PathLike[str] | None = None,
+    out: str | os.PathLike[str] | None = None,
+    allow_unchecked_data: bool = False,
+    force: bool = False,
+    callbacks: Sequence[TrainerCallback] = (),
+    echo: Callable[[str], None] = print,
+) -> TrainResult:
+    """Train the recipe's LoRA adapter and write it to ``out`` (default ``runs/<name>/adapter``).
+
+    Everything a user can get wrong (recipe keys, base model, dataset, leak certificate) is
+    checked before weights load. An adapter already made from the same inputs is kept
+    (unless ``force``); an interrupted run resumes from its last complete checkpoint in
+    ``<out>.checkpoints/``. Under ``accelerate launch`` only the main process writes.
+    """
+    out = Path(out) if out is not None else recipe.run_dir() / "adapter"
+    checkpoints = out.with_name(f"{out.name}.checkpoints")
+    if recipe.data.prompt_template not in TEMPLATES:
+        raise HubkitError(
+            f"{recipe.source}: data.prompt_template: unknown template {recipe.data.prompt_template!r} "
+            f"(known: {', '.join(TEMPLATES)})"
+        )
+    args = build_sft_config(recipe, checkpoints)
+    state = args.distributed_state  # set up by SFTConfig (gloo on CPU needs training.use_cpu)
+    say = echo if state.is_main_process else (lambda _msg: None)
+    data = load_dataset_artifact(resolve_dataset_dir(recipe, dataset), allow_unchecked_data)
+    with state.main_process_first():
+        base = resolve_base_model(recipe)
+    inputs = _training_inputs(recipe, base, data, allow_unchecked_data)
+    if not force and is_up_to_date(out, inputs):
+        say(f"Adapter up to date: {out}")
+        return TrainResult(out, True, read_json(out / "metrics.json"))
+
+    if state.is_main_process:
+        stamp = checkpoints / "hubkit_inputs.json"
+        if checkpoints.exists() and (not stamp.is_file() or read_json(stamp) != inputs):
+            say(f"Discarding checkpoints made from other inputs: {checkpoints}")
+            shutil.rmtree(checkpoints)
+        write_json(stamp, inputs)
+    state.wait_for_everyone()
+    resume = _last_complete_checkpoint(checkpoints)
+
+    trainer = build_trainer(recipe, base, data, args, callbacks)
+    params = ParamCount.of(trainer.model)
+    say(str(params))
+    global_batch = args.per_device_train_batch_size * args.gradient_accumulation_steps * state.num_processes
+    say(
+        f"Training on {len(data.rows):,} rows, global batch {global_batch}"
+        + (f", resuming from {resume}" if resume else "")
+    )
+
+    started = time.perf_counter()
+    result = trainer.train(resume_from_checkpoint=str(resume) if resume else None)
+    wall = time.perf_counter() - started
+    staging = checkpoints / "final"
+    if trainer.is_fsdp_enabled:  # the adapter file must hold whole tensors, not this rank's shards
+        trainer.accelerator.state.fsdp_plugin.set_state_dict_type("FULL_STATE_DICT")
+    trainer.save_model(str(staging))  # every rank: FSDP / ZeRO-3 gather the weights collectively
+    state.wait_for_everyone()
+
+    run_hardware = hardware(state.num_processes)
+    metrics = {
+        "loss": [
+            {k: entry[k] for k in ("step", "loss", "learning_rate", "num_input_tokens_seen") if k in entry}
+            for entry in trainer.state.log_history
+            if "loss" in entry
+        ],
+        "train_loss": result.training_loss,
+        "global_step": trainer.state.global_step,
+        "resumed_from": resume.name if resume else None,
+        "tokens_seen": trainer.state.num_input_tokens_seen,
+        "wall_time_s": round(wall, 3),
+        "global_batch_size": global_batch,
+        "trainable_parameters": {
+            "trainable": params.trainable,
+            "total": params.total,
+            "percent": params.percent,
+        },
+        "hardware": run_hardware,
+    }
+    if state.is_main_process:
+        provenance = {
+            "base_model": {
+                "name_or_path": base.name_or_path,
+                "revision": recipe.model.revision,
+                "resolved_revision": base.revision,
+                "files": _base_model_files(base),
+            },
+            "dataset": {
+                "path": str(data.path),
+                "data_sha256": data.sha256,
+                "manifest_content_hash": data.manifest_content_hash,
+                "rows": len(data.rows),
+            },
+            "leak_certificate": data.certificate,
+            "allow_unchecked_data": allow_unchecked_data,
+            "recipe": recipe.to_dict(),
+            "libraries": library_versions(),
+            "hardware": run_hardware,
+        }
+        with atomic_folder(out) as tmp:
+            for item in staging.iterdir():
+                if item.name not in _NOT_IN_ARTIFACT:
+                    shutil.move(str(item), tmp / item.name)
+            write_json(tmp / "metrics.json", metrics)
+            write_json(tmp / "provenance.json", provenance)
+            write_manifest(
+                tmp,
+                "adapter",
+                inputs,
+                base_model=base.name_or_path,
+                dataset_sha256=data.sha256,
+                allow_unchecked_data=allow_unchecked_data,
+                leak_check_passed=bool(data.certificate and data.certificate.get("passed")),
+            )
+        shutil.rmtree(checkpoints, ignore_errors=True)
+        say(f"Adapter written: {out}")
+    state.wait_for_everyone()
+    return TrainResult(out, False, metrics)
