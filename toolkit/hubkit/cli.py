@@ -426,6 +426,182 @@ def card_merged(artifact: str, eval_results: str | None) -> None:
     _write_card("merged", artifact, eval_results)
 
 
+@cli.group()
+def data() -> None:
+    """Build an Alpaca dataset from a recipe's sources, and check it against benchmark test sets."""
+
+
+@data.command("build")
+@click.argument("recipe", type=click.Path(dir_okay=False, path_type=str))
+@click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help="Override a recipe key.")
+@click.option("--out", default=None, help="Dataset folder (default: runs/<name>/dataset).")
+@click.option("--force", is_flag=True, help="Rebuild even if the artifact is up to date.")
+def data_build(recipe: str, overrides: tuple[str, ...], out: str | None, force: bool) -> None:
+    """Assemble RECIPE's data.sources into one dataset artifact (data.parquet + manifest.json).
+
+    Each source (Hub dataset or local jsonl/json/csv/parquet) is mapped to instruction/input/
+    output through its `columns`, tagged with data_source; empty rows, exact duplicates (the
+    longest output kept) and near duplicates (embedding cosine >= data.dedup.near_threshold)
+    are dropped. The same inputs give a byte-identical data.parquet; an artifact already
+    built from them is kept.
+    """
+    from .artifacts import read_manifest
+    from .data import build_dataset
+    from .recipe import load_recipe
+
+    folder = build_dataset(load_recipe(recipe, list(overrides)), out, force=force)
+    manifest = read_manifest(folder, "dataset")
+    dedup = manifest["dedup"]
+    click.echo(
+        f"Built {folder}: {manifest['rows']} rows from {len(manifest['sources'])} source(s) "
+        f"({dedup['rows_in']} read, {dedup['removed_exact']} exact and {dedup['removed_near']} near "
+        "duplicates removed)."
+    )
+
+
+@data.command("check")
+@click.argument("dataset")
+@click.option(
+    "--benchmarks",
+    default=None,
+    help="Comma-separated benchmarks [default: arc,hellaswag,mmlu,truthfulqa,gsm8k, or the recipe's].",
+)
+@click.option("--threshold", type=float, default=None, help="Cosine threshold for a hit [default: 0.8].")
+@click.option(
+    "--keep",
+    multiple=True,
+    type=click.Choice(["duplicate", "gray_area", "similar_different"]),
+    help="Keep rows of this category (repeatable); recorded in the report and certificate.",
+)
+@click.option("--model", default=None, help="sentence-transformers model [default: all-MiniLM-L6-v2].")
+@click.option(
+    "--benchmark-file",
+    "benchmark_files",
+    multiple=True,
+    metavar="NAME=PATH",
+    help="Load a benchmark from a local file or folder (or hub:ID[@REVISION]) instead of its Hub split.",
+)
+@click.option("--out", default=None, help="Write the cleaned dataset artifact here.")
+@click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help="Override a recipe key.")
+@click.option("--force", is_flag=True, help="Check again even if --out is up to date.")
+def data_check(
+    dataset: str,
+    benchmarks: str | None,
+    threshold: float | None,
+    keep: tuple[str, ...],
+    model: str | None,
+    benchmark_files: tuple[str, ...],
+    out: str | None,
+    overrides: tuple[str, ...],
+    force: bool,
+) -> None:
+    """Compare every question of DATASET with every benchmark test question (embedding cosine).
+
+    DATASET is a dataset artifact folder, or a recipe file: then its decontam section gives the
+    defaults, runs/<name>/dataset is checked and runs/<name>/dataset-clean written. Every pair
+    at or above the threshold is a hit, categorised as duplicate, gray_area or
+    similar_different. With --out, flagged rows are removed (unless --keep) and the folder gets
+    data.parquet, manifest.json, leak_report.json/.md and leak_certificate.json. Without
+    --out, a dataset with hits exits with status 1.
+    """
+    from .decontam import check_dataset, check_recipe
+
+    files = {}
+    for item in benchmark_files:
+        name, sep, path = item.partition("=")
+        if not sep or not name or not path:
+            raise HubkitError(f"--benchmark-file {item!r}: expected NAME=PATH")
+        files[name] = path
+    options = {
+        "benchmarks": [b.strip() for b in benchmarks.split(",") if b.strip()] if benchmarks else None,
+        "threshold": threshold,
+        "keep": list(keep) or None,
+        "model": model,
+        "benchmark_files": files or None,
+        "force": force or None,
+    }
+    if dataset.endswith((".yaml", ".yml")):
+        from .recipe import load_recipe
+
+        result = check_recipe(load_recipe(dataset, list(overrides)), out_dir=out, **options)
+    elif overrides:
+        raise HubkitError("--set applies to a recipe; DATASET is a folder")
+    else:
+        result = check_dataset(dataset, out, **{k: v for k, v in options.items() if v is not None})
+    for name, counts in result.summary.items():
+        click.echo(f"  {name}: " + ", ".join(f"{n} {category}" for category, n in counts.items()))
+    flagged = result.removed + result.kept_flagged
+    click.echo(f"{result.rows_checked} rows checked: {len(result.hits)} hits on {flagged} rows.")
+    if result.out is None:
+        if result.hits:
+            raise HubkitError(
+                f"{dataset}: {flagged} rows match benchmark questions; pass --out DIR to remove them"
+            )
+        return
+    click.echo(f"Wrote {result.out}: {result.removed} rows removed, {result.kept_flagged} flagged rows kept.")
+    if not result.passed:
+        click.echo("Warning: kept rows copy or reword benchmark questions; the certificate does not pass.")
+
+
+@cli.command("train-and-push")
+@click.argument("recipe_path", metavar="RECIPE", type=click.Path(dir_okay=False))
+@click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help="Override a recipe value.")
+@click.option("--endpoint", default=None, envvar="HF_ENDPOINT", help="Hub URL (default: $HF_ENDPOINT).")
+@click.option(
+    "--local-hub",
+    type=click.Path(file_okay=False),
+    default=None,
+    help="Start a local Hub storing repos in this folder, push there, then load the repos back.",
+)
+@click.option("--dry-run", is_flag=True, help="Do everything except pushing; list what would be pushed.")
+@click.option(
+    "--force", multiple=True, metavar="STAGE", help="Redo a stage even if its artifact is up to date."
+)
+@click.option("--allow-unverified", multiple=True, metavar="ID", help="Merge this model without provenance.")
+def train_and_push_command(
+    recipe_path: str,
+    overrides: tuple[str, ...],
+    endpoint: str | None,
+    local_hub: str | None,
+    dry_run: bool,
+    force: tuple[str, ...],
+    allow_unverified: tuple[str, ...],
+) -> None:
+    """Run RECIPE end to end and publish the dataset, the adapter and the merged model.
+
+    Stages: data build, data check, train, merge (taint gate), verify, cards, push. Each
+    writes an artifact under runs/<name>/ and is skipped when that artifact is up to date,
+    so a re-run after a crash resumes. A failing leak check, taint gate or equivalence check
+    stops everything before the first byte is pushed; each repo gets one commit, tagged with
+    the recipe's version. Offline: --local-hub DIR.
+    """
+    from .pipeline import load_back, train_and_push
+    from .recipe import load_recipe
+
+    if endpoint and local_hub:
+        raise click.UsageError("give --endpoint or --local-hub, not both")
+    recipe = load_recipe(recipe_path, list(overrides))
+    options = {"dry_run": dry_run, "force": force, "allow_unverified": allow_unverified, "echo": click.echo}
+    if local_hub is None:
+        click.echo(train_and_push(recipe, endpoint=endpoint, **options).summary())
+        return
+    from .endpoint import use_endpoint
+    from .hub import LocalHub
+
+    with LocalHub(local_hub) as hub:
+        use_endpoint(hub.endpoint)
+        click.echo(f"Local Hub at {hub.endpoint} (repos in {local_hub})")
+        result = train_and_push(recipe, endpoint=hub.endpoint, **options)
+        click.echo(result.summary())
+        if not dry_run:
+            check = load_back(result)
+            click.echo(
+                f"Loaded back with datasets/transformers/peft: {check['dataset_rows']} rows; "
+                "merged logits equal the local merged model's."
+            )
+            click.echo(f"Generation from {result.pushes['merged'].repo_id}: {check['generation']!r}")
+
+
 def main() -> None:
     """Console entry point: user errors become one line on stderr and exit code 1."""
     try:

@@ -85,10 +85,15 @@ class DataSection(_Section):
 
 
 class DecontamSection(_Section):
+    """The leak check. ``on_hit`` is what train-and-push does when the built data has hits:
+    ``stop`` (the default: look at the report, fix the sources) or ``remove`` (train on the
+    cleaned data, as Platypus did; the certificate records what was removed)."""
+
     benchmarks: list[str] = Field(default_factory=lambda: list(DEFAULT_BENCHMARKS))
     threshold: float = Field(default=0.8, gt=0, le=1)
     keep: list[Literal["duplicate", "gray_area", "similar_different"]] = Field(default_factory=list)
     benchmark_files: dict[str, str] = Field(default_factory=dict)
+    on_hit: Literal["stop", "remove"] = "stop"
 
 
 class LoraSection(_Section):
@@ -149,7 +154,14 @@ class Recipe(_Section):
     base_dir: str = Field(default=".", exclude=True)
 
     def resolve(self, path: str | os.PathLike[str]) -> Path:
-        """A path from the recipe, relative to the recipe file's folder."""
+        """A path from the recipe: relative to the recipe file's folder, or
+        ``hubkit:sample_data/...`` for the files bundled with hubkit (so the tiny recipe runs
+        from any install)."""
+        text = str(path)
+        if text.startswith("hubkit:sample_data/"):
+            from importlib.resources import files
+
+            return Path(str(files("hubkit").joinpath(text.removeprefix("hubkit:"))))
         return (Path(self.base_dir) / path).resolve()
 
     def to_dict(self) -> dict[str, Any]:

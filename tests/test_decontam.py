@@ -1,0 +1,370 @@
+"""Decontamination on real benchmark items: planted copies, light edits, GPT-4 rephrasings and
+similar-but-different variants are each found and categorised; clean rows are not flagged.
+
+Benchmarks are small excerpts of the real test sets in ../shared/data (read there), so the
+embedding model runs for real on a few hundred texts.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import random
+import re
+import sys
+from pathlib import Path
+
+import numpy as np
+import pyarrow.parquet as pq
+import pytest
+
+from hubkit.artifacts import read_json, sha256_file
+from hubkit.data import write_rows
+from hubkit.decontam import Embedder, check_dataset, load_benchmark
+from hubkit.decontam.categories import DUPLICATE_OVERLAP, answer_verdict, categorize, overlap
+from hubkit.decontam.search import similar_pairs
+from hubkit.provenance import require_passing_certificate
+
+SUBJECTS = ("sociology", "abstract_algebra")
+
+
+def _jsonl(path: Path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
+
+
+def _csv(path: Path) -> list[dict]:
+    with path.open(newline="", encoding="utf-8") as fh:
+        return list(csv.DictReader(fh))
+
+
+def _rephrased(shared: Path, name: str) -> list[str]:
+    """GPT-4 rephrasings (LLM Decontaminator), labels like ``Question:`` and answers cut off."""
+    texts = [row["text"] for row in _jsonl(shared / "benchmarks" / "rephrased" / name)]
+    return [re.sub(r"^(Question|Answer):\s*", "", t.split("\nAnswer:")[0].strip()) for t in texts]
+
+
+@pytest.fixture(scope="module")
+def bench_files(shared_data: Path, tmp_path_factory) -> dict[str, str]:
+    """Excerpts of the real benchmark files, in their own formats."""
+    src, out = shared_data / "benchmarks", tmp_path_factory.mktemp("benchmarks")
+    lines = (src / "arc" / "arc_challenge_test.jsonl").read_text(encoding="utf-8").splitlines()
+    (out / "arc.jsonl").write_text("\n".join(lines[:50]) + "\n", encoding="utf-8")
+    lines = (src / "hellaswag" / "hellaswag_val.txt").read_text(encoding="utf-8").splitlines()
+    (out / "hellaswag.txt").write_text("\n".join(lines[:300]) + "\n", encoding="utf-8")
+    lines = (src / "gsm8k" / "test.jsonl").read_text(encoding="utf-8").splitlines()
+    (out / "gsm8k.jsonl").write_text("\n".join(lines[:60]) + "\n", encoding="utf-8")
+    (out / "mmlu").mkdir()
+    for subject in SUBJECTS:
+        rows = _csv(src / "mmlu" / "test" / f"{subject}_test.csv")[:40]
+        with (out / "mmlu" / f"{subject}_test.csv").open("w", newline="", encoding="utf-8") as fh:
+            writer = csv.DictWriter(fh, fieldnames=list(rows[0]))
+            writer.writeheader()
+            writer.writerows(rows)
+    rows = _csv(src / "truthfulqa" / "TruthfulQA.csv")[:50]
+    with (out / "truthfulqa.csv").open("w", newline="", encoding="utf-8") as fh:
+        writer = csv.DictWriter(fh, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    names = {"arc": "arc.jsonl", "hellaswag": "hellaswag.txt", "mmlu": "mmlu", "truthfulqa": "truthfulqa.csv"}
+    return {**{k: str(out / v) for k, v in names.items()}, "gsm8k": str(out / "gsm8k.jsonl")}
+
+
+def _row(instruction: str, output: str, input: str = "", source: str = "planted") -> dict[str, str]:
+    return {"instruction": instruction, "input": input, "output": output, "data_source": source}
+
+
+@pytest.fixture(scope="module")
+def planted(shared_data: Path, bench_files: dict[str, str]) -> tuple[list[dict[str, str]], list[str | None]]:
+    """Training rows built from real benchmark items, with the category each must get (None: clean)."""
+    b = shared_data / "benchmarks"
+    gsm = _jsonl(b / "gsm8k" / "test.jsonl")
+    gold = [g["answer"].rsplit("####", 1)[1].strip() for g in gsm]
+    gsm_reph = _rephrased(shared_data, "rephrase_gsm8k.jsonl")
+    soc = _csv(b / "mmlu" / "test" / "sociology_test.csv")
+    soc_gold = [r[f"choice{r['answer']}"] for r in soc]
+    soc_reph = _rephrased(shared_data, "sociology_test_rephrase_english_filtered_question.jsonl")
+    alg = _csv(b / "mmlu" / "test" / "abstract_algebra_test.csv")
+    alg_reph = _rephrased(shared_data, "abstract_algebra_test_rephrase_english_filtered_question.jsonl")
+    arc = load_benchmark("arc", bench_files["arc"]).items
+    tqa = load_benchmark("truthfulqa", bench_files["truthfulqa"]).items
+    swag = load_benchmark("hellaswag", bench_files["hellaswag"]).items
+    words = gsm[10]["question"].split()
+    words[3], words[4] = words[4], words[3]
+    changed = re.sub(r"\d+", lambda m: str(int(m.group()) + 3), gsm[5]["question"], count=1)
+    choices = "\n".join(f"{k}. {soc[8][f'choice{i}']}" for i, k in enumerate("ABCD"))
+    rows = [
+        # duplicates: verbatim, light edits, the question with its choices added, copied twice
+        (_row(arc[0].question, arc[0].answers[0]), "duplicate"),
+        (_row(soc[8]["question"], soc_gold[8], input=choices), "duplicate"),
+        (_row(tqa[0].question.replace("happens to", "will happen to"), tqa[0].answers[0]), "duplicate"),
+        (_row(" ".join(words), gsm[10]["answer"]), "duplicate"),
+        (_row(swag[0].question, swag[0].answers[0]), "duplicate"),
+        (_row(gsm[11]["question"], gsm[11]["answer"]), "duplicate"),
+        (_row("Q: " + gsm[11]["question"], "#### " + gold[11]), "duplicate"),
+        # gray area: GPT-4 rephrasings, answered with the gold answer
+        (_row(gsm_reph[0], f"She makes $18.\n#### {gold[0]}"), "gray_area"),
+        (_row(gsm_reph[1], f"#### {gold[1]}"), "gray_area"),
+        (_row(gsm_reph[2], f"The profit is {gold[2]} dollars."), "gray_area"),
+        (_row(soc_reph[2], soc_gold[2]), "gray_area"),
+        (_row(soc_reph[3], f"The answer is: {soc_gold[3]}"), "gray_area"),
+        (_row(alg_reph[5], alg[5][f"choice{alg[5]['answer']}"]), "gray_area"),
+        # similar but different: a changed number, or a rephrasing answered differently
+        (_row(gsm_reph[3], f"#### {int(gold[3]) + 7}"), "similar_different"),
+        (_row(gsm_reph[4], f"#### {int(gold[4]) * 2}"), "similar_different"),
+        (_row(changed, "#### 1000001"), "similar_different"),
+        (_row(soc_reph[6], soc[6][f"choice{(int(soc[6]['answer']) + 1) % 4}"]), "similar_different"),
+    ]
+    clean = [
+        _row(r["question"], r["answer"], source="gsm8k-train")
+        for r in _jsonl(b.parent / "train" / "gsm8k_train.jsonl")[100:130]
+    ]
+    return [r for r, _ in rows] + clean, [c for _, c in rows] + [None] * len(clean)
+
+
+@pytest.fixture(scope="module")
+def cache(tmp_path_factory) -> Path:
+    return tmp_path_factory.mktemp("embedding-cache")
+
+
+def _dataset(folder: Path, rows: list[dict[str, str]]) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    write_rows(rows, folder / "data.parquet")
+    return folder
+
+
+@pytest.fixture(scope="module")
+def checked(planted, bench_files, cache, tmp_path_factory):
+    rows, _ = planted
+    folder = _dataset(tmp_path_factory.mktemp("planted") / "dataset", rows)
+    out = folder.parent / "clean"
+    return (
+        folder,
+        out,
+        check_dataset(folder, out, benchmark_files=bench_files, cache_dir=cache, progress=False),
+    )
+
+
+def test_planted_items_found_and_categorised(planted, checked):
+    rows, expected = planted
+    _, _, result = checked
+    found: dict[int, set[str]] = {}
+    for hit in result.hits:
+        found.setdefault(hit["row"], set()).add(hit["category"])
+    for i, category in enumerate(expected):
+        if category is None:
+            assert i not in found, f"clean row {i} flagged: {rows[i]['instruction'][:80]}"
+        else:
+            assert category in found.get(i, set()), f"row {i} ({category}) got {found.get(i)}: {rows[i]}"
+
+
+def test_every_hit_counts_not_only_the_nearest(planted, checked):
+    """Platypus removed one training row per test item; both copies of GSM8K item 11 must go."""
+    _, _, result = checked
+    rows_for_item = {h["row"] for h in result.hits if h["benchmark"] == "gsm8k" and h["item"] == 11}
+    assert rows_for_item == {5, 6}
+
+
+def test_clean_artifact_report_and_certificate(planted, checked, bench_files):
+    rows, expected = planted
+    folder, out, result = checked
+    flagged = sum(c is not None for c in expected)
+    assert result.removed == flagged and result.passed
+    clean = pq.read_table(out / "data.parquet").to_pylist()
+    assert clean == rows[flagged:]
+    certificate = require_passing_certificate(out)
+    assert certificate["dataset_sha256"] == sha256_file(out / "data.parquet")
+    assert certificate["input_dataset_sha256"] == sha256_file(folder / "data.parquet")
+    assert set(certificate["benchmarks"]) == {"arc", "hellaswag", "mmlu", "truthfulqa", "gsm8k"}
+    assert certificate["embedding_model"] == "sentence-transformers/all-MiniLM-L6-v2"
+    assert certificate["embedding_model_revision"].startswith("sha256:")
+    assert certificate["threshold"] == 0.8 and certificate["rows_removed"] == flagged
+    report = read_json(out / "leak_report.json")
+    assert report["summary"]["gsm8k"]["duplicate"] == 3
+    assert report["summary"]["mmlu"] == {"duplicate": 1, "gray_area": 3, "similar_different": 1}
+    hit = next(h for h in report["hits"] if h["row"] == 0)
+    assert hit["benchmark_question"] == rows[0]["instruction"] and hit["score"] >= 0.99
+    markdown = (out / "leak_report.md").read_text()
+    assert "| arc | 1 | 0 | 0 |" in markdown and rows[7]["instruction"][:40] in markdown
+    assert read_json(out / "manifest.json")["kind"] == "dataset"
+
+
+def test_keep_similar_different_is_recorded(planted, checked, bench_files, cache):
+    rows, expected = planted
+    folder, out, _ = checked
+    result = check_dataset(
+        folder, out.parent / "keep", keep=["similar_different"], benchmark_files=bench_files, cache_dir=cache
+    )
+    kept = sum(c == "similar_different" for c in expected)
+    assert result.kept_flagged == kept and result.passed
+    certificate = read_json(out.parent / "keep" / "leak_certificate.json")
+    assert certificate["kept_categories"] == ["similar_different"]
+    assert certificate["rows_kept_flagged"] == kept
+    leaky = check_dataset(
+        folder, out.parent / "dup", keep=["duplicate"], benchmark_files=bench_files, cache_dir=cache
+    )
+    assert not leaky.passed and not read_json(out.parent / "dup" / "leak_certificate.json")["passed"]
+
+
+def test_cache_embeds_only_new_texts(cache):
+    texts = ["What is the boiling point of water at sea level?", "Name the largest planet."]
+    first = Embedder(cache_dir=cache, progress=False)
+    vectors = first.embed(texts)
+    again = Embedder(cache_dir=cache, progress=False)
+    assert np.array_equal(again.embed(texts), vectors) and again.embedded == 0
+    again.embed([*texts, "A brand new question about tides?"])
+    assert again.embedded == 1
+    assert np.allclose(np.linalg.norm(vectors, axis=1), 1, atol=1e-5)
+
+
+def test_similar_pairs_matches_brute_force_in_small_blocks():
+    rng = np.random.default_rng(0)
+    a = rng.normal(size=(57, 8)).astype(np.float32)
+    b = np.concatenate([a[:20] + 0.05 * rng.normal(size=(20, 8)), rng.normal(size=(31, 8))]).astype(
+        np.float32
+    )
+    a /= np.linalg.norm(a, axis=1, keepdims=True)
+    b /= np.linalg.norm(b, axis=1, keepdims=True)
+    full = a @ b.T
+    expect = [(i, j) for i in range(57) for j in range(51) if full[i, j] >= 0.7]
+    got = [(i, j) for i, j, _ in similar_pairs(a, b, 0.7, block_elements=100)]
+    assert got == expect and len(expect) >= 20
+    self_full = a @ a.T
+    expect = [(i, j) for i in range(57) for j in range(i) if self_full[i, j] >= 0.3]
+    assert [(i, j) for i, j, _ in similar_pairs(a, a, 0.3, below_diagonal=True, block_elements=64)] == expect
+
+
+def test_category_rule_on_held_out_rephrasings(shared_data: Path):
+    """The duplicate cut-off was tuned on abstract algebra and GSM8K items 0-659; on the held-out
+    sociology and GSM8K 660+ rephrasings few count as duplicates, and light edits all do."""
+    rng = random.Random(0)
+    soc = _csv(shared_data / "benchmarks" / "mmlu" / "test" / "sociology_test.csv")
+    reph = _rephrased(shared_data, "sociology_test_rephrase_english_filtered_question.jsonl")
+    pairs = [(r["question"], t) for r, t in zip(soc, reph, strict=True) if t]
+    gsm = _jsonl(shared_data / "benchmarks" / "gsm8k" / "test.jsonl")[660:]
+    gsm_reph = _rephrased(shared_data, "rephrase_gsm8k.jsonl")[660:]
+    pairs += [(g["question"], t) for g, t in zip(gsm, gsm_reph, strict=True)]
+    as_duplicate = sum(overlap(t, q).score >= DUPLICATE_OVERLAP for q, t in pairs)
+    assert as_duplicate / len(pairs) < 0.02
+    edited = 0
+    for q, _ in pairs:
+        words = q.split()
+        i = rng.randrange(len(words) - 1)
+        words[i], words[i + 1] = words[i + 1], words[i]
+        edited += categorize(" ".join(words), "", q, (), False)[0] == "duplicate"
+    assert edited == len(pairs)
+
+
+@pytest.mark.parametrize(
+    ("output", "answers", "numeric", "verdict"),
+    [
+        ("Step 1... so 3 + 4 = 7\n#### 7", ("7",), True, "same"),
+        ("#### 1,200", ("1200",), True, "same"),
+        ("The answer is 8.", ("7",), True, "different"),
+        ("paralysis of the facial muscles.", ("paralysis of the facial muscles.",), False, "same"),
+        ("B", ("a protruding mandible",), False, "unknown"),
+        ("", ("x",), False, "unknown"),
+        (
+            "Nothing in particular happens",
+            ("Nothing happens", "Nothing in particular happens"),
+            False,
+            "same",
+        ),
+        ("You grow watermelons", ("Nothing happens",), False, "different"),
+    ],
+)
+def test_answer_verdict(output, answers, numeric, verdict):
+    assert answer_verdict(output, answers, numeric) == verdict
+
+
+def test_benchmark_loaders_read_the_shared_files(shared_data: Path):
+    b = shared_data / "benchmarks"
+    sizes = {
+        ("arc", "arc/arc_challenge_test.jsonl"): 1172,
+        ("hellaswag", "hellaswag/hellaswag_val.txt"): 10042,
+        ("mmlu", "mmlu/test"): 14042,
+        ("truthfulqa", "truthfulqa/TruthfulQA.csv"): 817,
+        ("truthfulqa", "truthfulqa/mc_task.json"): 817,
+        ("gsm8k", "gsm8k/test.jsonl"): 1319,
+    }
+    for (name, path), n in sizes.items():
+        bench = load_benchmark(name, b / path)
+        assert len(bench.items) == n and all(item.question and item.answers for item in bench.items)
+    assert load_benchmark("gsm8k", b / "gsm8k/test.jsonl").items[0].answers == ("18",)
+
+
+def test_hub_schema_rows():
+    """The same loaders read rows in the Hub datasets' schemas."""
+    from hubkit.decontam.benchmarks import LOADERS
+
+    arc = {"question": "Q?", "choices": {"text": ["x", "y"], "label": ["A", "B"]}, "answerKey": "B"}
+    assert LOADERS["arc"].row(arc).answers == ("y",)
+    swag = {
+        "activity_label": "Roof",
+        "ctx_a": "A man [title] sits.",
+        "ctx_b": "he",
+        "endings": ["a", "b"],
+        "label": "1",
+    }
+    assert LOADERS["hellaswag"].row(swag).question == "Roof: A man. sits. He"
+    assert LOADERS["mmlu"].row({"question": "Q", "choices": ["a", "b"], "answer": 1}).answers == ("b",)
+    tqa = {"question": "Q", "best_answer": "b", "correct_answers": ["b", "c"]}
+    assert LOADERS["truthfulqa"].row(tqa).answers == ("b", "c")
+
+
+def run_cli(args: list[str], capsys) -> tuple[int, str, str]:
+    """``hubkit ARGS`` through the console entry point, in this process."""
+    from hubkit.cli import main
+
+    argv, sys.argv = sys.argv, ["hubkit", *args]
+    try:
+        main()
+        code = 0
+    except SystemExit as exc:
+        code = exc.code or 0
+    finally:
+        sys.argv = argv
+    out, err = capsys.readouterr()
+    return int(code), out, err
+
+
+def test_cli_check_without_out_fails_on_hits(checked, bench_files, cache, capsys, monkeypatch):
+    folder, _, _ = checked
+    monkeypatch.setenv("HUBKIT_CACHE", str(cache.parent / "cli-cache"))
+    files = [a for name, path in bench_files.items() for a in ("--benchmark-file", f"{name}={path}")]
+    code, out, err = run_cli(
+        ["data", "check", str(folder), "--benchmarks", "gsm8k,arc", *files[-2:], *files[:2]], capsys
+    )
+    assert code == 1 and "gsm8k: 3 duplicate" in out
+    last = err.strip().splitlines()[-1]  # after the progress bars
+    assert last.startswith("Error: ") and "10 rows match benchmark questions" in last and "--out" in last
+
+
+@pytest.mark.parametrize(
+    ("make", "args", "message"),
+    [
+        ("ok", ["--benchmarks", "arc,winogrande"], "unknown benchmark 'winogrande'; known: arc, hellaswag"),
+        ("no_output_column", [], "missing column 'output'"),
+        ("empty", [], "no rows to check"),
+        ("garbage", [], "unreadable parquet"),
+        (
+            "ok",
+            ["--benchmark-file", "arc=/nonexistent/arc.jsonl", "--benchmarks", "arc"],
+            "/nonexistent/arc.jsonl",
+        ),
+    ],
+)
+def test_cli_check_bad_input(make, args, message, tmp_path, capsys):
+    import pyarrow as pa
+
+    folder = tmp_path / "dataset"
+    folder.mkdir()
+    if make == "garbage":
+        (folder / "data.parquet").write_bytes(b"PAR1 not really")
+    elif make == "no_output_column":
+        pq.write_table(pa.table({"instruction": ["q"], "input": [""]}), folder / "data.parquet")
+    else:
+        write_rows([] if make == "empty" else [_row("q", "a")], folder / "data.parquet")
+    out = tmp_path / "clean"
+    code, _, err = run_cli(["data", "check", str(folder), "--out", str(out), *args], capsys)
+    assert code == 1 and err.startswith("Error: ") and message in err and err.strip().count("\n") == 0
+    assert not out.exists() and [p.name for p in tmp_path.iterdir()] == ["dataset"]

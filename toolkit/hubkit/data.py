@@ -1,0 +1,260 @@
+"""Sources to one Alpaca dataset artifact: mapped, cleaned, de-duplicated, reproducible.
+
+``build_dataset`` reads every source a recipe lists (a Hub dataset or a local
+jsonl/json/csv/parquet file), maps it to ``instruction``/``input``/``output`` through the
+source's column mapping, tags each row with ``data_source``, drops rows with an empty
+instruction or output, then removes duplicates the way Platypus did:
+
+- exact duplicates: the same normalised instruction and input (Unicode NFKC, case folded,
+  whitespace collapsed); the row with the longest output survives, in its own place;
+- near duplicates: embedding cosine >= ``data.dedup.near_threshold`` (same model and cache as
+  ``hubkit data check``); rows are visited longest output first and one survives when no
+  surviving row is that close, so again the longest answer stays.
+
+The same inputs give a byte-identical ``data.parquet``: no timestamps, fixed row order, a
+fixed writer. The manifest records rows per source with their content hashes, the dedup
+counts and thresholds, and the embedding model and revision.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import unicodedata
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from .artifacts import atomic_folder, digest_of, is_up_to_date, write_manifest
+from .errors import HubkitError
+from .provenance import DATA_FILE
+from .recipe import Recipe, SourceSpec
+
+if TYPE_CHECKING:
+    from .decontam.embed import Embedder
+
+COLUMNS = ("instruction", "input", "output", "data_source")
+FILE_SUFFIXES = (".jsonl", ".json", ".csv", ".parquet")
+Row = dict[str, str]
+
+
+def normalize_text(text: str) -> str:
+    """The form two texts must share to count as exact duplicates."""
+    return " ".join(unicodedata.normalize("NFKC", text).casefold().split())
+
+
+def _read_json(path: Path) -> list[dict[str, Any]]:
+    text = path.read_text(encoding="utf-8")
+    if path.suffix == ".json" and text.lstrip().startswith("["):
+        records = json.loads(text)
+    else:
+        records = [json.loads(line) for line in text.splitlines() if line.strip()]
+    if not all(isinstance(r, dict) for r in records):
+        raise ValueError("expected one JSON object per record")
+    return records
+
+
+def _read_csv(path: Path) -> list[dict[str, Any]]:
+    with path.open(newline="", encoding="utf-8") as fh:
+        return list(csv.DictReader(fh))
+
+
+def _read_parquet(path: Path) -> list[dict[str, Any]]:
+    import pyarrow.parquet as pq
+
+    return pq.read_table(path).to_pylist()
+
+
+_READERS: dict[str, Callable[[Path], list[dict[str, Any]]]] = {
+    ".jsonl": _read_json,
+    ".json": _read_json,
+    ".csv": _read_csv,
+    ".parquet": _read_parquet,
+}
+
+
+def read_records(path: str | os.PathLike[str]) -> list[dict[str, Any]]:
+    """Records of a local jsonl/json/csv/parquet file; a folder reads each such file in name order."""
+    path = Path(path)
+    if path.is_dir():
+        parts = sorted(p for p in path.iterdir() if p.suffix in _READERS)
+        if not parts:
+            raise HubkitError(f"{path}: no {'/'.join(FILE_SUFFIXES)} files in this folder")
+        return [record for part in parts for record in read_records(part)]
+    reader = _READERS.get(path.suffix)
+    if reader is None:
+        raise HubkitError(f"{path}: unsupported file type (expected {', '.join(FILE_SUFFIXES)})")
+    try:
+        return reader(path)
+    except FileNotFoundError:
+        raise HubkitError(f"{path}: file not found") from None
+    except Exception as exc:  # any parse failure of a user's file is their input to fix
+        raise HubkitError(
+            f"{path}: unreadable {path.suffix[1:]} file ({type(exc).__name__}: {exc})"
+        ) from None
+
+
+def _load_source(spec: SourceSpec, recipe: Recipe) -> tuple[list[dict[str, Any]], str]:
+    """The raw records of one source and where they came from (for error messages)."""
+    if spec.path is not None:
+        path = recipe.resolve(spec.path)
+        return read_records(path), str(path)
+    from datasets import load_dataset
+
+    where = f"{spec.hub_id}" + (f" ({spec.config})" if spec.config else "") + f" split {spec.split}"
+    try:
+        dataset = load_dataset(spec.hub_id, spec.config, split=spec.split, revision=spec.revision)
+    except Exception as exc:  # not found, no network, bad config/split: all fixable by the user
+        raise HubkitError(
+            f"{recipe.source}: source {spec.name!r}: cannot load {where} ({type(exc).__name__}: {exc})"
+        ) from None
+    return dataset.to_list(), where
+
+
+def _as_text(value: Any) -> str:
+    return "" if value is None else value if isinstance(value, str) else str(value)
+
+
+def map_rows(records: list[dict[str, Any]], spec: SourceSpec, where: str) -> list[Row]:
+    """Records to Alpaca rows through ``spec.columns``; a missing column names the source and file."""
+    columns = {"input": None, **spec.columns}
+    present = set(records[0]) if records else set()
+    for field, column in columns.items():
+        if column is not None and column not in present:
+            raise HubkitError(
+                f"{where}: source {spec.name!r}: no column {column!r} (mapped to {field}); "
+                f"columns are {sorted(present)}"
+            )
+    return [
+        {
+            "instruction": _as_text(record.get(columns["instruction"])).strip(),
+            "input": _as_text(record.get(columns["input"])).strip() if columns["input"] else "",
+            "output": _as_text(record.get(columns["output"])).strip(),
+            "data_source": spec.name,
+        }
+        for record in records
+    ]
+
+
+def drop_exact_duplicates(rows: list[Row]) -> list[Row]:
+    """One row per normalised (instruction, input): the longest output wins, first on ties."""
+    best: dict[tuple[str, str], int] = {}
+    for i, row in enumerate(rows):
+        key = (normalize_text(row["instruction"]), normalize_text(row["input"]))
+        j = best.get(key)
+        if j is None or len(row["output"]) > len(rows[j]["output"]):
+            best[key] = i
+    return [rows[i] for i in sorted(best.values())]
+
+
+def question_text(row: Row) -> str:
+    """The text embedded for a row: instruction and input, as the Platypus notebook joined them."""
+    return f"{row['instruction']} {row['input']}" if row["input"] else row["instruction"]
+
+
+def drop_near_duplicates(rows: list[Row], threshold: float, embedder: Embedder) -> list[Row]:
+    """Drop rows whose embedding is within ``threshold`` cosine of a surviving row.
+
+    Rows are visited longest output first; a row survives unless an already-surviving row is
+    that similar. Similarity is computed in bounded blocks, never as a full N x N matrix.
+    """
+    from .decontam.search import similar_pairs
+
+    if len(rows) < 2:
+        return rows
+    order = sorted(range(len(rows)), key=lambda i: (-len(rows[i]["output"]), i))
+    vectors = embedder.embed([question_text(rows[i]) for i in order], desc="Embedding rows (dedup)")
+    earlier: dict[int, list[int]] = {}
+    for pos, other, _ in similar_pairs(vectors, vectors, threshold, below_diagonal=True):
+        earlier.setdefault(pos, []).append(other)
+    kept = [False] * len(order)
+    for pos in range(len(order)):
+        kept[pos] = not any(kept[other] for other in earlier.get(pos, ()))
+    return [rows[i] for i in sorted(order[pos] for pos in range(len(order)) if kept[pos])]
+
+
+def write_rows(rows: list[Row], path: Path) -> None:
+    """Write rows as ``data.parquet``: four string columns, deterministic bytes."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    schema = pa.schema([(name, pa.string()) for name in COLUMNS])
+    table = pa.table({name: [row[name] for row in rows] for name in COLUMNS}, schema=schema)
+    pq.write_table(table, path, compression="zstd")
+
+
+def build_dataset(recipe: Recipe, out_dir: str | os.PathLike[str] | None = None, force: bool = False) -> Path:
+    """Build the recipe's dataset artifact (default ``runs/<name>/dataset``) and return its folder.
+
+    An artifact already built from the same ``data`` section and source contents is kept
+    (unless ``force``), before any embedding is done."""
+    section = recipe.data
+    if not section.sources:
+        raise HubkitError(f"{recipe.source}: data.sources: list at least one source to build from")
+    out = Path(out_dir) if out_dir is not None else recipe.run_dir() / "dataset"
+    rows: list[Row] = []
+    sources = []
+    for spec in section.sources:
+        records, where = _load_source(spec, recipe)
+        mapped = map_rows(records, spec, where)
+        kept = [r for r in mapped if r["instruction"] and r["output"]]
+        if not kept:
+            raise HubkitError(f"{where}: source {spec.name!r} has no rows with an instruction and output")
+        location = {"path": spec.path} if spec.path else {"hub_id": spec.hub_id, "config": spec.config}
+        sources.append(
+            {
+                "name": spec.name,
+                **location,
+                "split": spec.split,
+                "revision": spec.revision,
+                "license": spec.license,
+                "rows_read": len(mapped),
+                "rows_empty": len(mapped) - len(kept),
+                "content_sha256": digest_of(kept),
+            }
+        )
+        rows.extend(kept)
+    inputs = {
+        "data": digest_of(section.model_dump(mode="json")),
+        "sources": digest_of([s["content_sha256"] for s in sources]),
+    }
+    if not force and is_up_to_date(out, inputs):
+        return out
+    rows_in = len(rows)
+    dedup = section.dedup
+    if dedup.exact:
+        rows = drop_exact_duplicates(rows)
+    after_exact = len(rows)
+    embedding: dict[str, Any] | None = None
+    if dedup.near_threshold is not None:
+        from .decontam.embed import Embedder
+
+        embedder = Embedder(section.embedding_model)
+        rows = drop_near_duplicates(rows, dedup.near_threshold, embedder)
+        embedding = {"model": embedder.model_id, "revision": embedder.revision}
+    per_source = {s["name"]: 0 for s in sources}
+    for row in rows:
+        per_source[row["data_source"]] += 1
+    for source in sources:
+        source["rows"] = per_source[source["name"]]
+    with atomic_folder(out) as tmp:
+        write_rows(rows, tmp / DATA_FILE)
+        write_manifest(
+            tmp,
+            "dataset",
+            inputs=inputs,
+            recipe=recipe.to_dict(),
+            sources=sources,
+            dedup={
+                "exact": dedup.exact,
+                "near_threshold": dedup.near_threshold,
+                "rows_in": rows_in,
+                "removed_exact": rows_in - after_exact,
+                "removed_near": after_exact - len(rows),
+            },
+            embedding=embedding,
+            rows=len(rows),
+            columns=list(COLUMNS),
+        )
+    return out

