@@ -31,6 +31,7 @@ def _free_port() -> int:
 _PORT = _free_port()
 os.environ.update(
     HF_HOME=str(_TMP / "hf_home"),
+    HUBKIT_CACHE=str(_TMP / "hubkit_cache"),
     HF_ENDPOINT=f"http://127.0.0.1:{_PORT}",
     HF_HUB_DISABLE_XET="1",
     HF_HUB_DISABLE_TELEMETRY="1",

@@ -154,8 +154,21 @@ def _build_tiny_llama(dest: Path) -> None:
 
     if (dest / "config.json").is_file():
         return
+    corpus = sample_corpus()
     with atomic_folder(dest) as tmp:
-        build_tiny_llama(tmp, sample_corpus())
+        build_tiny_llama(tmp, corpus)
+        # Known provenance for the taint gate: random weights that saw no training data.
+        write_json(
+            tmp / "provenance.json",
+            {
+                "kind": "base-model",
+                "name": TINY_LLAMA,
+                "weights": "random initialisation (torch seed 0); trained on no data",
+                "datasets": [],
+                "tokenizer_corpus_sha256": digest_of(corpus),
+                "hubkit_version": __version__,
+            },
+        )
 
 
 def resolve_base_model(recipe: Recipe) -> BaseModelRef:

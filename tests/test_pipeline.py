@@ -1,0 +1,167 @@
+"""`hubkit train-and-push` on the tiny recipe against a local Hub: the offline main job, gates
+that stop before the first byte is pushed, resuming after a kill, and server errors."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from importlib.resources import files
+from pathlib import Path
+
+import pytest
+from faulty_proxy import FaultyProxy
+from huggingface_hub import HfApi
+
+from hubkit.errors import HubkitError
+from hubkit.hub import LocalHub
+from hubkit.pipeline import STAGES, load_back, train_and_push
+from hubkit.recipe import load_recipe
+
+REPO = Path(__file__).resolve().parents[1]
+TINY = REPO / "recipes" / "tiny.yaml"
+FAST = ["training.max_steps=6", "training.save_steps=3", "training.logging_steps=1"]
+
+
+def _recipe(tag: str, *sets: str):
+    """The tiny recipe, trained briefly, publishing to repos named after ``tag``."""
+    hub = [f"hub.dataset_repo=alice/{tag}-data", f"hub.adapter_repo=alice/{tag}-adapter"]
+    return load_recipe(TINY, [*FAST, *hub, f"hub.merged_repo=alice/{tag}-merged", *sets])
+
+
+@pytest.fixture(scope="module")
+def work(tmp_path_factory) -> Path:
+    """One runs/ folder for the in-process tests, so later tests resume the earlier ones' stages."""
+    return tmp_path_factory.mktemp("pipeline")
+
+
+def _repos(tag: str) -> dict[str, bool]:
+    api = HfApi()
+    return {
+        "data": api.repo_exists(f"alice/{tag}-data", repo_type="dataset"),
+        "adapter": api.repo_exists(f"alice/{tag}-adapter"),
+        "merged": api.repo_exists(f"alice/{tag}-merged"),
+    }
+
+
+def test_end_to_end_then_rerun_skips_everything(local_hub, work, monkeypatch):
+    monkeypatch.chdir(work)
+    result = train_and_push(_recipe("e2e"), echo=lambda _: None)
+    assert [s.name for s in result.stages] == list(STAGES)
+    api = HfApi()
+    for role, push in result.pushes.items():
+        assert push.created_commit, role
+        repo_type = "dataset" if role == "dataset" else "model"
+        assert "README.md" in api.list_repo_files(push.repo_id, repo_type=repo_type)
+        assert [t.name for t in api.list_repo_refs(push.repo_id, repo_type=repo_type).tags] == ["v0.1.0"]
+    assert "training_loss.png" in api.list_repo_files("alice/e2e-adapter")
+
+    check = load_back(result)
+    assert check["merged_logits_equal"]
+    assert check["adapter_vs_merged_max_diff"] < 1e-4  # peft on the base == the merged weights
+    assert check["dataset_rows"] > 0 and isinstance(check["generation"], str)
+
+    again = train_and_push(_recipe("e2e"), echo=lambda _: None)
+    status = {s.name: s.status for s in again.stages}
+    assert [status[s] for s in ("data-build", "data-check", "train", "merge", "verify")] == ["skipped"] * 5
+    assert all(not p.created_commit and p.uploaded_bytes == 0 for p in again.pushes.values())
+    assert "ran" in again.summary() or "skipped" in again.summary()
+
+
+def test_force_redoes_one_stage(local_hub, work, monkeypatch):
+    monkeypatch.chdir(work)
+    result = train_and_push(_recipe("e2e"), force=["verify"], dry_run=True, echo=lambda _: None)
+    status = {s.name: s.status for s in result.stages}
+    assert status["verify"] == "ran" and status["train"] == "skipped" and status["push"] == "dry-run"
+    with pytest.raises(HubkitError, match="--force nope: unknown stage"):
+        train_and_push(_recipe("e2e"), force=["nope"], echo=lambda _: None)
+
+
+def test_planted_benchmark_question_stops_at_the_check(local_hub, work, monkeypatch, tmp_path):
+    monkeypatch.chdir(work)
+    bundled = Path(str(files("hubkit").joinpath("sample_data/benchmarks/gsm8k_test.jsonl")))
+    item = json.loads(bundled.read_text().splitlines()[3])
+    planted = tmp_path / "planted.jsonl"
+    planted.write_text(json.dumps({"question": item["question"], "answer": item["answer"]}) + "\n")
+    source = {
+        "name": "planted",
+        "path": str(planted),
+        "columns": {"instruction": "question", "output": "answer"},
+    }
+    sources = [s.model_dump(exclude_none=True) for s in _recipe("planted").data.sources] + [source]
+    recipe = _recipe("planted", "name=tiny-planted", f"data.sources={json.dumps(sources)}")
+    with pytest.raises(HubkitError, match=r"leak check found 1 hit\(s\) in the data .*nothing pushed"):
+        train_and_push(recipe, echo=lambda _: None)
+    assert _repos("planted") == {"data": False, "adapter": False, "merged": False}
+    assert not (work / "runs" / "tiny-planted" / "adapter").exists()
+
+
+def test_tainted_merge_partner_stops_at_the_gate(local_hub, work, monkeypatch, tmp_path):
+    monkeypatch.chdir(work)
+    partner = tmp_path / "partner"
+    from hubkit.tiny import build_tiny_llama, sample_corpus
+
+    build_tiny_llama(partner, sample_corpus())
+    (partner / "README.md").write_text("---\ndatasets:\n- truthfulqa/truthful_qa\n---\n# a fine-tune\n")
+    recipe = _recipe("tainted", f"merge.models=[{partner}]", "merge.weights=[0.5, 0.5]")
+    with pytest.raises(HubkitError, match="truthful_qa"):
+        train_and_push(recipe, echo=lambda _: None)
+    assert _repos("tainted") == {"data": False, "adapter": False, "merged": False}
+
+
+def _fail_merged_commits(times: int):
+    left = [times]
+
+    def fail(method: str, path: str) -> bool:
+        if method == "POST" and "/alice/" in path and "-merged/commit/" in path and left[0] > 0:
+            left[0] -= 1
+            return True
+        return False
+
+    return fail
+
+
+def test_server_errors_during_the_merged_upload(local_hub, work, monkeypatch):
+    monkeypatch.chdir(work)
+    with FaultyProxy(local_hub.endpoint, _fail_merged_commits(2)) as proxy:
+        result = train_and_push(_recipe("flaky"), endpoint=proxy.endpoint, echo=lambda _: None)
+    assert len(proxy.failures) == 2 and result.pushes["merged"].created_commit
+
+    with FaultyProxy(local_hub.endpoint, _fail_merged_commits(1000)) as proxy:
+        with pytest.raises(HubkitError, match=r"alice/down-merged: the Hub refused the request \(HTTP 500\)"):
+            train_and_push(_recipe("down"), endpoint=proxy.endpoint, echo=lambda _: None)
+    api = HfApi()
+    for repo, repo_type in (("alice/down-data", "dataset"), ("alice/down-adapter", "model")):
+        assert len(api.list_repo_commits(repo, repo_type=repo_type)) == 2  # whole: initial + ours
+        assert "README.md" in api.list_repo_files(repo, repo_type=repo_type)
+    assert [c.title for c in api.list_repo_commits("alice/down-merged")] == ["initial commit"]  # untouched
+
+
+def test_offline_main_job_resumes_after_a_kill(tmp_path):
+    """The README's main job in a subprocess: killed once training is done, then re-run."""
+    env = {**os.environ, "HF_HOME": str(tmp_path / "hf_home")}
+    env.pop("HF_ENDPOINT")
+    env.pop("HF_TOKEN")
+    cmd = [sys.executable, "-m", "hubkit", "train-and-push", str(TINY), "--local-hub", str(tmp_path / "hub")]
+    cmd += [f"--set={s}" for s in FAST]
+    first = subprocess.Popen(cmd, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    adapter = tmp_path / "runs" / "tiny" / "adapter" / "manifest.json"
+    deadline = time.monotonic() + 300
+    while not adapter.exists() and first.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.2)
+    first.send_signal(signal.SIGKILL)
+    first.wait()
+    assert adapter.exists(), first.stdout.read().decode()[-3000:]
+
+    second = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
+    assert second.returncode == 0, second.stdout[-3000:] + second.stderr[-3000:]
+    assert re.search(r"^train\s+skipped\s", second.stdout, re.M), second.stdout[-3000:]
+    assert "merged logits equal the local merged model's" in second.stdout
+    assert "Generation from" in second.stdout
+    with LocalHub(tmp_path / "hub") as hub:
+        api = HfApi(endpoint=hub.endpoint)
+        assert {m.id for m in api.list_models()} >= {"hubkit/tiny-adapter", "hubkit/tiny-merged"}

@@ -1,0 +1,261 @@
+"""train-and-push: every stage of a recipe in order, gates before the first byte is pushed.
+
+data build -> data check -> train -> merge -> verify -> cards -> push. Each stage writes an
+artifact folder under ``runs/<name>/`` and keeps one already made from the same inputs, so
+a re-run after a crash resumes where it stopped; ``force`` redoes the stages it names. A
+failing leak check, a refusing taint gate or a failing equivalence check raises before
+anything is pushed, and each push is one commit, so every repo is either at its new commit
+whole or untouched.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .artifacts import list_files
+from .errors import HubkitError
+from .publish import PushResult, push_folder
+from .recipe import Recipe
+
+STAGES = ("data-build", "data-check", "train", "merge", "verify", "cards", "push")
+REPOS = (
+    ("dataset", "dataset_repo", "dataset"),
+    ("adapter", "adapter_repo", "model"),
+    ("merged", "merged_repo", "model"),
+)
+
+
+@dataclass
+class StageRecord:
+    """One stage's outcome for the summary table."""
+
+    name: str
+    status: str
+    seconds: float
+    detail: str = ""
+
+
+@dataclass
+class PipelineResult:
+    """The artifacts made, what each stage did, and what was pushed where."""
+
+    recipe: Recipe
+    artifacts: dict[str, Path] = field(default_factory=dict)
+    stages: list[StageRecord] = field(default_factory=list)
+    pushes: dict[str, PushResult] = field(default_factory=dict)
+
+    def summary(self) -> str:
+        """The closing table: time per stage, then repos, commits, sizes and URLs."""
+        lines = [f"{'stage':<11} {'status':<9} {'time':>8}  detail"]
+        lines += [f"{s.name:<11} {s.status:<9} {s.seconds:>7.1f}s  {s.detail}" for s in self.stages]
+        if self.pushes:
+            lines += ["", f"{'artifact':<8} {'repo':<40} {'commit':<12} {'sent':>12}  url"]
+            for role, push in self.pushes.items():
+                commit = push.commit[:12] + ("" if push.created_commit else " =")
+                lines.append(
+                    f"{role:<8} {push.repo_id:<40} {commit:<12} {push.uploaded_bytes:>11,}B  {push.url}"
+                )
+        return "\n".join(lines)
+
+
+def _stamp(folder: Path) -> int | None:
+    """When the artifact's manifest was last written: unchanged across a stage means it was kept."""
+    manifest = folder / "manifest.json"
+    return manifest.stat().st_mtime_ns if manifest.is_file() else None
+
+
+def _folder_size(folder: Path) -> int:
+    return sum((folder / rel).stat().st_size for rel in list_files(folder))
+
+
+def train_and_push(
+    recipe: Recipe,
+    *,
+    endpoint: str | None = None,
+    dry_run: bool = False,
+    force: Sequence[str] = (),
+    allow_unverified: Sequence[str] = (),
+    echo: Callable[[str], None] = print,
+) -> PipelineResult:
+    """Run the whole recipe and publish its dataset, adapter and merged model (three repos).
+
+    ``dry_run`` does everything except pushing and lists what would be pushed.
+    """
+    unknown = sorted(set(force) - set(STAGES))
+    if unknown:
+        raise HubkitError(f"--force {unknown[0]}: unknown stage (stages: {', '.join(STAGES)})")
+    if not dry_run:
+        for _, key, _ in REPOS:
+            if not getattr(recipe.hub, key):
+                raise HubkitError(f"{recipe.source}: hub.{key} is required to push (or use --dry-run)")
+    result = PipelineResult(recipe)
+    run = recipe.run_dir()
+
+    @contextmanager
+    def stage(name: str) -> Iterator[dict[str, Any]]:
+        echo(f"==> {name}")
+        note: dict[str, Any] = {"status": "ran", "detail": ""}
+        started = time.perf_counter()
+        yield note
+        record = StageRecord(name, note["status"], time.perf_counter() - started, note["detail"])
+        result.stages.append(record)
+
+    from .data import build_dataset
+    from .decontam import check_recipe
+
+    with stage("data-build") as note:
+        before = _stamp(run / "dataset")
+        dataset = build_dataset(recipe, run / "dataset", force="data-build" in force)
+        note["status"] = "skipped" if _stamp(dataset) == before else "ran"
+        note["detail"] = str(dataset)
+    with stage("data-check") as note:
+        before = _stamp(run / "dataset-clean")
+        check = check_recipe(recipe, dataset, run / "dataset-clean", force="data-check" in force)
+        assert check.out is not None
+        result.artifacts["dataset"] = check.out
+        note["status"] = "skipped" if _stamp(check.out) == before else "ran"
+        note["detail"] = f"{check.rows_checked} rows, {len(check.hits)} hits, {check.removed} removed"
+        report = check.out / "leak_report.md"
+        if not check.passed:
+            raise HubkitError(f"leak check failed ({note['detail']}); nothing pushed; see {report}")
+        if check.hits and recipe.decontam.on_hit == "stop":
+            raise HubkitError(
+                f"leak check found {len(check.hits)} hit(s) in the data ({note['detail']}); nothing pushed; "
+                f"see {report}, fix the sources or set decontam.on_hit: remove"
+            )
+
+    from .train import train
+
+    with stage("train") as note:
+        trained = train(recipe, dataset=check.out, out=run / "adapter", force="train" in force, echo=echo)
+        result.artifacts["adapter"] = trained.out
+        note["status"] = "skipped" if trained.skipped else "ran"
+        note["detail"] = (
+            f"final loss {trained.metrics['loss'][-1]['loss']:.4f}" if trained.metrics["loss"] else ""
+        )
+
+    from .merge import load_registry, merge_adapter, merge_models, require_verified, verify_merge
+
+    registry = load_registry(entries=recipe.merge.taint_registry)
+    allowed = [*recipe.merge.allow_unverified, *allow_unverified]
+    with stage("merge") as note:
+        before = _stamp(run / "merged")
+        merged = merge_adapter(
+            trained.out,
+            run / ("merged-adapter" if recipe.merge.models else "merged"),
+            registry=registry,
+            allow_unverified=allowed,
+            recipe=recipe.to_dict(),
+            force="merge" in force,
+        )
+        if recipe.merge.models:
+            merged = merge_models(
+                [str(merged), *recipe.merge.models],
+                run / "merged",
+                weights=recipe.merge.weights or None,
+                method=recipe.merge.method,
+                base=recipe.merge.base,
+                registry=registry,
+                allow_unverified=allowed,
+                recipe=recipe.to_dict(),
+                force="merge" in force,
+            )
+        result.artifacts["merged"] = merged
+        note["status"] = "skipped" if _stamp(merged) == before else "ran"
+        note["detail"] = str(merged)
+    with stage("verify") as note:
+        try:
+            if "verify" in force:
+                raise HubkitError("forced")
+            summary = require_verified(merged)
+            note["status"] = "skipped"
+        except HubkitError:
+            verify_merge(merged)
+            summary = require_verified(merged)
+        diff = summary.get("max_abs_logit_diff")
+        note["detail"] = "passed" + (f", max |logit diff| {diff:.2e}" if diff is not None else "")
+
+    from .cards import write_card
+
+    with stage("cards") as note:
+        eval_results = recipe.resolve(recipe.eval.results) if recipe.eval.results else None
+        for role, _, _ in REPOS:
+            write_card(role, result.artifacts[role], eval_results if role != "dataset" else None)
+        note["detail"] = "README.md in each artifact"
+
+    with stage("push") as note:
+        if dry_run:
+            note["status"] = "dry-run"
+            for role, key, repo_type in REPOS:
+                folder = result.artifacts[role]
+                repo = getattr(recipe.hub, key) or f"<hub.{key} not set>"
+                echo(f"would push {folder} ({len(list_files(folder))} files, {_folder_size(folder):,} B)")
+                echo(f"    to {repo_type} repo {repo} @ {recipe.version}")
+        else:
+            for role, key, repo_type in REPOS:
+                result.pushes[role] = push_folder(
+                    result.artifacts[role],
+                    getattr(recipe.hub, key),
+                    repo_type=repo_type,  # type: ignore[arg-type]
+                    private=recipe.hub.private,
+                    tag=recipe.version,
+                    endpoint=endpoint,
+                    commit_message=f"{recipe.name} {recipe.version}: {role} (hubkit)",
+                )
+            note["detail"] = ", ".join(p.repo_id for p in result.pushes.values())
+    return result
+
+
+def load_back(result: PipelineResult, prompt: str | None = None) -> dict[str, Any]:
+    """Load the three pushed repos with the stock libraries and check them against local.
+
+    The dataset must give back the local rows, the merged model the local merged model's
+    logits, and the adapter (on its base) load with peft. Returns a generation to show.
+    """
+    import datasets
+    import torch
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from .prompts import format_prompt
+    from .train import resolve_base_model
+
+    recipe, pushes = result.recipe, result.pushes
+    rows = datasets.load_dataset(pushes["dataset"].repo_id, revision=pushes["dataset"].commit, split="train")
+    local_rows = datasets.Dataset.from_parquet(str(result.artifacts["dataset"] / "data.parquet"))
+    if rows.to_list() != local_rows.to_list():
+        raise HubkitError(f"{pushes['dataset'].repo_id}: rows loaded back differ from the local dataset")
+
+    merged_id, merged_rev = pushes["merged"].repo_id, pushes["merged"].commit
+    tokenizer = AutoTokenizer.from_pretrained(merged_id, revision=merged_rev)
+    remote = AutoModelForCausalLM.from_pretrained(merged_id, revision=merged_rev).eval()
+    local = AutoModelForCausalLM.from_pretrained(result.artifacts["merged"]).eval()
+    text = prompt or format_prompt(
+        {"instruction": "What is 12 + 30?", "input": ""}, recipe.data.prompt_template
+    )
+    ids = tokenizer(text, return_tensors="pt")
+    with torch.no_grad():
+        diff = float((remote(**ids).logits - local(**ids).logits).abs().max())
+        if diff != 0.0:
+            raise HubkitError(
+                f"{merged_id}: reloaded merged model's logits differ from local (max {diff:.3g})"
+            )
+        base = AutoModelForCausalLM.from_pretrained(resolve_base_model(recipe).load_from)
+        adapter = PeftModel.from_pretrained(
+            base, pushes["adapter"].repo_id, revision=pushes["adapter"].commit
+        )
+        adapter_diff = float((adapter(**ids).logits - local(**ids).logits).abs().max())
+        out = remote.generate(**ids, max_new_tokens=24, do_sample=False, pad_token_id=tokenizer.pad_token_id)
+    generation = tokenizer.decode(out[0, ids["input_ids"].shape[1] :], skip_special_tokens=True)
+    return {
+        "dataset_rows": len(rows),
+        "merged_logits_equal": True,
+        "adapter_vs_merged_max_diff": adapter_diff,
+        "prompt": text,
+        "generation": generation,
+    }
