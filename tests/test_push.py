@@ -188,6 +188,7 @@ def test_server_errors_are_retried(local_hub, tmp_path):
         result = push_folder(root, "alice/push-retry", endpoint=proxy.endpoint)
     assert len(proxy.failures) == 2
     assert result.created_commit
+    assert os.environ["HF_ENDPOINT"] == local_hub.endpoint  # an explicit endpoint is not made global
     assert len(_commits("alice/push-retry")) == 2  # the initial commit + ours, made once
 
 

@@ -31,6 +31,16 @@ def is_local_endpoint(url: str) -> bool:
         return False
 
 
+def disable_xet_if_local(url: str) -> None:
+    """Turn Xet uploads off when ``url`` is a local Hub (which speaks plain LFS); else no-op."""
+    if not is_local_endpoint(url):
+        return
+    os.environ["HF_HUB_DISABLE_XET"] = "1"
+    constants = sys.modules.get("huggingface_hub.constants")
+    if constants is not None:
+        constants.HF_HUB_DISABLE_XET = True
+
+
 def use_endpoint(url: str | None = None) -> str:
     """Point every HF client in this process (and its children) at ``url``; return it.
 
@@ -39,15 +49,11 @@ def use_endpoint(url: str | None = None) -> str:
     """
     endpoint = (url or current_endpoint()).rstrip("/")
     os.environ["HF_ENDPOINT"] = endpoint
-    local = is_local_endpoint(endpoint)
-    if local:
-        os.environ["HF_HUB_DISABLE_XET"] = "1"
+    disable_xet_if_local(endpoint)
     constants = sys.modules.get("huggingface_hub.constants")
     if constants is not None:
         constants.ENDPOINT = endpoint
         constants.HUGGINGFACE_CO_URL_TEMPLATE = endpoint + "/{repo_id}/resolve/{revision}/{filename}"
-        if local:
-            constants.HF_HUB_DISABLE_XET = True
     datasets_config = sys.modules.get("datasets.config")
     if datasets_config is not None:
         datasets_config.HF_ENDPOINT = endpoint

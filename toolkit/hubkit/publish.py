@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Literal
 
 from .artifacts import list_files, sha256_file
-from .endpoint import use_endpoint
+from .endpoint import current_endpoint, disable_xet_if_local
 from .errors import HubkitError
 
 RepoType = Literal["model", "dataset"]
@@ -172,7 +172,7 @@ def push_folder(
         more = f" (and {len(findings) - 1} more)" if len(findings) > 1 else ""
         raise HubkitError(f"{root / rel}: {why}; refusing to push {repo_id}{more}")
 
-    use_endpoint(endpoint)
+    disable_xet_if_local(endpoint or current_endpoint())  # before huggingface_hub is imported
     from huggingface_hub import HfApi
     from huggingface_hub.errors import HTTPError  # HfHubHTTPError and transport errors alike
 
