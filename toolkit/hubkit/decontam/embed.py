@@ -138,7 +138,7 @@ class Embedder:
         self,
         model: str = DEFAULT_MODEL,
         cache_dir: str | os.PathLike[str] | None = None,
-        batch_size: int = 64,
+        batch_size: int = 32,  # sentence-transformers' default; 64 was ~15% slower on CPU
         progress: bool = True,
     ) -> None:
         self.model_id, self._folder, self.revision = _resolve_model(model)
