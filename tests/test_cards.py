@@ -99,7 +99,7 @@ def test_merged_metadata_round_trip_and_override_on_top(tmp_path: Path) -> None:
     readme = write_card("merged", _artifact(tmp_path, "merged"), EVAL)
     data = ModelCard.load(readme).data
     assert data.base_model == "meta-llama/Llama-2-13b-hf" and data["base_model_relation"] == "finetune"
-    assert data.library_name == "transformers" and "hubkit" in data.tags
+    assert data.library_name == "transformers" and data.tags[:3] == ["hubkit", "peft", "lora"]
     assert {r.dataset_type: r.metric_value for r in data.eval_results} == SCORES
     body = readme.read_text().split("\n---\n", 1)[1]
     assert body.index("--allow-unverified meta-llama/Llama-2-13b-hf") < body.index("\n# Platypus2-13B")

@@ -28,6 +28,7 @@ from hubkit.merge import (
     require_verified,
     verify_merge,
 )
+from hubkit.publish import push_folder
 from hubkit.recipe import recipe_from_dict
 from hubkit.tiny import build_tiny_llama, sample_corpus
 
@@ -61,9 +62,8 @@ def _adapter(base: Path, out: Path, *, seed: int = 1, certificate=None, **lora) 
         if "lora_B" in name or "lora_embedding_B" in name:
             param.data.normal_(0, 0.05)
     peft_model.save_pretrained(out)
-    provenance = {
-        "base_model": str(base),
-        "base_revision": None,
+    provenance = {  # the shape `hubkit train` writes
+        "base_model": {"name_or_path": str(base), "revision": None, "resolved_revision": None},
         "leak_certificate": {"passed": True, "dataset_sha256": "0" * 64}
         if certificate is None
         else certificate,
@@ -199,12 +199,17 @@ def test_fan_in_fan_out_conv1d_adapter(tmp_path):
     assert max(float((want[k] - got[k]).abs().max()) for k in want) <= 1e-6
 
 
-def test_verify_merge_records_the_check_and_gates_publishing(merged, tmp_path):
+def test_verify_merge_records_the_check_and_gates_publishing(local_hub, merged, tmp_path):
+    from huggingface_hub import HfApi
+
     _, out = merged
     folder = tmp_path / "merged"
     shutil.copytree(out, folder)
     with pytest.raises(HubkitError, match="not verified; run `hubkit verify merge"):
         require_verified(folder)
+    with pytest.raises(HubkitError, match="not verified"):
+        push_folder(folder, "alice/unverified-merge")
+    assert not HfApi().repo_exists("alice/unverified-merge")
 
     result = verify_merge(folder)
     assert result["passed"], result["problems"]
@@ -214,6 +219,7 @@ def test_verify_merge_records_the_check_and_gates_publishing(merged, tmp_path):
     assert manifest["verification"]["passed"] is True and "verification.json" in manifest["files"]
     assert manifest["method"] == "lora" and manifest["inputs"]  # fields kept on rewrite
     assert require_verified(folder)["passed"]
+    assert push_folder(folder, "alice/verified-merge").created_commit
 
     # An untouched tensor that drifts from the base fails the check, naming it.
     shard = folder / read_json(folder / "model.safetensors.index.json")["weight_map"]["model.norm.weight"]
@@ -273,6 +279,7 @@ def test_hubkit_adapter_lineage_is_checked(base, tmp_path):
     provenance = read_json(adapter / "provenance.json")
     provenance["recipe"]["data"]["sources"].append({"name": "tqa", "hub_id": TAINTED})
     write_json(adapter / "provenance.json", provenance)
+    assert read_lineage(adapter).ancestors == [str(base)]
     with pytest.raises(
         HubkitError, match=rf"{adapter}: refused .* its training dataset {TAINTED} is in the taint"
     ):
@@ -436,6 +443,18 @@ def test_base_is_fetched_from_the_hub(local_hub, base, tmp_path):
     got = AutoModelForCausalLM.from_pretrained(out).state_dict()
     assert max(float((want[k] - got[k]).abs().max()) for k in want) <= 1e-6
 
+    # Without --base, the commit the adapter was trained on is fetched, not today's main.
+    trained_on = api.repo_info("alice/tiny-merge-base").sha
+    api.upload_file(repo_id="alice/tiny-merge-base", path_or_fileobj=b"{}", path_in_repo="extra.json")
+    config = read_json(adapter / "adapter_config.json") | {"base_model_name_or_path": "alice/tiny-merge-base"}
+    write_json(adapter / "adapter_config.json", config)
+    provenance = read_json(adapter / "provenance.json")
+    provenance["base_model"] |= {"name_or_path": "alice/tiny-merge-base", "resolved_revision": trained_on}
+    write_json(adapter / "provenance.json", provenance)
+    pinned = read_json(merge_adapter(adapter, tmp_path / "pinned") / "provenance.json")
+    base_record = pinned["inputs"][0]
+    assert (base_record["id"], base_record["revision"]) == ("alice/tiny-merge-base", trained_on)
+
 
 # --- the command line -----------------------------------------------------------------------
 
@@ -518,6 +537,21 @@ def test_cli_merge_models_weights_and_allow_unverified(
     assert code == 0, stdout
     assert f"{tiny_llama}: allowed-unverified" in stdout
     assert [r["weight"] for r in read_json(out / "provenance.json")["inputs"]] == [0.6, 0.4]
+
+    # --recipe: its registry entries join the gate, and its hub section makes the card possible.
+    recipe = tmp_path / "stable.yaml"
+    header = "name: stable\nmodel: {name_or_path: x}\nhub: {merged_repo: alice/stable-tiny, license: mit}\n"
+    recipe.write_text(header + f"merge: {{taint_registry: [{{id: {other_model}, reason: planted}}]}}\n")
+    unverified = ["--allow-unverified", str(tiny_llama), "--recipe", str(recipe)]
+    code, _, err = _cli(monkeypatch, capsys, *args[:-1], str(tmp_path / "refused"), *unverified)
+    assert code == 1 and f"{other_model} is in the taint registry (planted)" in _error_line(err)
+    recipe.write_text(header)
+    code, stdout, _ = _cli(monkeypatch, capsys, *args[:-1], str(tmp_path / "carded"), *unverified)
+    assert code == 0, stdout
+    assert _cli(monkeypatch, capsys, "verify", "merge", str(tmp_path / "carded"))[0] == 0
+    code, stdout, err = _cli(monkeypatch, capsys, "card", "merged", str(tmp_path / "carded"))
+    assert code == 0, err
+    assert "alice/stable-tiny" in (tmp_path / "carded" / "README.md").read_text()
 
 
 def test_cli_merge_adapter_in_a_subprocess_then_verify(merged, monkeypatch, capsys, tmp_path):

@@ -61,15 +61,20 @@ def test_end_to_end_then_rerun_skips_everything(local_hub, work, monkeypatch):
     assert "training_loss.png" in api.list_repo_files("alice/e2e-adapter")
 
     check = load_back(result)
-    assert check["merged_logits_equal"]
-    assert check["adapter_vs_merged_max_diff"] < 1e-4  # peft on the base == the merged weights
+    assert check["merged_logits_equal"] and check["adapter_logits_equal"]
     assert check["dataset_rows"] > 0 and isinstance(check["generation"], str)
 
     again = train_and_push(_recipe("e2e"), echo=lambda _: None)
     status = {s.name: s.status for s in again.stages}
     assert [status[s] for s in ("data-build", "data-check", "train", "merge", "verify")] == ["skipped"] * 5
     assert all(not p.created_commit and p.uploaded_bytes == 0 for p in again.pushes.values())
-    assert "ran" in again.summary() or "skipped" in again.summary()
+    table = again.summary().splitlines()
+    assert [line.split()[:2] for line in table[1:8]] == [
+        [stage, "skipped" if stage != "cards" and stage != "push" else "ran"] for stage in STAGES
+    ]
+    for role, push in again.pushes.items():  # repo, unchanged commit (" ="), 0 bytes sent, URL
+        row = next(line for line in table if line.startswith(role + " "))
+        assert row.split()[1:5] == [push.repo_id, push.commit[:12], "=", "0B"] and push.url in row
 
 
 def test_force_redoes_one_stage(local_hub, work, monkeypatch):
@@ -79,6 +84,22 @@ def test_force_redoes_one_stage(local_hub, work, monkeypatch):
     assert status["verify"] == "ran" and status["train"] == "skipped" and status["push"] == "dry-run"
     with pytest.raises(HubkitError, match="--force nope: unknown stage"):
         train_and_push(_recipe("e2e"), force=["nope"], echo=lambda _: None)
+
+
+@pytest.mark.parametrize(
+    ("field", "error"),
+    [
+        ("source", r"tiny.yaml: data.sources\[0\].license is required by the dataset card"),
+        ("hub", "tiny.yaml: hub.license is required by the model cards"),
+    ],
+)
+def test_what_the_cards_need_is_checked_before_any_stage(monkeypatch, tmp_path, field, error):
+    monkeypatch.chdir(tmp_path)
+    recipe = _recipe("nolicense")
+    (recipe.data.sources[0] if field == "source" else recipe.hub).license = None
+    with pytest.raises(HubkitError, match=error):
+        train_and_push(recipe, echo=lambda _: None)
+    assert not (tmp_path / "runs").exists()
 
 
 def test_planted_benchmark_question_stops_at_the_check(local_hub, work, monkeypatch, tmp_path):
@@ -160,7 +181,7 @@ def test_offline_main_job_resumes_after_a_kill(tmp_path):
     second = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
     assert second.returncode == 0, second.stdout[-3000:] + second.stderr[-3000:]
     assert re.search(r"^train\s+skipped\s", second.stdout, re.M), second.stdout[-3000:]
-    assert "merged logits equal the local merged model's" in second.stdout
+    assert "merged model and adapter logits equal the local ones" in second.stdout
     assert "Generation from" in second.stdout
     with LocalHub(tmp_path / "hub") as hub:
         api = HfApi(endpoint=hub.endpoint)

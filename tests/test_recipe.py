@@ -41,6 +41,14 @@ def test_every_recipe_builds_a_valid_sft_config(tmp_path):
         assert args.include_num_input_tokens_seen == "non_padding"
 
 
+def test_every_recipe_can_publish():
+    """Each shipped recipe gives what the cards and pushes need (else train-and-push stops first)."""
+    from hubkit.pipeline import check_publishable
+
+    for path in [*sorted(RECIPES.glob("platypus2-*.yaml")), RECIPES / "tiny.yaml"]:
+        check_publishable(load_recipe(path))
+
+
 def test_accelerate_configs_load():
     from accelerate.commands.config.config_args import load_config_from_file
 

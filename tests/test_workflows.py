@@ -29,3 +29,15 @@ def test_ci_runs_the_readme_test_command():
     ci = (root / ".ci" / "run").read_text().strip().splitlines()[-1]
     readme = (root / "README.md").read_text()
     assert f"```bash\n{ci}\n```" in readme
+
+
+def test_pull_requests_never_see_a_secret():
+    import yaml
+
+    release = yaml.safe_load(next(p for p in WORKFLOWS if p.name == "release.yml").read_text())
+    steps = release["jobs"]["release"]["steps"]
+    with_secrets = [s for s in steps if "secrets." in yaml.safe_dump(s)]
+    assert with_secrets, "the release step reads HF_TOKEN from the repository secrets"
+    for step in with_secrets:
+        assert step.get("if") == "github.event_name != 'pull_request'", step["name"]
+    assert any(s.get("if") == "github.event_name == 'pull_request'" for s in steps)

@@ -67,8 +67,7 @@ def build(work: Path, layers: int) -> None:
             param.data.normal_(0, 0.02)
     peft_model.save_pretrained(work / "adapter")
     provenance = {
-        "base_model": str(work / "base"),
-        "base_revision": None,
+        "base_model": {"name_or_path": str(work / "base"), "revision": None, "resolved_revision": None},
         "leak_certificate": {"passed": True},
         "allow_unchecked_data": False,
         "recipe": {"name": "bench"},

@@ -707,7 +707,7 @@ class MergedCardContext:
             language=[LANGUAGE],
             library_name="transformers",
             pipeline_tag="text-generation",
-            tags=_tags(["hubkit", "lora" if lora else "merge"], self.tags),
+            tags=_tags(["hubkit", "peft", "lora"] if lora else ["hubkit", "merge"], self.tags),
             base_model=_one_or_many(base),
             base_model_relation=("finetune" if lora else "merge") if base else None,
             datasets=self.datasets or None,

@@ -8,6 +8,7 @@ and so ``--endpoint`` can configure the Hub clients before they are imported.
 from __future__ import annotations
 
 import sys
+from typing import Any
 
 import click
 
@@ -241,10 +242,29 @@ def _merge_options(func):
             default=None,
             help="Split output shards above this size, e.g. 2GB (default: as the source).",
         ),
+        click.option(
+            "--recipe",
+            "recipe_path",
+            default=None,
+            type=click.Path(dir_okay=False, path_type=str),
+            help="Recipe to record: its merge.taint_registry joins the gate, and its hub section "
+            "(merged_repo, license, tags) is what `hubkit card merged` writes.",
+        ),
     ]
     for option in reversed(options):
         func = option(func)
     return func
+
+
+def _merge_recipe(recipe_path: str | None, registries: tuple[str, ...]) -> dict[str, Any]:
+    """The gate's registry and the recipe to record, from --registry and --recipe."""
+    from .merge import load_registry
+    from .recipe import load_recipe
+
+    if recipe_path is None:
+        return {"registry": load_registry(registries), "recipe": None}
+    recipe = load_recipe(recipe_path)
+    return {"registry": load_registry(registries, recipe.merge.taint_registry), "recipe": recipe.to_dict()}
 
 
 def _report_merge(folder) -> None:
@@ -281,22 +301,23 @@ def merge_adapter_command(
     allow_unverified: tuple[str, ...],
     registries: tuple[str, ...],
     max_shard_size: str | None,
+    recipe_path: str | None,
 ) -> None:
     """Fold the LoRA ADAPTER (folder or Hub id) into its base: W += B·A·alpha/r, in fp32.
 
     The output keeps the base's dtype and shards, with its config, generation config and
     tokenizer, and a provenance.json recording base, adapter and the gate's verdicts.
     """
-    from .merge import load_registry, merge_adapter
+    from .merge import merge_adapter
 
     folder = merge_adapter(
         adapter,
         out,
         base=base,
         base_revision=base_revision,
-        registry=load_registry(registries),
         allow_unverified=allow_unverified,
         max_shard_size=max_shard_size,
+        **_merge_recipe(recipe_path, registries),
     )
     _report_merge(folder)
 
@@ -324,6 +345,7 @@ def merge_models_command(
     allow_unverified: tuple[str, ...],
     registries: tuple[str, ...],
     max_shard_size: str | None,
+    recipe_path: str | None,
 ) -> None:
     """Merge MODELS (folders or Hub ids) of one architecture, tensor by tensor.
 
@@ -331,7 +353,7 @@ def merge_models_command(
     task_arithmetic: W_base + sum(w_i * (W_i - W_base)). Different architectures or shapes
     are refused before anything is written.
     """
-    from .merge import load_registry, merge_models
+    from .merge import merge_models
 
     folder = merge_models(
         models,
@@ -339,9 +361,9 @@ def merge_models_command(
         weights=weights,
         method=method,  # type: ignore[arg-type]
         base=base,
-        registry=load_registry(registries),
         allow_unverified=allow_unverified,
         max_shard_size=max_shard_size,
+        **_merge_recipe(recipe_path, registries),
     )
     _report_merge(folder)
 
@@ -597,7 +619,7 @@ def train_and_push_command(
             check = load_back(result)
             click.echo(
                 f"Loaded back with datasets/transformers/peft: {check['dataset_rows']} rows; "
-                "merged logits equal the local merged model's."
+                "merged model and adapter logits equal the local ones."
             )
             click.echo(f"Generation from {result.pushes['merged'].repo_id}: {check['generation']!r}")
 

@@ -1,10 +1,11 @@
 """Publishing: scan a folder for credentials, push it in one commit, tag it, verify it.
 
 ``push_folder`` is the only way hubkit writes to a Hub. It refuses a folder that holds a
-credential before touching the Hub, uploads only what changed (an unchanged folder makes no
-commit and sends 0 bytes), makes the remote mirror the folder in a single commit whose
-parent is pinned (a concurrent writer makes it fail rather than silently interleave), and
-then checks the round trip: the remote file list and every file's sha256 equal the local ones.
+credential, or a hubkit merged model without a passing equivalence check, before touching
+the Hub, uploads only what changed (an unchanged folder makes no commit and sends 0 bytes),
+makes the remote mirror the folder in a single commit whose parent is pinned (a concurrent
+writer makes it fail rather than silently interleave), and then checks the round trip: the
+remote file list and every file's sha256 equal the local ones.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
-from .artifacts import list_files, sha256_file
+from .artifacts import MANIFEST, list_files, read_manifest, sha256_file
 from .endpoint import current_endpoint, disable_xet_if_local
 from .errors import HubkitError
 
@@ -173,6 +174,10 @@ def push_folder(
         raise HubkitError(f"{root / rel}: {why}; refusing to push {repo_id}{more}")
 
     disable_xet_if_local(endpoint or current_endpoint())  # before huggingface_hub is imported
+    from .merge import merging, require_verified
+
+    if (root / MANIFEST).is_file() and read_manifest(root).get("kind") == merging.KIND:
+        require_verified(root)
     from huggingface_hub import HfApi
     from huggingface_hub.errors import HTTPError  # HfHubHTTPError and transport errors alike
 

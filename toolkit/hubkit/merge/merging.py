@@ -29,7 +29,7 @@ from ..errors import HubkitError
 from ..recipe import TaintEntry
 from .checkpoint import Checkpoint, ShardWriter, copy_model_files, parse_size, resolve_model
 from .lora import LoraAdapter
-from .taint import PROVENANCE, ModelInput, load_registry, run_gate
+from .taint import PROVENANCE, ModelInput, load_registry, run_gate, trained_base
 
 Method = Literal["linear", "task_arithmetic"]
 KIND = "merged"
@@ -176,11 +176,12 @@ def merge_adapter(
     adapter_dir, adapter_rev = resolve_model(adapter_ref)
     lora = LoraAdapter(adapter_dir, adapter_ref)
     adapter_prov = read_json(adapter_dir / PROVENANCE) if (adapter_dir / PROVENANCE).is_file() else None
-    base_ref = base or lora.base_model or (adapter_prov or {}).get("base_model")
+    trained_ref, trained_rev = trained_base(adapter_prov or {})
+    base_ref = base or lora.base_model or trained_ref
     if not base_ref:
         raise HubkitError(f"{adapter_ref}: adapter_config.json and provenance.json name no base; pass --base")
     if base_revision is None and base is None:
-        base_revision = (adapter_prov or {}).get("base_revision") or lora.config.get("revision")
+        base_revision = trained_rev or lora.config.get("revision")
     base_dir, base_commit = resolve_model(base_ref, base_revision)
     inputs = [
         ModelInput(base_ref, "base", base_dir, base_commit or base_revision),

@@ -109,6 +109,12 @@ def _card_metadata(folder: Path) -> dict[str, Any]:
     return (metadata_load(path) or {}) if path.is_file() else {}
 
 
+def trained_base(provenance: dict[str, Any]) -> tuple[str | None, str | None]:
+    """(base model id or path, its commit) that a ``hubkit train`` adapter was trained on."""
+    base = provenance.get("base_model") or {}
+    return base.get("name_or_path"), base.get("resolved_revision") or base.get("revision")
+
+
 def _hubkit_lineage(provenance: dict[str, Any], kind: str | None) -> Lineage:
     """Lineage from a hubkit provenance.json: a merged model carries its inputs' gate records."""
     gate = provenance.get("taint_gate")
@@ -127,7 +133,7 @@ def _hubkit_lineage(provenance: dict[str, Any], kind: str | None) -> Lineage:
     return Lineage(
         "hubkit provenance",
         datasets=_unique(datasets),
-        ancestors=_unique(_as_list(provenance.get("base_model"))),
+        ancestors=_unique(_as_list(trained_base(provenance)[0])),
         hubkit_trained="leak_certificate" in provenance,
         leak_certificate=provenance.get("leak_certificate"),
         provenance=provenance,
