@@ -96,7 +96,11 @@ def test_force_redoes_one_stage(local_hub, work, monkeypatch):
 def test_what_the_cards_need_is_checked_before_any_stage(monkeypatch, tmp_path, field, error):
     monkeypatch.chdir(tmp_path)
     recipe = _recipe("nolicense")
-    (recipe.data.sources[0] if field == "source" else recipe.hub).license = None
+    if field == "source":
+        sources = [recipe.data.sources[0].model_copy(update={"license": None})]
+        recipe = recipe.model_copy(update={"data": recipe.data.model_copy(update={"sources": sources})})
+    else:
+        recipe = recipe.model_copy(update={"hub": recipe.hub.model_copy(update={"license": None})})
     with pytest.raises(HubkitError, match=error):
         train_and_push(recipe, echo=lambda _: None)
     assert not (tmp_path / "runs").exists()
@@ -112,6 +116,7 @@ def test_planted_benchmark_question_stops_at_the_check(local_hub, work, monkeypa
         "name": "planted",
         "path": str(planted),
         "columns": {"instruction": "question", "output": "answer"},
+        "license": "mit",
     }
     sources = [s.model_dump(exclude_none=True) for s in _recipe("planted").data.sources] + [source]
     recipe = _recipe("planted", "name=tiny-planted", f"data.sources={json.dumps(sources)}")
