@@ -3,9 +3,11 @@ that stop before the first byte is pushed, resuming after a kill, and server err
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -16,6 +18,7 @@ from pathlib import Path
 import pytest
 from faulty_proxy import FaultyProxy
 from huggingface_hub import HfApi
+from safetensors.torch import load_file, save_file
 
 from hubkit.errors import HubkitError
 from hubkit.hub import LocalHub
@@ -48,7 +51,7 @@ def _repos(tag: str) -> dict[str, bool]:
     }
 
 
-def test_end_to_end_then_rerun_skips_everything(local_hub, work, monkeypatch):
+def test_end_to_end_then_rerun_skips_everything(local_hub, work, monkeypatch, tmp_path):
     monkeypatch.chdir(work)
     result = train_and_push(_recipe("e2e"), echo=lambda _: None)
     assert [s.name for s in result.stages] == list(STAGES)
@@ -63,6 +66,13 @@ def test_end_to_end_then_rerun_skips_everything(local_hub, work, monkeypatch):
     check = load_back(result)
     assert check["merged_logits_equal"] and check["adapter_logits_equal"]
     assert check["dataset_rows"] > 0 and isinstance(check["generation"], str)
+    # An adapter that no longer matches what was pushed fails the load-back.
+    tampered = tmp_path / "adapter"
+    shutil.copytree(result.artifacts["adapter"], tampered)
+    weights = load_file(tampered / "adapter_model.safetensors")
+    save_file({k: v * 2 for k, v in weights.items()}, tampered / "adapter_model.safetensors")
+    with pytest.raises(HubkitError, match="reloaded adapter's logits differ from the local adapter's"):
+        load_back(dataclasses.replace(result, artifacts={**result.artifacts, "adapter": tampered}))
 
     again = train_and_push(_recipe("e2e"), echo=lambda _: None)
     status = {s.name: s.status for s in again.stages}
@@ -70,7 +80,7 @@ def test_end_to_end_then_rerun_skips_everything(local_hub, work, monkeypatch):
     assert all(not p.created_commit and p.uploaded_bytes == 0 for p in again.pushes.values())
     table = again.summary().splitlines()
     assert [line.split()[:2] for line in table[1:8]] == [
-        [stage, "skipped" if stage != "cards" and stage != "push" else "ran"] for stage in STAGES
+        [stage, "ran" if stage in ("cards", "push") else "skipped"] for stage in STAGES
     ]
     for role, push in again.pushes.items():  # repo, unchanged commit (" ="), 0 bytes sent, URL
         row = next(line for line in table if line.startswith(role + " "))
