@@ -28,6 +28,7 @@ from hubkit.merge import (
     require_verified,
     verify_merge,
 )
+from hubkit.merge.checkpoint import Checkpoint, ShardWriter
 from hubkit.publish import push_folder
 from hubkit.recipe import recipe_from_dict
 from hubkit.tiny import build_tiny_llama, sample_corpus
@@ -255,6 +256,58 @@ def test_max_shard_size_reshards_without_changing_weights(base, merged, tmp_path
     want = AutoModelForCausalLM.from_pretrained(out).state_dict()
     got = AutoModelForCausalLM.from_pretrained(small).state_dict()
     assert all(torch.equal(want[k], got[k]) for k in want)
+
+
+def test_shard_writer_files_equal_save_file_byte_for_byte(tmp_path):
+    """Headers planned from the source, tensors streamed or copied: the same bytes as save_file."""
+    gen = torch.Generator().manual_seed(0)
+    shards = [
+        {
+            "b.weight": torch.randn(8, 4, generator=gen),
+            "a.scale": torch.randn(3).to(torch.bfloat16),
+            "a.ids": torch.arange(5),
+            "z.flag": torch.tensor([True, False]),
+            "m.scalar": torch.tensor(2.5),
+        },
+        {"c.weight": torch.randn(16, 8, generator=gen).half(), "d.weight": torch.randn(30, generator=gen)},
+    ]
+    src = tmp_path / "src"
+    src.mkdir()
+    weight_map = {}
+    for i, tensors in enumerate(shards):
+        save_file(tensors, src / f"s{i}.safetensors", metadata={"format": "pt"})
+        weight_map |= dict.fromkeys(tensors, f"s{i}.safetensors")
+    write_json(src / "model.safetensors.index.json", {"metadata": {}, "weight_map": weight_map})
+    changed = {"b.weight": shards[0]["b.weight"] * 2, "c.weight": shards[1]["c.weight"] + 1}
+
+    for max_bytes, layout in ((None, [list(shards[0]), list(shards[1])]), (120, None)):
+        out = tmp_path / f"out-{max_bytes}"
+        out.mkdir()
+        writer = ShardWriter(Checkpoint(src), out, max_bytes)
+        writer.write(changed.get)
+        sizes = [sum(Checkpoint(src).tensors[n].nbytes for n in names) for names in writer.shards]
+        if layout:
+            assert [sorted(names) for names in writer.shards] == [sorted(names) for names in layout]
+        else:  # re-sharded: no shard past 120 bytes unless one tensor alone is
+            assert len(writer.shards) > 2
+            assert all(
+                size <= 120 or len(names) == 1 for size, names in zip(sizes, writer.shards, strict=True)
+            )
+        index = read_json(out / "model.safetensors.index.json")["weight_map"]
+        assert sorted(index) == sorted(weight_map)
+        for i, names in enumerate(writer.shards):
+            file = out / f"model-{i + 1:05d}-of-{len(writer.shards):05d}.safetensors"
+            want = {n: changed.get(n, shards[0 if n in shards[0] else 1][n]) for n in names}
+            save_file(want, tmp_path / "want.safetensors", metadata={"format": "pt"})
+            assert file.read_bytes() == (tmp_path / "want.safetensors").read_bytes()
+            assert all(index[n] == file.name for n in names)
+
+    wrong = tmp_path / "wrong"
+    wrong.mkdir()
+    with pytest.raises(
+        HubkitError, match=r"^b\.weight: merged to \[8, 4\] torch\.float16, not .* \[8, 4\] F32$"
+    ):
+        ShardWriter(Checkpoint(src), wrong).write({"b.weight": shards[0]["b.weight"].half()}.get)
 
 
 # --- the taint gate -------------------------------------------------------------------------

@@ -4,7 +4,7 @@ Builds a seeded Llama-shaped fp32 model (about 0.9 GB, saved in 100 MB shards) a
 adapter on all its projections, then merges them twice, each in a fresh subprocess so
 peak RSS (ru_maxrss of that process alone) is measured fairly:
 
-- hubkit: ``merge_adapter`` (one shard at a time, deltas in fp32);
+- hubkit: ``merge_adapter`` (one tensor at a time, deltas in fp32);
 - peft: ``from_pretrained`` + ``PeftModel.from_pretrained`` + ``merge_and_unload`` +
   ``save_pretrained`` (same shard size);
 

@@ -283,7 +283,7 @@ def merge() -> None:
 
     Before anything is written, every input's lineage (hubkit provenance.json, or model card
     metadata listing its training datasets) is checked against the taint registry; unknown
-    provenance is refused unless --allow-unverified names the model. Merges stream one shard
+    provenance is refused unless --allow-unverified names the model. Merges stream one tensor
     at a time and appear only when complete.
     """
 

@@ -1,7 +1,7 @@
 """Merging behind gates: streaming adapter and model merges, the taint gate, the equivalence check.
 
 ``merge_adapter`` folds a LoRA adapter into its base and ``merge_models`` merges whole models,
-both shard by shard and only after the taint gate passes; ``verify_merge`` checks a merged
+both streamed tensor by tensor and only after the taint gate passes; ``verify_merge`` checks a merged
 model against what it was made from, and ``require_verified`` is what publishing calls.
 """
 

@@ -1,16 +1,18 @@
-"""Safetensors checkpoints read lazily and written shard by shard.
+"""Safetensors checkpoints read lazily and written tensor by tensor.
 
-A merge must never hold a whole model: headers are read up front (names, shapes, dtypes, so
-every mismatch is found before anything is written), tensors are read one at a time, each
-through its own memory map, so only the shard being written stays resident.
+A merge must never hold a whole model: headers are read up front (names, shapes, dtypes and
+byte ranges, so every mismatch is found before anything is written), tensors are read one at a
+time, each through its own memory map, and written the moment they are made.
 """
 
 from __future__ import annotations
 
-import ctypes
+import json
 import os
 import re
 import shutil
+import struct
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -54,6 +56,8 @@ class TensorInfo:
     file: str
     shape: tuple[int, ...]
     dtype: str
+    start: int  # byte offset of its data in ``file``
+    nbytes: int
 
 
 def _open(path: Path):
@@ -103,10 +107,16 @@ class Checkpoint:
                 raise HubkitError(f"{self.name}: shard {file} listed in {INDEX} is missing")
         tensors: dict[str, TensorInfo] = {}
         for file in files:
-            with _open(self.folder / file) as handle:
-                for key in handle.keys():
-                    piece = handle.get_slice(key)
-                    tensors[key] = TensorInfo(file, tuple(piece.get_shape()), piece.get_dtype())
+            with _open(self.folder / file):  # validates the header against the file
+                pass
+            with open(self.folder / file, "rb") as handle:
+                (size,) = struct.unpack("<Q", handle.read(8))
+                header = json.loads(handle.read(size))
+            for key, entry in header.items():
+                if key != "__metadata__":
+                    start, end = entry["data_offsets"]
+                    shape = tuple(entry["shape"])
+                    tensors[key] = TensorInfo(file, shape, entry["dtype"], 8 + size + start, end - start)
         for key, file in weight_map.items():
             if tensors.get(key) is None or tensors[key].file != file:
                 raise HubkitError(f"{self.name}: tensor {key} listed in {INDEX} is not in {file}")
@@ -144,63 +154,124 @@ def model_file_hashes(folder: Path) -> dict[str, str]:
     }
 
 
-def _return_freed_memory() -> None:
-    """Hand the freed heap of a written shard back to the OS (glibc only; a no-op elsewhere).
+# safetensors' dtype names in the order ``save_file`` lays tensors out (widest first, which
+# keeps every tensor aligned to its element size), with the torch dtype each stands for.
+_DTYPES = {
+    "U64": "uint64", "I64": "int64", "F64": "float64", "C64": "complex64", "F32": "float32",
+    "U32": "uint32", "I32": "int32", "BF16": "bfloat16", "F16": "float16", "U16": "uint16",
+    "I16": "int16", "F8_E5M2FNUZ": "float8_e5m2fnuz", "F8_E4M3FNUZ": "float8_e4m3fnuz",
+    "F8_E4M3": "float8_e4m3fn", "F8_E5M2": "float8_e5m2", "I8": "int8", "U8": "uint8", "BOOL": "bool",
+}  # fmt: skip
+_ORDER = {name: i for i, name in enumerate(_DTYPES)}
+_COPY_CHUNK = 64 * 2**20
 
-    glibc keeps freed blocks under 32 MB in its heap, so after a shard of such tensors the
-    process would stay a shard larger than it needs while the next shard is built.
+
+def _write_all(fd: int, data: bytes | memoryview) -> None:
+    data = memoryview(data)
+    while data:
+        data = data[os.write(fd, data) :]
+
+
+def _copy_range(source: Path, dst: int, offset: int, length: int) -> None:
+    """Append ``length`` bytes of ``source`` from ``offset`` to ``dst``, kernel-side where it can.
+
+    ``copy_file_range`` moves the bytes through the page cache only (or reflinks them), so a
+    tensor copied this way is never mapped into the process; ``pread`` in bounded chunks is
+    the portable fallback.
     """
-    try:
-        ctypes.CDLL("libc.so.6").malloc_trim(0)
-    except (OSError, AttributeError):
-        return
+    with open(source, "rb") as src:
+        while length:
+            try:
+                done = os.copy_file_range(src.fileno(), dst, min(length, _COPY_CHUNK), offset)
+            except (AttributeError, OSError):
+                chunk = os.pread(src.fileno(), min(length, _COPY_CHUNK), offset)
+                _write_all(dst, chunk)
+                done = len(chunk)
+            if not done:
+                raise HubkitError(f"{source}: ends before the tensor data its header lists")
+            offset, length = offset + done, length - done
 
 
 class ShardWriter:
-    """Writes ``model-0000N-of-0000M.safetensors`` one shard at a time, then the index.
+    """Writes a checkpoint shaped like ``source`` tensor by tensor, never holding two at once.
 
-    ``flush`` ends a shard (the merge calls it at each input shard boundary, keeping the
-    source's layout); ``max_bytes`` also ends one when it would grow past that size. Shards
-    are named when the count is known, in ``close``.
+    A merge changes values, never names, shapes or dtypes, so every output shard's layout
+    (one per source shard, split further at ``max_bytes``) and header are known from the
+    source's headers before any tensor is made. Each tensor is then appended the moment it
+    is made and dropped; a tensor left unchanged is copied file to file without being read
+    into memory. The files are byte-for-byte what ``safetensors`` ``save_file`` would write.
     """
 
-    def __init__(self, folder: Path, max_bytes: int | None = None) -> None:
+    def __init__(self, source: Checkpoint, folder: Path, max_bytes: int | None = None) -> None:
+        self.source = source
         self.folder = folder
-        self.max_bytes = max_bytes
-        self._buffer: dict[str, Any] = {}
-        self._buffered = 0
-        self._shards: list[list[str]] = []
-        self.total_size = 0
+        self.shards: list[list[str]] = []
+        for file in source.files:
+            names, size = [], 0
+            for name in source.names_in(file):
+                nbytes = source.tensors[name].nbytes
+                if max_bytes and names and size + nbytes > max_bytes:
+                    self.shards.append(names)
+                    names, size = [], 0
+                names.append(name)
+                size += nbytes
+            if names:
+                self.shards.append(names)
 
-    def add(self, name: str, tensor) -> None:
-        size = tensor.numel() * tensor.element_size()
-        if self.max_bytes and self._buffer and self._buffered + size > self.max_bytes:
-            self.flush()
-        self._buffer[name] = tensor.contiguous()
-        self._buffered += size
-        self.total_size += size
+    def _header(self, names: list[str]) -> bytes:
+        entries: dict[str, Any] = {"__metadata__": {"format": "pt"}}
+        start = 0
+        for name in names:
+            info = self.source.tensors[name]
+            entries[name] = {
+                "dtype": info.dtype,
+                "shape": list(info.shape),
+                "data_offsets": [start, start + info.nbytes],
+            }
+            start += info.nbytes
+        header = json.dumps(entries, separators=(",", ":")).encode()
+        header += b" " * (-len(header) % 8)
+        return struct.pack("<Q", len(header)) + header
 
-    def flush(self) -> None:
-        from safetensors.torch import save_file
+    def _append(self, out: int, name: str, tensor) -> None:
+        import torch
 
-        if not self._buffer:
-            return
-        save_file(self._buffer, self.folder / f".shard-{len(self._shards)}", metadata={"format": "pt"})
-        self._shards.append(list(self._buffer))
-        self._buffer = {}
-        self._buffered = 0
-        _return_freed_memory()
+        info = self.source.tensors[name]
+        if tuple(tensor.shape) != info.shape or str(tensor.dtype) != f"torch.{_DTYPES.get(info.dtype)}":
+            raise HubkitError(
+                f"{name}: merged to {list(tensor.shape)} {tensor.dtype}, not {self.source.name}'s "
+                f"{list(info.shape)} {info.dtype}"
+            )
+        _write_all(out, tensor.contiguous().reshape(-1).view(torch.uint8).numpy().data)
 
-    def close(self) -> None:
-        self.flush()
-        count = len(self._shards)
+    def write(self, make: Callable[[str], Any], desc: str = "merging") -> None:
+        """Write every shard, then the index; ``make(name)`` gives a tensor, or None to copy it as is."""
+        from tqdm.auto import tqdm
+
+        count = len(self.shards)
         weight_map = {}
-        for i, names in enumerate(self._shards):
+        for i, shard in enumerate(tqdm(self.shards, desc=desc, unit="shard")):
+            names = sorted(shard, key=lambda n: (_ORDER.get(self.source.tensors[n].dtype, len(_ORDER)), n))
             final = f"model-{i + 1:05d}-of-{count:05d}.safetensors"
-            os.replace(self.folder / f".shard-{i}", self.folder / final)
-            weight_map.update(dict.fromkeys(names, final))
-        index = {"metadata": {"total_size": self.total_size}, "weight_map": dict(sorted(weight_map.items()))}
-        write_json(self.folder / INDEX, index)
+            out = os.open(self.folder / final, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+            try:
+                _write_all(out, self._header(names))
+                for name in names:
+                    tensor = make(name)
+                    if tensor is None:
+                        info = self.source.tensors[name]
+                        _copy_range(self.source.folder / info.file, out, info.start, info.nbytes)
+                    else:
+                        self._append(out, name, tensor)
+                    del tensor
+            finally:
+                os.close(out)
+            weight_map.update(dict.fromkeys(shard, final))
+        total = sum(info.nbytes for info in self.source.tensors.values())
+        write_json(
+            self.folder / INDEX,
+            {"metadata": {"total_size": total}, "weight_map": dict(sorted(weight_map.items()))},
+        )
 
 
 def copy_model_files(source: Path, dest: Path, tokenizer_source: Path | None = None) -> list[str]:

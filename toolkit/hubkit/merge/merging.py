@@ -1,10 +1,10 @@
 """Streaming merges: a LoRA adapter folded into its base, and weighted merges of whole models.
 
 Both follow mergekit's discipline: every check (taint gate, shapes, architectures, corrupt
-or missing shards) runs before anything is written; then the reference model's shards are
-read one at a time, each tensor is combined in fp32 and cast back to its own dtype, the
-output shard is written and freed. Peak memory is about one shard (plus the adapter), and
-the output appears only when complete (``atomic_folder``).
+or missing shards) runs before anything is written; then the reference model's tensors are
+read one at a time, combined in fp32, cast back to their own dtype and appended to the output
+shard at once (``ShardWriter``). Peak memory is a few copies of the largest tensor (plus the
+adapter), and the output appears only when complete (``atomic_folder``).
 """
 
 from __future__ import annotations
@@ -82,21 +82,20 @@ def _stream(
     out: Path,
     combine: Callable[[str, list[Any]], Any],
     max_shard_size: str | int | None,
+    unchanged: Callable[[str], bool] = lambda name: False,
 ) -> None:
     """Write ``combine(name, [reference tensor, *other tensors])`` for every reference tensor.
 
-    One reference shard at a time: its tensors are read one by one, combined and buffered,
-    and the output shard is written before the next is read.
+    Tensors are read one at a time, combined and written at once, shard after shard in the
+    reference's layout. ``unchanged`` names tensors ``combine`` would return as they are:
+    those are copied byte for byte without being read.
     """
-    from tqdm.auto import tqdm
-
     max_bytes = parse_size(max_shard_size) if isinstance(max_shard_size, str) else max_shard_size
-    writer = ShardWriter(out, max_bytes)
-    for file in tqdm(reference.files, desc=f"merging {Path(reference.name).name}", unit="shard"):
-        for name in reference.names_in(file):
-            writer.add(name, combine(name, [c.get(name) for c in (reference, *others)]))
-        writer.flush()
-    writer.close()
+
+    def make(name: str) -> Any:
+        return None if unchanged(name) else combine(name, [c.get(name) for c in (reference, *others)])
+
+    ShardWriter(reference, out, max_bytes).write(make, desc=f"merging {Path(reference.name).name}")
 
 
 def _write_artifact(
@@ -163,7 +162,7 @@ def merge_adapter(
     recipe: dict[str, Any] | None = None,
     force: bool = False,
 ) -> Path:
-    """Fold a LoRA adapter into its base (``W += B·A·alpha/r``), streaming shard by shard.
+    """Fold a LoRA adapter into its base (``W += B·A·alpha/r``), streaming tensor by tensor.
 
     ``base`` defaults to the adapter's ``base_model_name_or_path`` (else its provenance's
     ``base_model``): a folder or a Hub id, fetched from the current endpoint. The output
@@ -192,12 +191,20 @@ def merge_adapter(
     _check_unquantized(checkpoint)
     lora.check_against(checkpoint)
     _check_out(Path(out_dir), inputs)
+    touched = lora.touched()
     prov = adapter_prov or {}
     return _write_artifact(
         Path(out_dir),
         inputs,
         gate,
-        lambda tmp: _stream(checkpoint, [], tmp, lambda name, ts: lora.apply(name, ts[0]), max_shard_size),
+        lambda tmp: _stream(
+            checkpoint,
+            [],
+            tmp,
+            lambda name, ts: lora.apply(name, ts[0]),
+            max_shard_size,
+            unchanged=lambda name: name not in touched,
+        ),
         files_from=base_dir,
         tokenizer_from=adapter_dir,
         force=force,
@@ -252,7 +259,7 @@ def merge_models(
     recipe: dict[str, Any] | None = None,
     force: bool = False,
 ) -> Path:
-    """Merge whole models of one architecture, tensor by tensor, streaming shard by shard.
+    """Merge whole models of one architecture, streaming tensor by tensor.
 
     ``linear``: the weighted average ``sum(w_i * W_i) / sum(w_i)`` (the Stable-Platypus2 kind
     of merge; weights default to equal). ``task_arithmetic``: ``W_base + sum(w_i * (W_i -
