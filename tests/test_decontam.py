@@ -216,6 +216,21 @@ def test_cache_embeds_only_new_texts(cache):
     assert np.allclose(np.linalg.norm(vectors, axis=1), 1, atol=1e-5)
 
 
+def test_token_sized_batches_give_sentence_transformers_embeddings(shared_data: Path, tmp_path):
+    """Batching by token length changes the padding, not the vectors, and covers every text once."""
+    items = load_benchmark("mmlu", shared_data / "benchmarks" / "mmlu" / "test").items
+    texts = [item.question for item in items[::400]] + ["Hi?", "x " * 400]
+    embedder = Embedder(cache_dir=tmp_path, progress=False, tokens_per_batch=512)
+    batches = embedder._batches(texts)
+    assert sorted(i for batch in batches for i in batch) == list(range(len(texts)))
+    model = embedder._load_model()
+    lengths = [len(ids) for ids in model.tokenizer(texts, truncation=True, max_length=256)["input_ids"]]
+    assert all(len(b) == 1 or len(b) * max(lengths[i] for i in b) <= 512 for b in batches)
+    assert len(batches) > 2 and any(len(b) > 8 for b in batches)  # short questions share a pass
+    want = model.encode(texts, batch_size=32, normalize_embeddings=True)
+    assert np.abs(embedder.embed(texts) - want).max() < 1e-5
+
+
 def test_similar_pairs_matches_brute_force_in_small_blocks():
     rng = np.random.default_rng(0)
     a = rng.normal(size=(57, 8)).astype(np.float32)

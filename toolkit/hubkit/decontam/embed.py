@@ -23,9 +23,13 @@ from ..artifacts import digest_of, hash_files
 from ..errors import HubkitError
 
 DEFAULT_MODEL = "sentence-transformers/all-MiniLM-L6-v2"
-# Texts written to the cache per shard (bounds the work a crash loses), and per progress step.
+# Texts written to the cache per shard (bounds the work a crash loses).
 SHARD_ROWS = 16384
-STEP_ROWS = 256
+# Padded tokens per forward pass. Texts go in batches of equal token length, so short texts
+# share a pass in large numbers and long ones in small: ~1.2-1.4x faster on CPU than
+# sentence-transformers' 32 texts per batch sorted by characters, which pads ~20% of the
+# tokens of the benchmark questions.
+TOKENS_PER_BATCH = 2048
 
 
 def cache_root() -> Path:
@@ -138,26 +142,42 @@ class Embedder:
         self,
         model: str = DEFAULT_MODEL,
         cache_dir: str | os.PathLike[str] | None = None,
-        batch_size: int = 32,  # sentence-transformers' default; 64 was ~15% slower on CPU
+        tokens_per_batch: int = TOKENS_PER_BATCH,
         progress: bool = True,
     ) -> None:
         self.model_id, self._folder, self.revision = _resolve_model(model)
         slug = re.sub(r"[^A-Za-z0-9._-]+", "_", self.model_id.strip("/"))[-80:]
         root = Path(cache_dir) if cache_dir is not None else cache_root() / "embeddings"
         self.cache = EmbeddingCache(root / f"{slug}-{self.revision.removeprefix('sha256:')[:16]}")
-        self.batch_size = batch_size
+        self.tokens_per_batch = tokens_per_batch
         self.progress = progress
         self._model: Any = None
         self.embedded = 0  # texts this instance ran through the model (not from the cache)
 
-    def _encode(self, texts: list[str]) -> np.ndarray:
+    def _load_model(self) -> Any:
         if self._model is None:
             from sentence_transformers import SentenceTransformer
 
             self._model = SentenceTransformer(str(self._folder))
-        vectors = self._model.encode(
+        return self._model
+
+    def _batches(self, texts: list[str]) -> list[list[int]]:
+        """Indices of ``texts``, longest first, in batches of at most ``tokens_per_batch`` padded tokens."""
+        model = self._load_model()
+        ids = model.tokenizer(texts, truncation=True, max_length=model.max_seq_length)["input_ids"]
+        lengths = [len(row) for row in ids]
+        batches: list[list[int]] = [[]]
+        for i in sorted(range(len(texts)), key=lambda i: -lengths[i]):
+            batch = batches[-1]
+            if batch and (len(batch) + 1) * lengths[batch[0]] > self.tokens_per_batch:
+                batches.append(batch := [])
+            batch.append(i)
+        return batches if batches[0] else []
+
+    def _encode(self, texts: list[str]) -> np.ndarray:
+        vectors = self._load_model().encode(
             texts,
-            batch_size=self.batch_size,
+            batch_size=len(texts),  # one pass: the batch is already sized by tokens
             normalize_embeddings=True,
             convert_to_numpy=True,
             show_progress_bar=False,
@@ -173,16 +193,19 @@ class Embedder:
             from tqdm.auto import tqdm
 
             text_of = dict(zip(keys, texts, strict=True))
-            # Longest first, as sentence-transformers sorts, so each shard pads little.
-            missing.sort(key=lambda k: -len(text_of[k]))
+            pending = [text_of[k] for k in missing]
+            done: list[bytes] = []
+            vectors: list[np.ndarray] = []
             with tqdm(total=len(missing), desc=desc, unit="text", disable=not self.progress) as bar:
-                for start in range(0, len(missing), SHARD_ROWS):
-                    part = missing[start : start + SHARD_ROWS]
-                    vectors = []
-                    for step in range(0, len(part), STEP_ROWS):
-                        vectors.append(self._encode([text_of[k] for k in part[step : step + STEP_ROWS]]))
-                        bar.update(len(vectors[-1]))
-                    self.cache.put(part, np.concatenate(vectors))
+                for batch in self._batches(pending):
+                    vectors.append(self._encode([pending[i] for i in batch]))
+                    done += [missing[i] for i in batch]
+                    bar.update(len(batch))
+                    if len(done) >= SHARD_ROWS:
+                        self.cache.put(done, np.concatenate(vectors))
+                        done, vectors = [], []
+                if done:
+                    self.cache.put(done, np.concatenate(vectors))
         dim = self.cache.dim()
         if dim is None:
             return np.zeros((0, 0), dtype=np.float32)
