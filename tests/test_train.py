@@ -333,3 +333,119 @@ def test_two_process_accelerate_run_writes_one_adapter(tmp_path, tiny_llama, dat
     assert metrics["hardware"]["processes"] == 2 and metrics["global_batch_size"] == 4
     assert metrics["global_step"] == 4
     assert sorted(p.name for p in tmp_path.iterdir()) == ["adapter"]  # no temp or checkpoint folders left
+
+
+# ---------------------------------------------------------------- sdpa_varlen (hubkit.attention)
+
+PACKED_LENGTHS = (23, 9, 31)
+
+
+def _model(folder: Path, attention: str):
+    from transformers import AutoModelForCausalLM
+
+    from hubkit.attention import register_sdpa_varlen
+
+    register_sdpa_varlen()
+    return AutoModelForCausalLM.from_pretrained(folder, attn_implementation=attention).eval()
+
+
+@pytest.fixture(scope="module", params=["mha", "gqa"])
+def attention_model(request, tiny_llama, tmp_path_factory) -> Path:
+    """The tiny Llama, and a grouped-query variant (4 query heads share 2 key/value heads)."""
+    if request.param == "mha":
+        return tiny_llama
+    import torch
+    from transformers import AutoConfig, LlamaForCausalLM
+
+    config = AutoConfig.from_pretrained(tiny_llama)
+    config.num_key_value_heads = 2
+    torch.manual_seed(1)
+    folder = tmp_path_factory.mktemp("gqa")
+    LlamaForCausalLM(config).save_pretrained(folder)
+    return folder
+
+
+def _packed(sequences: list) -> dict:
+    """One padding-free row, shaped as TRL's collator sends it."""
+    import torch
+
+    lengths = [len(s) for s in sequences]
+    bounds = torch.tensor([0, *torch.tensor(lengths).cumsum(0).tolist()], dtype=torch.int32)
+    return {
+        "input_ids": torch.cat(sequences)[None],
+        "position_ids": torch.cat([torch.arange(n) for n in lengths])[None],
+        "cu_seq_lens_q": bounds,
+        "cu_seq_lens_k": bounds,
+        "max_length_q": max(lengths),
+        "max_length_k": max(lengths),
+    }
+
+
+def test_sdpa_varlen_gives_each_packed_example_its_own_logits(attention_model):
+    """A packed row through sdpa_varlen = each example alone = transformers' block-diagonal sdpa."""
+    import torch
+
+    varlen, sdpa = _model(attention_model, "sdpa_varlen"), _model(attention_model, "sdpa")
+    torch.manual_seed(0)
+    sequences = [torch.randint(4, varlen.config.vocab_size, (n,)) for n in PACKED_LENGTHS]
+    first, second = PACKED_LENGTHS[0], sum(PACKED_LENGTHS[:2])
+    with torch.no_grad():
+        packed = varlen(**_packed(sequences)).logits[0]
+        alone = torch.cat([sdpa(input_ids=s[None]).logits[0] for s in sequences])
+        # transformers finds packed rows from position_ids only without a cache, as in training
+        dense = sdpa(**_packed(sequences), use_cache=False).logits[0]
+        # what attending across examples would give: the second example sees the first
+        leaked = sdpa(
+            input_ids=torch.cat(sequences[:2])[None],
+            position_ids=_packed(sequences[:2])["position_ids"],
+            attention_mask=torch.ones(1, second, dtype=torch.long),
+        ).logits[0, first:]
+    assert packed.shape == alone.shape
+    assert (packed - alone).abs().max() < 1e-5
+    assert (packed - dense).abs().max() < 1e-5
+    assert (leaked - alone[first:second]).abs().max() > 1e-3  # a leak would be caught
+
+
+def test_sdpa_varlen_leaves_padded_batches_and_generation_to_sdpa(attention_model):
+    import torch
+
+    varlen, sdpa = _model(attention_model, "sdpa_varlen"), _model(attention_model, "sdpa")
+    torch.manual_seed(0)
+    ids = torch.randint(4, varlen.config.vocab_size, (2, 17))
+    mask = torch.ones_like(ids)
+    mask[1, 11:] = 0
+    with torch.no_grad():
+        ours, theirs = (m(input_ids=ids, attention_mask=mask).logits for m in (varlen, sdpa))
+        assert torch.equal(ours, theirs)
+        prompt = ids[:1, :5]
+        assert torch.equal(
+            varlen.generate(prompt, max_new_tokens=4, do_sample=False),
+            sdpa.generate(prompt, max_new_tokens=4, do_sample=False),
+        )
+
+
+def test_padding_free_training_picks_sdpa_varlen_with_the_same_loss(tiny_llama, dataset, tmp_path):
+    """Packing with `model.attn_implementation` unset trains on sdpa_varlen, whose loss on a packed
+    batch is what TRL's dense block-diagonal sdpa gives; a recipe's own choice is kept."""
+    import torch
+
+    from hubkit.train import build_sft_config, build_trainer, load_dataset_artifact, resolve_base_model
+
+    data = load_dataset_artifact(dataset)
+
+    def trainer(*overrides: str):
+        recipe = load_recipe(TINY, [f"model.name_or_path={tiny_llama}", *overrides])
+        return build_trainer(recipe, resolve_base_model(recipe), data, build_sft_config(recipe, tmp_path))
+
+    varlen, dense = trainer(), trainer("model.attn_implementation=sdpa")
+    assert varlen.model.config._attn_implementation == "sdpa_varlen"
+    assert dense.model.config._attn_implementation == "sdpa"
+    assert trainer("training.packing=false").model.config._attn_implementation == "sdpa"
+    assert trainer("model.attn_implementation=eager").model.config._attn_implementation == "eager"
+
+    rows = len(varlen.train_dataset)
+    batch = varlen.data_collator([varlen.train_dataset[i] for i in (rows - 2, rows - 1)])
+    assert len(batch["cu_seq_lens_q"]) > 3  # several examples in the flattened row
+    with torch.no_grad():
+        losses = [t.compute_loss(t.model, dict(batch)).item() for t in (varlen, dense)]
+    assert abs(losses[0] - losses[1]) < 1e-5, losses

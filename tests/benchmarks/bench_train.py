@@ -6,18 +6,22 @@ in the same process:
 
 - **platypus**: Platypus/alpaca-lora's ``finetune.py`` loop: each row tokenized alone (prompt
   tokens masked to -100, EOS appended), ``transformers.Trainer`` with ``DataCollatorForSeq2Seq``
-  (per-batch padding to a multiple of 8), no packing, micro batch ``--micro-batch``.
+  (per-batch padding to a multiple of 8), no packing, at each ``--micro-batch`` (the paper
+  trained at micro batch 1, alpaca-lora's default is 4).
 - **hubkit**: ``hubkit.train.build_trainer`` on ``recipes/tiny.yaml``: TRL prompt-completion
-  rows, best-fit packing into ``data.max_length`` rows, padding-free batches.
+  rows, best-fit packing into ``data.max_length`` rows, padding-free batches through
+  ``sdpa_varlen`` (one causal attention per packed example, ``hubkit.attention``);
+- **hubkit, dense sdpa mask**: the same with ``model.attn_implementation=sdpa``, which is what
+  TRL's padding-free batches get from transformers without FlashAttention: a block-diagonal
+  mask over the whole flattened batch, so attention costs the square of the batch's tokens.
 
 Reported: non-pad tokens/s (tokens that are not padding, over the trainer's train_runtime),
 train loss at the last step, and the held-out loss (mean response-token NLL on rows neither
-saw, computed the same way for both), so "faster" is checked at equal or lower loss.
+saw, computed the same way for all), so "faster" is checked at equal or lower loss.
 
     .venv/bin/python tests/benchmarks/bench_train.py [--rows 240] [--batch 16] [--spread 3 --max-length 1024]
 
-On a CPU, TRL's padding-free batches go through SDPA with a dense block-diagonal mask over the
-whole flattened batch; the gain it is built for needs a varlen kernel (FlashAttention) on a GPU:
+On a GPU, compare with FlashAttention's varlen kernel too:
 ``--threads 16 --set model.attn_implementation=flash_attention_2``.
 
 Not collected by pytest (not a test_*.py file).
@@ -166,7 +170,13 @@ def main() -> None:
     parser.add_argument("--rows", type=int, default=240, help="training rows (one epoch)")
     parser.add_argument("--heldout", type=int, default=60, help="held-out rows for the loss")
     parser.add_argument("--batch", type=int, default=16, help="examples per optimizer step (the paper: 16)")
-    parser.add_argument("--micro-batch", type=int, default=4, help="platypus loop micro batch")
+    parser.add_argument(
+        "--micro-batch",
+        type=int,
+        nargs="+",
+        default=[1, 4],
+        help="platypus loop micro batches (the paper's: 1; alpaca-lora's: 4)",
+    )
     parser.add_argument(
         "--max-length", type=int, default=None, help="cutoff for both (default: the recipe's)"
     )
@@ -193,48 +203,57 @@ def main() -> None:
     overrides += [f"data.max_length={args.max_length}"] if args.max_length else []
     overrides += args.overrides
     recipe = load_recipe(RECIPE, overrides)
-    results: dict[str, list[dict]] = {"hubkit": [], "platypus": []}
+    variants = {
+        "hubkit": ("hubkit (packing, sdpa_varlen)", []),
+        "hubkit-dense": ("hubkit, dense sdpa mask", ["model.attn_implementation=sdpa"]),
+        **{f"platypus-{m}": (f"platypus style, micro {m}", m) for m in args.micro_batch},
+    }
+    results: dict[str, list[dict]] = {name: [] for name in variants}
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         os.chdir(tmp)  # hubkit:tiny-llama is built under runs/tiny/base-model
         base = resolve_base_model(recipe)
-        # about `batch` examples per optimizer step for both: packed rows hold several examples
+        # about `batch` examples per optimizer step for all: packed rows hold several examples
         per_row = max(1.0, recipe.data.max_length / _mean_length(base.load_from, train_rows))
         accumulation = max(1, round(args.batch / (recipe.training["per_device_train_batch_size"] * per_row)))
-        recipe = load_recipe(RECIPE, [*overrides, f"training.gradient_accumulation_steps={accumulation}"])
+        overrides.append(f"training.gradient_accumulation_steps={accumulation}")
         data = DatasetArtifact(tmp, train_rows, "-", None, None)
         for i in range(args.repeats):
-            trainer = build_trainer(recipe, base, data, build_sft_config(recipe, tmp / f"hubkit-{i}"))
-            results["hubkit"].append(run(trainer, trainer.processing_class, heldout))
-            trainer, tokenizer = platypus_style(
-                Path(base.load_from),
-                train_rows,
-                recipe,
-                args.micro_batch,
-                args.batch // args.micro_batch,
-                tmp / "p",
-            )
-            results["platypus"].append(run(trainer, tokenizer, heldout))
+            for name, (_, setting) in variants.items():
+                if name.startswith("hubkit"):
+                    recipe = load_recipe(RECIPE, [*overrides, *setting])
+                    trainer = build_trainer(recipe, base, data, build_sft_config(recipe, tmp / f"{name}-{i}"))
+                    tokenizer = trainer.processing_class
+                else:
+                    micro = setting
+                    trainer, tokenizer = platypus_style(
+                        Path(base.load_from), train_rows, recipe, micro, args.batch // micro, tmp / name
+                    )
+                results[name].append(run(trainer, tokenizer, heldout))
 
     summary = {
         name: {k: statistics.median(r[k] for r in runs) for k in runs[0]} for name, runs in results.items()
     }
     print(json.dumps({"args": vars(args), "runs": results, "median": summary}, indent=2))
-    hub, plat = summary["hubkit"], summary["platypus"]
+    hub = summary["hubkit"]
     print(
-        f"\n{'median of ' + str(args.repeats):28} {'steps':>5} {'tokens/s':>9} "
+        f"\n{'median of ' + str(args.repeats):30} {'steps':>5} {'tokens/s':>9} {'hubkit is':>9} "
         f"{'train loss':>10} {'held-out':>9}"
     )
-    for name, label in (("hubkit", "hubkit (packing, pad-free)"), ("platypus", "platypus finetune.py style")):
+    for name, (label, _) in variants.items():
         r = summary[name]
         print(
-            f"{label:28} {r['optimizer_steps']:>5} {r['non_pad_tokens_per_s']:>9} "
+            f"{label:30} {r['optimizer_steps']:>5} {r['non_pad_tokens_per_s']:>9} "
+            f"{hub['non_pad_tokens_per_s'] / r['non_pad_tokens_per_s']:>8.2f}x "
             f"{r['final_train_loss']:>10} {r['heldout_loss']:>9}"
         )
-    print(
-        f"\nspeed-up {hub['non_pad_tokens_per_s'] / plat['non_pad_tokens_per_s']:.2f}x (target >= 2x); "
-        f"held-out loss hubkit - platypus {hub['heldout_loss'] - plat['heldout_loss']:+.4f} (target <= 0)"
-    )
+    for m in args.micro_batch:
+        plat = summary[f"platypus-{m}"]
+        ratio = hub["non_pad_tokens_per_s"] / plat["non_pad_tokens_per_s"]
+        print(
+            f"vs platypus micro {m}: {ratio:.2f}x tokens/s (target >= 2x); "
+            f"held-out loss {hub['heldout_loss'] - plat['heldout_loss']:+.4f} (target <= 0)"
+        )
 
 
 def _mean_length(base: str, rows: list[dict]) -> float:

@@ -34,6 +34,7 @@ from .artifacts import (
     write_json,
     write_manifest,
 )
+from .attention import SDPA_VARLEN, register_sdpa_varlen
 from .errors import HubkitError
 from .prompts import TEMPLATES, to_prompt_completion
 from .provenance import DATA_FILE, load_leak_certificate, require_passing_certificate
@@ -343,12 +344,25 @@ def _training_inputs(
     }
 
 
-def _load_model(recipe: Recipe, base: BaseModelRef) -> tuple[PreTrainedModel, Any]:
+def attn_implementation(recipe: Recipe, args: SFTConfig) -> str | None:
+    """The recipe's ``model.attn_implementation``; unset, ``sdpa_varlen`` when TRL will send
+    padding-free batches (its rule: ``padding_free``, or packing with a best-fit strategy)."""
+    name = recipe.model.attn_implementation
+    best_fit = args.packing and args.packing_strategy in ("bfd", "bfd_split")
+    if name is None and (args.padding_free or best_fit):
+        name = SDPA_VARLEN
+    if name == SDPA_VARLEN:
+        register_sdpa_varlen()
+    return name
+
+
+def _load_model(recipe: Recipe, base: BaseModelRef, args: SFTConfig) -> tuple[PreTrainedModel, Any]:
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     kwargs: dict[str, Any] = {"revision": base.revision, "dtype": recipe.model.dtype}
-    if recipe.model.attn_implementation:
-        kwargs["attn_implementation"] = recipe.model.attn_implementation
+    attention = attn_implementation(recipe, args)
+    if attention:
+        kwargs["attn_implementation"] = attention
     tokenizer = AutoTokenizer.from_pretrained(base.load_from, revision=base.revision)
     return AutoModelForCausalLM.from_pretrained(base.load_from, **kwargs), tokenizer
 
@@ -363,7 +377,7 @@ def build_trainer(
     """The ``SFTTrainer`` for a recipe: base model + LoRA, rows as Alpaca prompt-completion pairs."""
     from trl import SFTTrainer
 
-    model, tokenizer = _load_model(recipe, base)
+    model, tokenizer = _load_model(recipe, base, args)
     return SFTTrainer(
         model=model,
         args=args,
