@@ -407,6 +407,7 @@ def test_sdpa_varlen_gives_each_packed_example_its_own_logits(attention_model):
 
 
 def test_sdpa_varlen_leaves_padded_batches_and_generation_to_sdpa(attention_model):
+    """Batches that are not one packed row (even when they carry sequence boundaries) keep sdpa."""
     import torch
 
     varlen, sdpa = _model(attention_model, "sdpa_varlen"), _model(attention_model, "sdpa")
@@ -414,9 +415,10 @@ def test_sdpa_varlen_leaves_padded_batches_and_generation_to_sdpa(attention_mode
     ids = torch.randint(4, varlen.config.vocab_size, (2, 17))
     mask = torch.ones_like(ids)
     mask[1, 11:] = 0
+    bounds = torch.tensor([0, 11, 17], dtype=torch.int32)  # per-example attention would be wrong here
     with torch.no_grad():
-        ours, theirs = (m(input_ids=ids, attention_mask=mask).logits for m in (varlen, sdpa))
-        assert torch.equal(ours, theirs)
+        ours = varlen(input_ids=ids, attention_mask=mask, cu_seq_lens_q=bounds, cu_seq_lens_k=bounds).logits
+        assert torch.equal(ours, sdpa(input_ids=ids, attention_mask=mask).logits)
         prompt = ids[:1, :5]
         assert torch.equal(
             varlen.generate(prompt, max_new_tokens=4, do_sample=False),
@@ -424,9 +426,32 @@ def test_sdpa_varlen_leaves_padded_batches_and_generation_to_sdpa(attention_mode
         )
 
 
-def test_padding_free_training_picks_sdpa_varlen_with_the_same_loss(tiny_llama, dataset, tmp_path):
-    """Packing with `model.attn_implementation` unset trains on sdpa_varlen, whose loss on a packed
-    batch is what TRL's dense block-diagonal sdpa gives; a recipe's own choice is kept."""
+def test_sdpa_varlen_keeps_the_mask_for_a_sliding_window(tiny_llama, tmp_path):
+    """A window shorter than the examples: per-example causal attention would see too far back."""
+    import torch
+    from transformers import AutoConfig, MistralConfig, MistralForCausalLM
+
+    llama = AutoConfig.from_pretrained(tiny_llama).to_dict()
+    config = MistralConfig(**{k: v for k, v in llama.items() if k in MistralConfig().to_dict()})
+    config.sliding_window = 8
+    torch.manual_seed(0)
+    MistralForCausalLM(config).save_pretrained(tmp_path)
+    varlen, sdpa = _model(tmp_path, "sdpa_varlen"), _model(tmp_path, "sdpa")
+    sequences = [torch.randint(4, config.vocab_size, (n,)) for n in PACKED_LENGTHS]
+    with torch.no_grad():
+        ours = varlen(**_packed(sequences), use_cache=False).logits[0]
+        theirs = sdpa(**_packed(sequences), use_cache=False).logits[0]
+        varlen.config.sliding_window = None  # what ignoring the window would give
+        unwindowed = varlen(**_packed(sequences), use_cache=False).logits[0]
+    assert (ours - theirs).abs().max() < 1e-5
+    assert (theirs - unwindowed).abs().max() > 1e-3  # the window matters for these lengths
+
+
+def test_padding_free_training_picks_sdpa_varlen_with_the_same_loss(
+    tiny_llama, dataset, tmp_path, monkeypatch
+):
+    """Packing with `model.attn_implementation` unset trains on sdpa_varlen: one causal attention per
+    example, with the loss and gradients of TRL's dense block-diagonal sdpa; a recipe's choice is kept."""
     import torch
 
     from hubkit.train import build_sft_config, build_trainer, load_dataset_artifact, resolve_base_model
@@ -445,7 +470,31 @@ def test_padding_free_training_picks_sdpa_varlen_with_the_same_loss(tiny_llama, 
 
     rows = len(varlen.train_dataset)
     batch = varlen.data_collator([varlen.train_dataset[i] for i in (rows - 2, rows - 1)])
-    assert len(batch["cu_seq_lens_q"]) > 3  # several examples in the flattened row
-    with torch.no_grad():
-        losses = [t.compute_loss(t.model, dict(batch)).item() for t in (varlen, dense)]
-    assert abs(losses[0] - losses[1]) < 1e-5, losses
+    examples = len(batch["cu_seq_lens_q"]) - 1
+    assert examples > 2  # several examples in the flattened row
+
+    calls: list[tuple[int, bool, bool]] = []
+    sdpa = torch.nn.functional.scaled_dot_product_attention
+
+    def spy(query, key, value, attn_mask=None, **kwargs):
+        calls.append((query.shape[2], attn_mask is None, kwargs.get("is_causal", False)))
+        return sdpa(query, key, value, attn_mask=attn_mask, **kwargs)
+
+    monkeypatch.setattr(torch.nn.functional, "scaled_dot_product_attention", spy)
+    results = []
+    for t in (varlen, dense):
+        calls.clear()
+        t.model.train()
+        torch.manual_seed(0)  # the same LoRA dropout masks for both
+        loss = t.compute_loss(t.model, dict(batch))
+        loss.backward()
+        grads = {n: p.grad.clone() for n, p in t.model.named_parameters() if p.grad is not None}
+        results.append((loss.item(), grads, list(calls)))
+    (loss, grads, calls_varlen), (loss_dense, grads_dense, calls_dense) = results
+    layers = varlen.model.config.num_hidden_layers
+    assert len(calls_varlen) == layers * examples and all(m and c for _, m, c in calls_varlen)
+    assert sum(n for n, _, _ in calls_varlen) == layers * batch["input_ids"].shape[1]
+    assert len(calls_dense) == layers and not any(m for _, m, _ in calls_dense)  # one masked call a layer
+    assert abs(loss - loss_dense) < 1e-5, (loss, loss_dense)
+    assert grads.keys() == grads_dense.keys() and grads
+    assert all((grads[n] - grads_dense[n]).abs().max() < 1e-5 for n in grads)

@@ -221,13 +221,14 @@ def main() -> None:
         for i in range(args.repeats):
             for name, (_, setting) in variants.items():
                 if name.startswith("hubkit"):
-                    recipe = load_recipe(RECIPE, [*overrides, *setting])
-                    trainer = build_trainer(recipe, base, data, build_sft_config(recipe, tmp / f"{name}-{i}"))
+                    variant = load_recipe(RECIPE, [*overrides, *setting])
+                    args_i = build_sft_config(variant, tmp / f"{name}-{i}")
+                    trainer = build_trainer(variant, base, data, args_i)
                     tokenizer = trainer.processing_class
                 else:
-                    micro = setting
+                    micro, accumulate = setting, max(1, args.batch // setting)
                     trainer, tokenizer = platypus_style(
-                        Path(base.load_from), train_rows, recipe, micro, args.batch // micro, tmp / name
+                        Path(base.load_from), train_rows, recipe, micro, accumulate, tmp / name
                     )
                 results[name].append(run(trainer, tokenizer, heldout))
 

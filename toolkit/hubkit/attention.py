@@ -2,14 +2,18 @@
 
 TRL's padding-free batches put every example of a batch into one flattened row and mark
 where each starts (``cu_seq_lens_q``). FlashAttention's varlen kernel attends within each
-example; transformers' ``sdpa`` instead builds a dense block-diagonal mask over the whole
+example; transformers' ``sdpa`` instead applies a dense block-diagonal mask to the whole
 row, so attention costs the square of the *batch's* tokens rather than of each example's,
-and packing loses much of what it saves (`tests/benchmarks/bench_train.py`: 1.25-1.6x slower on CPU).
+and packing loses much of what it saves (`tests/benchmarks/bench_train.py`: 1.25-1.6x
+slower on CPU).
 
 ``sdpa_varlen`` runs PyTorch's ``scaled_dot_product_attention`` once per example (causal,
-no mask): the same numbers as the dense mask, at the cost padding-free is meant to have, on
-any device. Batches that are not packed (evaluation, generation, padded batches) go through
-transformers' own ``sdpa`` unchanged, with its usual mask.
+no mask): the numbers of the dense mask, at the cost of each example's own attention, on
+any device. transformers still builds the dense mask once per forward (its mask creation
+is shared by every implementation); only the attention layers skip it. Everything that is
+not a plain causal packed row (evaluation and generation batches, padding, a KV cache,
+sliding windows, soft-capping, attention sinks) goes through transformers' ``sdpa``
+unchanged, with that mask.
 """
 
 from __future__ import annotations
@@ -17,6 +21,26 @@ from __future__ import annotations
 from typing import Any
 
 SDPA_VARLEN = "sdpa_varlen"
+# Attention options that per-example causal attention does not reproduce.
+_NEEDS_THE_MASK = ("softcap", "s_aux", "position_bias", "sliding_window")
+
+
+def _sliding_window(module: Any) -> Any:
+    """The layer's sliding window: on the module, else (models that only mask it) its config's."""
+    if hasattr(module, "sliding_window"):
+        return module.sliding_window
+    return getattr(getattr(module, "config", None), "sliding_window", None)
+
+
+def _is_plain_packed_row(module: Any, query: Any, key: Any, kwargs: dict[str, Any]) -> bool:
+    return (
+        kwargs.get("cu_seq_lens_q") is not None
+        and query.shape[0] == 1
+        and key.shape[2] == query.shape[2]
+        and kwargs.get("is_causal", getattr(module, "is_causal", True)) is True
+        and all(kwargs.get(name) is None for name in _NEEDS_THE_MASK)
+        and _sliding_window(module) is None
+    )
 
 
 def sdpa_varlen_forward(
@@ -29,30 +53,20 @@ def sdpa_varlen_forward(
     scaling: float | None = None,
     **kwargs: Any,
 ) -> tuple[Any, None]:
-    """transformers attention interface: one causal SDPA call per packed example.
+    """transformers attention interface: one causal SDPA call per example of a packed row.
 
-    Only a causal layer with no sliding window, fed a single flattened row with
-    ``cu_seq_lens_q`` (what TRL's padding-free collator sends), takes this path; the mask
-    built for it (causal within each example) is then exactly what per-example causal
-    attention computes, so it is not needed.
+    On a plain causal packed row the mask transformers built is causal within each example,
+    which is exactly what per-example causal attention computes, so it is not read.
     """
     import torch
     from transformers.integrations.sdpa_attention import sdpa_attention_forward
 
-    bounds = kwargs.get("cu_seq_lens_q")
-    if (
-        bounds is None
-        or query.shape[0] != 1
-        or kwargs.get("sliding_window") is not None
-        or not getattr(module, "is_causal", True)
-    ):
+    if not _is_plain_packed_row(module, query, key, kwargs):
         return sdpa_attention_forward(
             module, query, key, value, attention_mask, dropout=dropout, scaling=scaling, **kwargs
         )
-    groups = getattr(module, "num_key_value_groups", 1)
-    if groups > 1:
-        key, value = key.repeat_interleave(groups, dim=1), value.repeat_interleave(groups, dim=1)
-    edges = bounds.tolist()
+    edges = kwargs["cu_seq_lens_q"].tolist()
+    grouped = query.shape[1] != key.shape[1]
     parts = [
         torch.nn.functional.scaled_dot_product_attention(
             query[:, :, start:end],
@@ -61,6 +75,7 @@ def sdpa_varlen_forward(
             dropout_p=dropout,
             scale=scaling,
             is_causal=True,
+            enable_gqa=grouped,
         )
         for start, end in zip(edges[:-1], edges[1:], strict=True)
         if end > start

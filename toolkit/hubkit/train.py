@@ -344,27 +344,28 @@ def _training_inputs(
     }
 
 
-def attn_implementation(recipe: Recipe, args: SFTConfig) -> str | None:
-    """The recipe's ``model.attn_implementation``; unset, ``sdpa_varlen`` when TRL will send
-    padding-free batches (its rule: ``padding_free``, or packing with a best-fit strategy)."""
-    name = recipe.model.attn_implementation
-    best_fit = args.packing and args.packing_strategy in ("bfd", "bfd_split")
-    if name is None and (args.padding_free or best_fit):
-        name = SDPA_VARLEN
-    if name == SDPA_VARLEN:
-        register_sdpa_varlen()
-    return name
+def _padding_free(args: SFTConfig) -> bool:
+    """Whether TRL will send flattened padding-free rows (its rule, in ``SFTTrainer.__init__``)."""
+    return args.padding_free or (args.packing and args.packing_strategy in ("bfd", "bfd_split"))
 
 
 def _load_model(recipe: Recipe, base: BaseModelRef, args: SFTConfig) -> tuple[PreTrainedModel, Any]:
+    """The base model and tokenizer. With ``model.attn_implementation`` unset, padding-free
+    training moves a model transformers gives ``sdpa`` to ``sdpa_varlen`` (same numbers,
+    per-example attention cost); models without SDPA keep what transformers picked."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     kwargs: dict[str, Any] = {"revision": base.revision, "dtype": recipe.model.dtype}
-    attention = attn_implementation(recipe, args)
-    if attention:
-        kwargs["attn_implementation"] = attention
+    requested = recipe.model.attn_implementation
+    if requested:
+        if requested == SDPA_VARLEN:
+            register_sdpa_varlen()
+        kwargs["attn_implementation"] = requested
     tokenizer = AutoTokenizer.from_pretrained(base.load_from, revision=base.revision)
-    return AutoModelForCausalLM.from_pretrained(base.load_from, **kwargs), tokenizer
+    model = AutoModelForCausalLM.from_pretrained(base.load_from, **kwargs)
+    if not requested and _padding_free(args) and model.config._attn_implementation == "sdpa":
+        model.set_attn_implementation(register_sdpa_varlen())
+    return model, tokenizer
 
 
 def build_trainer(
