@@ -5,6 +5,7 @@ that leave nothing behind."""
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -258,8 +259,19 @@ def test_max_shard_size_reshards_without_changing_weights(base, merged, tmp_path
     assert all(torch.equal(want[k], got[k]) for k in want)
 
 
-def test_shard_writer_files_equal_save_file_byte_for_byte(tmp_path):
-    """Headers planned from the source, tensors streamed or copied: the same bytes as save_file."""
+def _no_copy_file_range(*args):
+    raise OSError(18, "Invalid cross-device link")
+
+
+@pytest.mark.parametrize(
+    "copy_file_range",
+    [os.copy_file_range, _no_copy_file_range, lambda *args: 0],
+    ids=["kernel", "fails", "copies-nothing"],
+)
+def test_shard_writer_files_equal_save_file_byte_for_byte(tmp_path, monkeypatch, copy_file_range):
+    """Headers planned from the source, tensors streamed or copied (by the kernel, or by pread where
+    copy_file_range fails or copies nothing): the same bytes as save_file, for every dtype order."""
+    monkeypatch.setattr(os, "copy_file_range", copy_file_range)
     gen = torch.Generator().manual_seed(0)
     shards = [
         {
@@ -268,6 +280,9 @@ def test_shard_writer_files_equal_save_file_byte_for_byte(tmp_path):
             "a.ids": torch.arange(5),
             "z.flag": torch.tensor([True, False]),
             "m.scalar": torch.tensor(2.5),
+            "q.scales": torch.arange(6, dtype=torch.uint8).view(torch.float8_e8m0fnu),
+            "q.weight": torch.arange(6, dtype=torch.uint8).view(torch.float8_e4m3fn),
+            "ß.norm": torch.randn(2, generator=gen),  # non-ASCII names are written as UTF-8
         },
         {"c.weight": torch.randn(16, 8, generator=gen).half(), "d.weight": torch.randn(30, generator=gen)},
     ]

@@ -160,7 +160,8 @@ _DTYPES = {
     "U64": "uint64", "I64": "int64", "F64": "float64", "C64": "complex64", "F32": "float32",
     "U32": "uint32", "I32": "int32", "BF16": "bfloat16", "F16": "float16", "U16": "uint16",
     "I16": "int16", "F8_E5M2FNUZ": "float8_e5m2fnuz", "F8_E4M3FNUZ": "float8_e4m3fnuz",
-    "F8_E4M3": "float8_e4m3fn", "F8_E5M2": "float8_e5m2", "I8": "int8", "U8": "uint8", "BOOL": "bool",
+    "F8_E8M0": "float8_e8m0fnu", "F8_E4M3": "float8_e4m3fn", "F8_E5M2": "float8_e5m2",
+    "I8": "int8", "U8": "uint8", "F4": "float4_e2m1fn_x2", "BOOL": "bool",
 }  # fmt: skip
 _ORDER = {name: i for i, name in enumerate(_DTYPES)}
 _COPY_CHUNK = 64 * 2**20
@@ -176,19 +177,26 @@ def _copy_range(source: Path, dst: int, offset: int, length: int) -> None:
     """Append ``length`` bytes of ``source`` from ``offset`` to ``dst``, kernel-side where it can.
 
     ``copy_file_range`` moves the bytes through the page cache only (or reflinks them), so a
-    tensor copied this way is never mapped into the process; ``pread`` in bounded chunks is
-    the portable fallback.
+    tensor copied this way is never mapped into the process. Where it fails or copies
+    nothing (some file systems, old kernels, across mounts), ``pread`` in bounded chunks
+    takes over for the rest.
     """
+    kernel = hasattr(os, "copy_file_range")
     with open(source, "rb") as src:
         while length:
-            try:
-                done = os.copy_file_range(src.fileno(), dst, min(length, _COPY_CHUNK), offset)
-            except (AttributeError, OSError):
+            done = 0
+            if kernel:
+                try:
+                    done = os.copy_file_range(src.fileno(), dst, min(length, _COPY_CHUNK), offset)
+                except OSError:
+                    pass
+                kernel = bool(done)
+            if not done:
                 chunk = os.pread(src.fileno(), min(length, _COPY_CHUNK), offset)
+                if not chunk:
+                    raise HubkitError(f"{source}: ends before the tensor data its header lists")
                 _write_all(dst, chunk)
                 done = len(chunk)
-            if not done:
-                raise HubkitError(f"{source}: ends before the tensor data its header lists")
             offset, length = offset + done, length - done
 
 
@@ -229,7 +237,7 @@ class ShardWriter:
                 "data_offsets": [start, start + info.nbytes],
             }
             start += info.nbytes
-        header = json.dumps(entries, separators=(",", ":")).encode()
+        header = json.dumps(entries, separators=(",", ":"), ensure_ascii=False).encode()
         header += b" " * (-len(header) % 8)
         return struct.pack("<Q", len(header)) + header
 
