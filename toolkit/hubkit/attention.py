@@ -4,7 +4,7 @@ TRL's padding-free batches put every example of a batch into one flattened row a
 where each starts (``cu_seq_lens_q``). FlashAttention's varlen kernel attends within each
 example; transformers' ``sdpa`` instead applies a dense block-diagonal mask to the whole
 row, so attention costs the square of the *batch's* tokens rather than of each example's,
-and packing loses much of what it saves (`tests/benchmarks/bench_train.py`: 1.25-1.6x
+and packing loses much of what it saves (`tests/benchmarks/bench_train.py`: 1.2-1.6x
 slower on CPU).
 
 ``sdpa_varlen`` runs PyTorch's ``scaled_dot_product_attention`` once per example (causal,
