@@ -12,11 +12,13 @@ import json
 import random
 import re
 import sys
+import threading
 from pathlib import Path
 
 import numpy as np
 import pyarrow.parquet as pq
 import pytest
+import torch
 
 from hubkit.artifacts import read_json, sha256_file
 from hubkit.data import write_rows
@@ -216,8 +218,9 @@ def test_cache_embeds_only_new_texts(cache):
     assert np.allclose(np.linalg.norm(vectors, axis=1), 1, atol=1e-5)
 
 
-def test_token_sized_batches_give_sentence_transformers_embeddings(shared_data: Path, tmp_path):
-    """Batching by token length changes the padding, not the vectors, and covers every text once."""
+def test_token_sized_batches_give_sentence_transformers_embeddings(shared_data: Path, tmp_path, monkeypatch):
+    """Batching by token length changes the padding, not the vectors, and covers every text once;
+    on several cores the batches run side by side, one thread each."""
     items = load_benchmark("mmlu", shared_data / "benchmarks" / "mmlu" / "test").items
     texts = [item.question for item in items[::400]] + ["Hi?", "x " * 400]
     embedder = Embedder(cache_dir=tmp_path, progress=False, tokens_per_batch=512)
@@ -228,7 +231,18 @@ def test_token_sized_batches_give_sentence_transformers_embeddings(shared_data: 
     assert all(len(b) == 1 or len(b) * max(lengths[i] for i in b) <= 512 for b in batches)
     assert len(batches) > 2 and any(len(b) > 8 for b in batches)  # short questions share a pass
     want = model.encode(texts, batch_size=32, normalize_embeddings=True)
+    threads, ran_on = torch.get_num_threads(), []
+    encode = embedder._encode
+    monkeypatch.setattr(
+        embedder,
+        "_encode",
+        lambda t: ran_on.append((threading.current_thread().name, torch.get_num_threads())) or encode(t),
+    )
     assert np.abs(embedder.embed(texts) - want).max() < 1e-5
+    assert len(ran_on) == len(batches) and torch.get_num_threads() == threads
+    if threads > 1:
+        assert ran_on[0] == (threading.main_thread().name, threads)  # sets the tokenizer's padding alone
+        assert {r[0].startswith("hubkit-embed") and r[1] == 1 for r in ran_on[1:]} == {True}
 
 
 def test_similar_pairs_matches_brute_force_in_small_blocks():

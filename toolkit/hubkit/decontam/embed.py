@@ -13,7 +13,9 @@ import hashlib
 import os
 import re
 import tempfile
-from collections.abc import Sequence
+from collections import deque
+from collections.abc import Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -188,8 +190,43 @@ class Embedder:
             convert_to_numpy=True,
             show_progress_bar=False,
         )
-        self.embedded += len(texts)
         return np.asarray(vectors, dtype=np.float32)
+
+    def _encoded(self, texts: list[str]) -> Iterator[tuple[list[int], np.ndarray]]:
+        """``(batch, vectors)`` for each token-sized batch of ``texts``, in order.
+
+        On CPU, one batch per core runs at a time, each on one thread: a forward pass of this
+        size keeps one core busier alone than two cores together (~1.1-1.15x more texts/s on 2
+        cores). The first batch runs alone, so the tokenizer's padding is set before threads
+        share it (it is only read after that).
+        """
+        import torch
+
+        batches = self._batches(texts)
+        model = self._load_model()
+        workers = torch.get_num_threads() if model.device.type == "cpu" else 1
+        if len(batches) < 2 or workers < 2:
+            yield from ((b, self._encode([texts[i] for i in b])) for b in batches)
+            return
+        yield batches[0], self._encode([texts[i] for i in batches[0]])
+        running: deque[tuple[list[int], Future[np.ndarray]]] = deque()
+        torch.set_num_threads(1)
+        try:
+            with ThreadPoolExecutor(workers, thread_name_prefix="hubkit-embed") as pool:
+                try:
+                    for batch in batches[1:]:
+                        running.append((batch, pool.submit(self._encode, [texts[i] for i in batch])))
+                        if len(running) > workers:
+                            batch, done = running.popleft()
+                            yield batch, done.result()
+                    while running:
+                        batch, done = running.popleft()
+                        yield batch, done.result()
+                finally:
+                    for _, waiting in running:
+                        waiting.cancel()
+        finally:
+            torch.set_num_threads(workers)
 
     def embed(self, texts: Sequence[str], desc: str = "Embedding") -> np.ndarray:
         """Unit-length embeddings of ``texts`` (float32, one row each); new texts go to the cache."""
@@ -203,9 +240,10 @@ class Embedder:
             done: list[bytes] = []
             vectors: list[np.ndarray] = []
             with tqdm(total=len(missing), desc=desc, unit="text", disable=not self.progress) as bar:
-                for batch in self._batches(pending):
-                    vectors.append(self._encode([pending[i] for i in batch]))
+                for batch, batch_vectors in self._encoded(pending):
+                    vectors.append(batch_vectors)
                     done += [missing[i] for i in batch]
+                    self.embedded += len(batch)
                     bar.update(len(batch))
                     if len(done) >= SHARD_ROWS:
                         self.cache.put(done, np.concatenate(vectors))
