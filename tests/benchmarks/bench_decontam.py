@@ -30,10 +30,12 @@ Not collected by pytest (not a test_*.py file).
 from __future__ import annotations
 
 import argparse
+import atexit
 import csv
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -254,6 +256,7 @@ def main() -> None:
     from hubkit.data import write_rows
 
     work = Path(tempfile.mkdtemp(prefix="bench-decontam-"))
+    atexit.register(shutil.rmtree, work, ignore_errors=True)
     rows = training_set(args.rows)
     (work / "dataset").mkdir()
     write_rows(rows, work / "dataset" / "data.parquet")
