@@ -198,7 +198,8 @@ class Embedder:
         On CPU, one batch per core runs at a time, each on one thread: a forward pass of this
         size keeps one core busier alone than two cores together (~1.1-1.15x more texts/s on 2
         cores). The first batch runs alone, so the tokenizer's padding is set before threads
-        share it (it is only read after that).
+        share it (it is only read after that). Torch's thread count is process-wide: it stays at
+        1 until the generator ends or is closed.
         """
         import torch
 

@@ -36,14 +36,15 @@ def similar_pairs(
     for r0 in range(0, n, height):
         r1 = min(n, r0 + height)
         found: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
-        for c0 in range(0, r1 if below_diagonal else m, width):
+        for c0 in range(0, min(m, r1) if below_diagonal else m, width):
             c1 = min(m, c0 + width)
             scores = rows[r0:r1] @ columns[c0:c1].T
             if below_diagonal and c1 > r0:
                 scores[np.arange(c0, c1)[None, :] >= np.arange(r0, r1)[:, None]] = -np.inf
-            # Few rows have a hit: find them by their maximum, then look for columns only there
-            # (3x faster than nonzero over the whole block).
-            hit = np.flatnonzero(scores.max(axis=1) >= threshold)
+            # Few rows have a hit: find them by their maximum (NaN skipped, so one bad vector
+            # hides no other hit), then look for columns only there (3x faster than nonzero
+            # over the whole block).
+            hit = np.flatnonzero(np.fmax.reduce(scores, axis=1) >= threshold)
             i, j = np.nonzero(scores[hit] >= threshold)
             found.append((hit[i] + r0, j + c0, scores[hit[i], j]))
         if not found:
