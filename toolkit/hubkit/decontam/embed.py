@@ -203,20 +203,23 @@ class Embedder:
         """
         import torch
 
+        def encode(batch: list[int]) -> np.ndarray:
+            return self._encode([texts[i] for i in batch])
+
         batches = self._batches(texts)
         model = self._load_model()
         workers = torch.get_num_threads() if model.device.type == "cpu" else 1
         if len(batches) < 2 or workers < 2:
-            yield from ((b, self._encode([texts[i] for i in b])) for b in batches)
+            yield from ((b, encode(b)) for b in batches)
             return
-        yield batches[0], self._encode([texts[i] for i in batches[0]])
+        yield batches[0], encode(batches[0])
         running: deque[tuple[list[int], Future[np.ndarray]]] = deque()
         torch.set_num_threads(1)
         try:
             with ThreadPoolExecutor(workers, thread_name_prefix="hubkit-embed") as pool:
                 try:
                     for batch in batches[1:]:
-                        running.append((batch, pool.submit(self._encode, [texts[i] for i in batch])))
+                        running.append((batch, pool.submit(encode, batch)))
                         if len(running) > workers:
                             batch, done = running.popleft()
                             yield batch, done.result()
