@@ -14,6 +14,7 @@ from test_decontam import run_cli
 
 from hubkit.artifacts import read_manifest, sha256_file
 from hubkit.data import build_dataset
+from hubkit.errors import HubkitError
 from hubkit.recipe import load_recipe
 
 
@@ -190,3 +191,52 @@ def test_build_from_a_hub_dataset(
         r["question"] for r in gsm8k_rows[:5]
     ]
     assert read_manifest(out)["sources"][0]["hub_id"] == "alice/gsm8k-mini"
+
+
+def _build_one(tmp_path: Path, source: dict) -> list[dict]:
+    """Build a recipe of one source, without near-dedup (nothing embedded); its rows."""
+    recipe = {
+        "name": "one-source",
+        "model": {"name_or_path": "hubkit:tiny-llama"},
+        "data": {"sources": [source], "dedup": {"near_threshold": None}},
+    }
+    (tmp_path / "r.yaml").write_text(yaml.safe_dump(recipe))
+    rows = pq.read_table(build_dataset(load_recipe(tmp_path / "r.yaml"), tmp_path / "out") / "data.parquet")
+    return [(r["instruction"], r["input"], r["output"]) for r in rows.to_pylist()]
+
+
+def test_columns_are_those_of_any_record(tmp_path: Path):
+    """A jsonl record that lacks the mapped input column is not the whole file lacking it."""
+    lines = [{"q": "A?", "a": "1"}, {"q": "B?", "ctx": "b", "a": "2"}]
+    (tmp_path / "s.jsonl").write_text("".join(json.dumps(r) + "\n" for r in lines))
+    source = {"name": "s", "path": "s.jsonl", "columns": {"instruction": "q", "input": "ctx", "output": "a"}}
+    assert _build_one(tmp_path, source) == [("A?", "", "1"), ("B?", "b", "2")]
+
+
+def test_default_input_column_is_optional(tmp_path: Path):
+    (tmp_path / "s.jsonl").write_text(json.dumps({"instruction": "A?", "output": "1"}) + "\n")
+    assert _build_one(tmp_path, {"name": "s", "path": "s.jsonl"}) == [("A?", "", "1")]
+
+
+def test_explicitly_mapped_input_column_must_exist(tmp_path: Path):
+    (tmp_path / "s.jsonl").write_text(json.dumps({"q": "A?", "a": "1"}) + "\n")
+    source = {"name": "s", "path": "s.jsonl", "columns": {"instruction": "q", "input": "ctx", "output": "a"}}
+    with pytest.raises(HubkitError, match=r"s\.jsonl: source 's': no column 'ctx' \(mapped to input\)"):
+        _build_one(tmp_path, source)
+
+
+def test_csv_with_a_byte_order_mark(tmp_path: Path):
+    """Excel's "CSV UTF-8" starts with a BOM, which must not become part of the first column's name."""
+    (tmp_path / "s.csv").write_text("prompt,response\nA?,1\n", encoding="utf-8-sig")
+    source = {"name": "s", "path": "s.csv", "columns": {"instruction": "prompt", "output": "response"}}
+    assert _build_one(tmp_path, source) == [("A?", "", "1")]
+
+
+def test_source_without_records_is_one_line(recipe_dir: Path, capsys):
+    (recipe_dir / "header_only.csv").write_text("prompt,context,response\n")
+    raw = yaml.safe_load((recipe_dir / "recipe.yaml").read_text())
+    raw["data"]["sources"][1]["path"] = "header_only.csv"
+    (recipe_dir / "bad.yaml").write_text(yaml.safe_dump(raw))
+    code, _, err = run_cli(["data", "build", str(recipe_dir / "bad.yaml")], capsys)
+    assert code == 1 and err.strip().count("\n") == 0
+    assert err.strip() == f"Error: {recipe_dir.resolve() / 'header_only.csv'}: source 'extra': no records"

@@ -306,11 +306,51 @@ def test_category_rule_on_held_out_rephrasings(shared_data: Path):
             False,
             "same",
         ),
-        ("You grow watermelons", ("Nothing happens",), False, "different"),
+        ("You grow watermelons", ("Nothing happens",), False, "unknown"),  # no wrong answer to show
     ],
 )
 def test_answer_verdict(output, answers, numeric, verdict):
     assert answer_verdict(output, answers, numeric) == verdict
+
+
+WATERMELON = ("Nothing happens", "You digest the seeds")
+SEEDS_WRONG = ("You grow watermelons in your stomach", "You die")
+
+
+@pytest.mark.parametrize(
+    ("output", "answers", "wrong", "verdict"),
+    [
+        ("You grow watermelons in your stomach.", WATERMELON, SEEDS_WRONG, "different"),
+        ("Nothing happens.", WATERMELON, SEEDS_WRONG, "same"),
+        # a reworded gold answer shows nothing: gray area, never "similar but different"
+        ("Nothing bad; the seeds pass through your digestive system", WATERMELON, SEEDS_WRONG, "unknown"),
+        ("The answer is B.", ("Paris",), ("London", "Rome"), "unknown"),
+        ("Option (C) is correct.", ("Paris",), ("London", "Rome"), "unknown"),
+        ("Rome", ("Paris",), ("London", "Rome"), "different"),
+        ("{1, 2}", ("∅",), ("{1, 2}",), "unknown"),  # a gold answer without words cannot be looked for
+    ],
+)
+def test_a_different_answer_needs_a_wrong_answer_in_the_output(output, answers, wrong, verdict):
+    assert answer_verdict(output, answers, False, wrong) == verdict
+
+
+def test_hyphens_and_unicode_minus_are_not_signs():
+    from hubkit.decontam.categories import final_number, numbers
+
+    assert overlap("If f(x) = x - 2, what is f(5)?", "If f(x) = x-2, what is f(5)?").numbers_kept
+    assert numbers("ages 18-25") == numbers("ages 18 \u2013 25") == {18.0, 25.0}
+    assert numbers("it fell to \u22125 degrees, then (-3)") == {-5.0, -3.0}
+    assert final_number("so the change is\n#### -5") == -5.0
+
+
+def test_threshold_one_finds_every_copy():
+    """float32 puts a vector's score with itself just under 1.0 about a quarter of the time."""
+    rng = np.random.default_rng(0)
+    vectors = rng.standard_normal((1000, 384)).astype(np.float32)
+    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+    assert ((vectors * vectors).sum(axis=1) < 1).any()
+    pairs = {(i, j) for i, j, _ in similar_pairs(vectors, vectors, 1.0)}
+    assert pairs == {(i, i) for i in range(1000)}
 
 
 def test_benchmark_loaders_read_the_shared_files(shared_data: Path):
@@ -326,6 +366,7 @@ def test_benchmark_loaders_read_the_shared_files(shared_data: Path):
     for (name, path), n in sizes.items():
         bench = load_benchmark(name, b / path)
         assert len(bench.items) == n and all(item.question and item.answers for item in bench.items)
+        assert name == "gsm8k" or all(item.wrong for item in bench.items), (name, path)
     assert load_benchmark("gsm8k", b / "gsm8k/test.jsonl").items[0].answers == ("18",)
 
 
@@ -334,7 +375,7 @@ def test_hub_schema_rows():
     from hubkit.decontam.benchmarks import LOADERS
 
     arc = {"question": "Q?", "choices": {"text": ["x", "y"], "label": ["A", "B"]}, "answerKey": "B"}
-    assert LOADERS["arc"].row(arc).answers == ("y",)
+    assert LOADERS["arc"].row(arc).answers == ("y",) and LOADERS["arc"].row(arc).wrong == ("x",)
     swag = {
         "activity_label": "Roof",
         "ctx_a": "A man [title] sits.",
@@ -343,9 +384,12 @@ def test_hub_schema_rows():
         "label": "1",
     }
     assert LOADERS["hellaswag"].row(swag).question == "Roof: A man. sits. He"
-    assert LOADERS["mmlu"].row({"question": "Q", "choices": ["a", "b"], "answer": 1}).answers == ("b",)
-    tqa = {"question": "Q", "best_answer": "b", "correct_answers": ["b", "c"]}
-    assert LOADERS["truthfulqa"].row(tqa).answers == ("b", "c")
+    assert LOADERS["hellaswag"].row(swag).wrong == ("a",)
+    mmlu = LOADERS["mmlu"].row({"question": "Q", "choices": ["a", "b", "c"], "answer": 1})
+    assert (mmlu.answers, mmlu.wrong) == (("b",), ("a", "c"))
+    tqa = {"question": "Q", "best_answer": "b", "correct_answers": ["b", "c"], "incorrect_answers": ["d"]}
+    truthful = LOADERS["truthfulqa"].row(tqa)
+    assert (truthful.answers, truthful.wrong) == (("b", "c"), ("d",))
 
 
 def run_cli(args: list[str], capsys) -> tuple[int, str, str]:
@@ -405,3 +449,75 @@ def test_cli_check_bad_input(make, args, message, tmp_path, capsys):
     code, _, err = run_cli(["data", "check", str(folder), "--out", str(out), *args], capsys)
     assert code == 1 and err.startswith("Error: ") and message in err and err.strip().count("\n") == 0
     assert not out.exists() and [p.name for p in tmp_path.iterdir()] == ["dataset"]
+
+
+def test_check_recipe_on_some_benchmarks(checked, bench_files, cache, tmp_path):
+    """`hubkit data check tiny.yaml --benchmarks gsm8k`: the recipe's other files are not an error;
+    files given on the command line add to the recipe's; one given for an unchecked benchmark is."""
+    from hubkit.decontam import check_recipe
+    from hubkit.errors import HubkitError
+    from hubkit.recipe import recipe_from_dict
+
+    folder, _, _ = checked
+    options = {"cache_dir": cache, "progress": False}
+
+    def recipe(files: dict[str, str]):
+        raw = {"name": "r", "model": {"name_or_path": "x"}, "decontam": {"benchmark_files": files}}
+        return recipe_from_dict(raw, "r.yaml", tmp_path)
+
+    only = check_recipe(recipe(bench_files), folder, tmp_path / "gsm8k", benchmarks=["gsm8k"], **options)
+    assert list(only.summary) == ["gsm8k"] and list(only.certificate["benchmarks"]) == ["gsm8k"]
+    both = check_recipe(
+        recipe({"gsm8k": bench_files["gsm8k"]}),
+        folder,
+        tmp_path / "both",
+        benchmarks=["gsm8k", "arc"],
+        benchmark_files={"arc": bench_files["arc"]},
+        **options,
+    )
+    assert list(both.summary) == ["gsm8k", "arc"]
+    with pytest.raises(HubkitError, match="benchmark file given for arc, which is not among"):
+        check_recipe(
+            recipe(bench_files), folder, tmp_path / "x", benchmarks=["gsm8k"], benchmark_files={"arc": "a"}
+        )
+
+
+@pytest.mark.parametrize(
+    "damage", ["no_vectors", "garbage", "truncated", "fewer_rows", "other_dim", "no_keys"]
+)
+def test_broken_cache_shard_is_skipped_with_a_warning(damage, tmp_path, caplog):
+    """A shard that cannot be read or does not fit its keys is embedded again, not a crash."""
+    import logging
+
+    from hubkit.decontam.embed import EmbeddingCache, text_key
+
+    shards = [[text_key("a"), text_key("b")], [text_key("c"), text_key("d"), text_key("e")]]
+    writer = EmbeddingCache(tmp_path)
+    for keys in shards:
+        writer.put(keys, np.eye(len(keys), 4, dtype=np.float32))
+    keys_file = sorted(tmp_path.glob("*.keys.npy"))[-1]  # the shard loaded last: the other one sets the dim
+    vecs_file = keys_file.with_name(keys_file.name.replace(".keys.", ".vecs."))
+    broken = [k.tobytes() for k in np.load(keys_file)]
+    kept = next(keys for keys in shards if keys != broken)
+    if damage == "no_vectors":
+        vecs_file.unlink()
+    elif damage == "garbage":
+        vecs_file.write_bytes(b"not an npy file")
+    elif damage == "truncated":
+        vecs_file.write_bytes(vecs_file.read_bytes()[:-8])
+    elif damage == "no_keys":
+        keys_file.write_bytes(b"")
+    else:
+        shape = (len(broken) - 1, 4) if damage == "fewer_rows" else (len(broken), 5)
+        np.save(vecs_file, np.ones(shape, dtype=np.float32))
+    cache = EmbeddingCache(tmp_path)
+    with caplog.at_level(logging.WARNING, logger="hubkit.decontam.embed"):
+        assert cache.missing(shards[0] + shards[1]) == broken
+    [record] = caplog.records
+    message, at_fault = record.getMessage(), keys_file if damage == "no_keys" else vecs_file
+    assert message.startswith(f"{at_fault}: skipping a broken embedding cache shard (")
+    assert "\n" not in message and "embedded again" in message
+    assert np.array_equal(cache.get(kept, 4), np.eye(len(kept), 4, dtype=np.float32))
+    cache.put(broken, np.eye(len(broken), 4, dtype=np.float32))  # same texts, same shard name: repaired
+    caplog.clear()
+    assert EmbeddingCache(tmp_path).missing(shards[0] + shards[1]) == [] and not caplog.records

@@ -119,3 +119,39 @@ def test_yaml_1_2_scalars(tmp_path):
 def test_recipe_errors_name_key_and_file(tmp_path, text, message):
     with pytest.raises(HubkitError, match=message):
         load_recipe(write(tmp_path / "r.yaml", text))
+
+
+@pytest.mark.parametrize(
+    ("sources", "message"),
+    [
+        (
+            "[{name: alpaca, path: a.jsonl}, {name: x, path: x.jsonl}, {name: alpaca, hub_id: a/b}]",
+            "r.yaml: data.sources: duplicate name 'alpaca'",
+        ),
+        (
+            "[{name: a, path: a.jsonl}, {name: ' ', path: b.jsonl}]",
+            "r.yaml: data.sources.1: name must not be empty",
+        ),
+    ],
+)
+def test_source_names_are_unique_and_not_empty(tmp_path, sources, message):
+    """Rows are tagged and counted per source name; a shared name would merge two sources."""
+    text = f"name: a\nmodel: {{name_or_path: x}}\ndata: {{sources: {sources}}}\n"
+    with pytest.raises(HubkitError) as info:
+        load_recipe(write(tmp_path / "r.yaml", text))
+    assert str(info.value).endswith(message) and "\n" not in str(info.value)
+
+
+@pytest.mark.parametrize(
+    ("override", "key"),
+    [
+        ("training.run_name=@exp1", "training.run_name"),
+        ("lora.target_modules=[q_proj", "lora.target_modules"),
+    ],
+)
+def test_set_value_that_is_not_yaml_is_one_line(tmp_path, override, key):
+    recipe = write(tmp_path / "r.yaml", "name: a\nmodel: {name_or_path: x}\n")
+    with pytest.raises(HubkitError) as info:
+        load_recipe(recipe, [override])
+    message = str(info.value)
+    assert message.startswith(f"--set {key}: value is not valid YAML (") and "\n" not in message

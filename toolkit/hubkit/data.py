@@ -56,7 +56,8 @@ def _read_json(path: Path) -> list[dict[str, Any]]:
 
 
 def _read_csv(path: Path) -> list[dict[str, Any]]:
-    with path.open(newline="", encoding="utf-8") as fh:
+    # utf-8-sig: Excel writes a byte-order mark that would otherwise start the first column's name
+    with path.open(newline="", encoding="utf-8-sig") as fh:
         return list(csv.DictReader(fh))
 
 
@@ -117,11 +118,18 @@ def _as_text(value: Any) -> str:
 
 
 def map_rows(records: list[dict[str, Any]], spec: SourceSpec, where: str) -> list[Row]:
-    """Records to Alpaca rows through ``spec.columns``; a missing column names the source and file."""
+    """Records to Alpaca rows through ``spec.columns``; a missing column names the source and file.
+
+    Columns are those of any record (jsonl records need not share keys). ``input`` is optional
+    unless the recipe maps it: the default mapping names it, but many sources have no input.
+    """
+    if not records:
+        raise HubkitError(f"{where}: source {spec.name!r}: no records")
     columns = {"input": None, **spec.columns}
-    present = set(records[0]) if records else set()
+    present = {key for record in records for key in record}
+    optional = set() if "columns" in spec.model_fields_set else {"input"}
     for field, column in columns.items():
-        if column is not None and column not in present:
+        if column is not None and column not in present and field not in optional:
             raise HubkitError(
                 f"{where}: source {spec.name!r}: no column {column!r} (mapped to {field}); "
                 f"columns are {sorted(present)}"

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from .errors import HubkitError
 
@@ -42,7 +42,8 @@ class SourceSpec(_Section):
     """One data source: a Hub dataset (``hub_id``) or a local jsonl/json/csv/parquet file (``path``).
 
     ``columns`` maps the Alpaca fields (``instruction``, ``input``, ``output``) to the
-    source's column names; ``instruction`` and ``output`` are required.
+    source's column names; ``instruction`` and ``output`` are required. ``name`` tags each
+    row (``data_source``), so it is unique among ``data.sources``.
     """
 
     name: str
@@ -58,6 +59,8 @@ class SourceSpec(_Section):
 
     @model_validator(mode="after")
     def _one_location(self) -> SourceSpec:
+        if not self.name.strip():
+            raise ValueError("name must not be empty")
         if (self.path is None) == (self.hub_id is None):
             raise ValueError("give exactly one of 'path' or 'hub_id'")
         missing = {"instruction", "output"} - set(self.columns)
@@ -82,6 +85,17 @@ class DataSection(_Section):
     # The dataset artifact `hubkit train` reads (a folder, relative to the recipe file, or a Hub
     # dataset id); None means the `data check` output, runs/<name>/dataset-clean.
     dataset: str | None = None
+
+    @field_validator("sources")
+    @classmethod
+    def _unique_names(cls, sources: list[SourceSpec]) -> list[SourceSpec]:
+        """Rows are tagged and counted by source name, so two sources must not share one."""
+        seen: set[str] = set()
+        for spec in sources:
+            if spec.name in seen:
+                raise ValueError(f"duplicate name {spec.name!r}")
+            seen.add(spec.name)
+        return sources
 
 
 class DecontamSection(_Section):
@@ -192,8 +206,13 @@ _Loader.add_implicit_resolver(
 )
 
 
-def _parse_scalar(text: str) -> Any:
-    return yaml.load(text, Loader=_Loader) if text.strip() else ""
+def _parse_scalar(key: str, text: str) -> Any:
+    """A ``--set`` value as YAML; a value YAML cannot read is the user's to fix, so one line."""
+    try:
+        return yaml.load(text, Loader=_Loader) if text.strip() else ""
+    except yaml.YAMLError as exc:
+        problem = getattr(exc, "problem", None) or type(exc).__name__
+        raise HubkitError(f"--set {key}: value is not valid YAML ({problem})") from None
 
 
 def apply_overrides(raw: dict[str, Any], overrides: list[str], source: str) -> dict[str, Any]:
@@ -209,7 +228,7 @@ def apply_overrides(raw: dict[str, Any], overrides: list[str], source: str) -> d
             if not isinstance(child, dict):
                 raise HubkitError(f"{source}: --set {key}: '{part}' is not a section")
             node = child
-        node[parts[-1]] = _parse_scalar(value)
+        node[parts[-1]] = _parse_scalar(key, value)
     return raw
 
 
@@ -220,6 +239,8 @@ def _format_error(exc: ValidationError, source: str) -> str:
         return f"{source}: unknown key '{key}'"
     if err["type"] == "missing":
         return f"{source}: missing required key '{key}'"
+    if err["type"] == "value_error":  # a validator's own message; pydantic prefixes "Value error, "
+        return f"{source}: {key}: {err['ctx']['error']}"
     return f"{source}: {key}: {err['msg']}"
 
 

@@ -34,10 +34,12 @@ from ..errors import HubkitError
 
 @dataclass(frozen=True)
 class Item:
-    """One benchmark question and its gold answer(s)."""
+    """One benchmark question, its gold answer(s), and its wrong ones (the other choices):
+    a training output must show one of those to count as giving a different answer."""
 
     question: str
     answers: tuple[str, ...]
+    wrong: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -64,9 +66,15 @@ class Benchmark:
 def _arc(row: dict[str, Any]) -> Item:
     if "query" in row:  # lm-eval export: "Question: ...\nAnswer:"
         question = row["query"].removeprefix("Question:").removesuffix("Answer:").strip()
-        return Item(question, (row["choices"][int(row["gold"])],))
+        return _choice_item(question, row["choices"], int(row["gold"]))
     choices = row["choices"]
-    return Item(row["question"].strip(), (choices["text"][choices["label"].index(row["answerKey"])],))
+    return _choice_item(row["question"].strip(), choices["text"], choices["label"].index(row["answerKey"]))
+
+
+def _choice_item(question: str, choices: list[Any], gold: int) -> Item:
+    """A multiple-choice item: the gold choice, and the others as its wrong answers."""
+    texts = [str(c) for c in choices]
+    return Item(question, (texts[gold],), tuple(texts[:gold] + texts[gold + 1 :]))
 
 
 def _hellaswag_text(text: str) -> str:
@@ -81,12 +89,12 @@ def _hellaswag(row: dict[str, Any]) -> Item:
     else:
         ctx = f"{row['ctx_a']} {row['ctx_b'].capitalize()}".strip()
         question = _hellaswag_text(f"{row['activity_label']}: {ctx}")
-    return Item(question, (_hellaswag_text(row["endings"][int(row["label"])]),))
+    return _choice_item(question, [_hellaswag_text(e) for e in row["endings"]], int(row["label"]))
 
 
 def _mmlu(row: dict[str, Any]) -> Item:
     choices = row["choices"] if "choices" in row else [row[f"choice{i}"] for i in range(4)]
-    return Item(row["question"].strip(), (str(choices[int(row["answer"])]),))
+    return _choice_item(row["question"].strip(), choices, int(row["answer"]))
 
 
 def _truthfulqa(row: dict[str, Any]) -> Item:
@@ -94,11 +102,24 @@ def _truthfulqa(row: dict[str, Any]) -> Item:
         targets = row["mc1_targets"]
         if isinstance(targets, dict) and "choices" in targets:  # Hub multiple_choice config
             targets = dict(zip(targets["choices"], targets["labels"], strict=True))
-        return Item(row["question"].strip(), tuple(text for text, label in targets.items() if label))
+        return Item(
+            row["question"].strip(),
+            tuple(text for text, label in targets.items() if label),
+            tuple(text for text, label in targets.items() if not label),
+        )
     if "Question" in row:  # TruthfulQA.csv
         best, correct = row["Best Answer"], row["Correct Answers"].split("; ")
-        return Item(row["Question"].strip(), tuple(dict.fromkeys([best, *correct])))
-    return Item(row["question"].strip(), tuple(dict.fromkeys([row["best_answer"], *row["correct_answers"]])))
+        wrong = row.get("Incorrect Answers") or ""
+        return Item(
+            row["Question"].strip(),
+            tuple(dict.fromkeys([best, *correct])),
+            tuple(wrong.split("; ") if wrong else ()),
+        )
+    return Item(
+        row["question"].strip(),
+        tuple(dict.fromkeys([row["best_answer"], *row["correct_answers"]])),
+        tuple(row.get("incorrect_answers") or ()),
+    )
 
 
 def gsm8k_final(answer: str) -> str:

@@ -10,12 +10,16 @@ The rule (applied to each pair at or above the embedding threshold):
    question).
 2. otherwise the answers decide: **similar but different** when the training output gives a
    different answer than the benchmark's gold answer; **gray area** when it gives the same one
-   or when it cannot be told (no output, or an answer letter without its choices), so that
-   keeping ``similar_different`` never keeps a hit whose answer was not compared.
+   or when it cannot be told (no output, an answer letter without its choices, a reworded
+   answer), so that keeping ``similar_different`` never keeps a hit whose answer was not
+   shown to differ.
 
 "Gives the same answer": for GSM8K, the output's final number (after ``####``, else its last
 number) equals the gold number; for the others, one of the benchmark's gold answers (every
-correct answer, for TruthfulQA) appears in the output as a run of whole words.
+correct answer, for TruthfulQA) appears in the output as a run of whole words. "Gives a
+different answer" needs evidence too: the GSM8K final number differs, or, for the others, no
+gold answer appears but one of the item's wrong answers does (another choice of ARC, HellaSwag
+or MMLU; an incorrect answer of TruthfulQA).
 """
 
 from __future__ import annotations
@@ -35,7 +39,8 @@ DUPLICATE_OVERLAP = 0.8
 SEVERITY: dict[str, int] = {"duplicate": 2, "gray_area": 1, "similar_different": 0}
 
 _WORD = re.compile(r"\d+(?:[.,]\d+)*|\w+")
-_NUMBER = re.compile(r"-?\d+(?:,\d{3})*(?:\.\d+)?")
+# A minus sign only where no word or ")" precedes it: "x-2" and "18-25" are not negative numbers.
+_NUMBER = re.compile(r"(?:(?<![\w)])-)?\d+(?:,\d{3})*(?:\.\d+)?")
 _LABEL = re.compile(r"^\s*(?:question|q)\s*[:.]\s*", re.IGNORECASE)
 
 
@@ -45,8 +50,13 @@ def words(text: str) -> list[str]:
     return [w.replace(",", "") for w in _WORD.findall(text)]
 
 
+def _plain(text: str) -> str:
+    """NFKC text with the Unicode minus and dashes as "-", so a copy that only retypes them matches."""
+    return re.sub("[\u2010-\u2015\u2212]", "-", unicodedata.normalize("NFKC", text))
+
+
 def numbers(text: str) -> set[float]:
-    return {float(n.replace(",", "")) for n in _NUMBER.findall(text)}
+    return {float(n.replace(",", "")) for n in _NUMBER.findall(_plain(text))}
 
 
 @dataclass(frozen=True)
@@ -75,13 +85,16 @@ def overlap(training: str, question: str) -> Overlap:
 
 def final_number(text: str) -> float | None:
     """The answer of a worked solution: the number after ``####``, else the last number."""
+    text = _plain(text)
     tail = text.rsplit("####", 1)[-1] if "####" in text else text
     found = _NUMBER.findall(tail)
     return float(found[-1].replace(",", "")) if found else None
 
 
-def answer_verdict(output: str, answers: tuple[str, ...], numeric: bool) -> Verdict:
-    """Does the training output give the benchmark's answer?"""
+def answer_verdict(
+    output: str, answers: tuple[str, ...], numeric: bool, wrong: tuple[str, ...] = ()
+) -> Verdict:
+    """Does the training output give the benchmark's answer (``answers``), or one of its ``wrong`` ones?"""
     if not output.strip() or not answers:
         return "unknown"
     if numeric:
@@ -89,23 +102,30 @@ def answer_verdict(output: str, answers: tuple[str, ...], numeric: bool) -> Verd
         if got is None or gold is None:
             return "unknown"
         return "same" if got == gold else "different"
-    said = words(output)
-    if len(said) == 1 and len(said[0]) == 1 and said[0] in "abcde":
-        return "unknown"  # a choice letter: its choices are not in the benchmark item
-    text = f" {' '.join(said)} "
-    for answer in answers:
-        gold = " ".join(words(answer))
-        if gold and f" {gold} " in text:
-            return "same"
-    return "different"
+    said = f" {' '.join(words(output))} "
+
+    def says(texts: tuple[str, ...]) -> bool:
+        return any(f" {gold} " in said for gold in (" ".join(words(t)) for t in texts) if gold)
+
+    if says(answers):
+        return "same"
+    # a gold answer with no words ("∅") cannot be looked for, so nothing shows the output differs
+    if all(words(a) for a in answers) and says(wrong):
+        return "different"
+    return "unknown"
 
 
 def categorize(
-    training: str, output: str, question: str, answers: tuple[str, ...], numeric: bool
+    training: str,
+    output: str,
+    question: str,
+    answers: tuple[str, ...],
+    numeric: bool,
+    wrong: tuple[str, ...] = (),
 ) -> tuple[Category, Overlap, Verdict]:
     """The category of one hit, with the evidence it rests on (see the module docstring)."""
     likeness = overlap(training, question)
-    verdict = answer_verdict(output, answers, numeric)
+    verdict = answer_verdict(output, answers, numeric, wrong)
     if likeness.score >= DUPLICATE_OVERLAP and likeness.numbers_kept:
         return "duplicate", likeness, verdict
     return ("similar_different" if verdict == "different" else "gray_area"), likeness, verdict

@@ -29,7 +29,7 @@ from ..artifacts import (
 from ..errors import HubkitError
 from ..provenance import CERTIFICATE, DATA_FILE
 from ..recipe import CATEGORIES, DEFAULT_BENCHMARKS, Recipe
-from .benchmarks import Benchmark, load_benchmarks
+from .benchmarks import LOADERS, Benchmark, load_benchmarks
 from .categories import SEVERITY, categorize
 from .embed import DEFAULT_MODEL, Embedder
 from .search import similar_pairs
@@ -109,7 +109,7 @@ def _find_hits(
         bench, j = owners[col]
         item = bench.items[j]
         category, likeness, verdict = categorize(
-            texts[i], rows[i]["output"], item.question, item.answers, bench.numeric
+            texts[i], rows[i]["output"], item.question, item.answers, bench.numeric, item.wrong
         )
         output = rows[i]["output"]
         hits.append(
@@ -338,16 +338,28 @@ def check_recipe(
 ) -> CheckResult:
     """``check_dataset`` with the recipe's ``decontam`` section (and ``data.embedding_model``) as
     defaults: ``runs/<name>/dataset`` in, ``runs/<name>/dataset-clean`` out, benchmark files
-    relative to the recipe. ``overrides`` (non-None) win over the recipe."""
+    relative to the recipe. ``overrides`` (non-None) win over the recipe.
+
+    ``benchmark_files`` given here are added over the recipe's. The recipe's files for
+    benchmarks not checked (``--benchmarks gsm8k`` with a recipe naming all five) are dropped,
+    unless the name is no benchmark at all (a typo still fails); a file given here for a
+    benchmark not checked still fails, as the caller asked for it."""
     section = recipe.decontam
+    given = {k: v for k, v in overrides.items() if v is not None}
+    checked = set(given.get("benchmarks", section.benchmarks))
+    recipe_files = {
+        k: _recipe_ref(recipe, v)
+        for k, v in section.benchmark_files.items()
+        if k in checked or k not in LOADERS
+    }
     options: dict[str, Any] = {
         "benchmarks": section.benchmarks,
         "threshold": section.threshold,
         "keep": section.keep,
         "model": recipe.data.embedding_model,
-        "benchmark_files": {k: _recipe_ref(recipe, v) for k, v in section.benchmark_files.items()},
+        **given,
+        "benchmark_files": {**recipe_files, **given.get("benchmark_files", {})},
     }
-    options.update({k: v for k, v in overrides.items() if v is not None})
     dataset = Path(dataset_dir) if dataset_dir is not None else recipe.run_dir() / "dataset"
     out = Path(out_dir) if out_dir is not None else recipe.run_dir() / "dataset-clean"
     return check_dataset(dataset, out, **options)

@@ -10,6 +10,7 @@ lookup reads only the rows it needs. The model is loaded only when some text is 
 from __future__ import annotations
 
 import hashlib
+import logging
 import os
 import re
 import tempfile
@@ -24,6 +25,7 @@ import numpy as np
 from ..artifacts import digest_of, hash_files
 from ..errors import HubkitError
 
+logger = logging.getLogger(__name__)
 DEFAULT_MODEL = "sentence-transformers/all-MiniLM-L6-v2"
 # Texts written to the cache per shard (bounds the work a crash loses).
 SHARD_ROWS = 16384
@@ -80,11 +82,41 @@ class EmbeddingCache:
         if self._index is None:
             self._index = {}
             for keys_file in sorted(self.folder.glob("*.keys.npy")):
-                self._add(
-                    np.load(keys_file),
-                    np.load(str(keys_file)[: -len(".keys.npy")] + ".vecs.npy", mmap_mode="r"),
-                )
+                shard = self._read_shard(keys_file)
+                if shard is not None:
+                    self._add(*shard)
         return self._index
+
+    def _read_shard(self, keys_file: Path) -> tuple[np.ndarray, np.ndarray] | None:
+        """A shard's keys and memory-mapped vectors, or None with a warning if it is broken.
+
+        A missing, truncated or mismatched file (a full disk, a copy cut short) costs only
+        re-embedding its texts: the cache is never a reason to stop a check.
+        """
+        vecs_file = keys_file.with_name(keys_file.name[: -len(".keys.npy")] + ".vecs.npy")
+        at_fault = keys_file
+        try:
+            keys = np.load(keys_file)
+            at_fault = vecs_file
+            vectors = np.load(vecs_file, mmap_mode="r")
+        except (OSError, ValueError, EOFError) as exc:  # missing, truncated, not an .npy file
+            problem = f"unreadable: {type(exc).__name__}: {exc}"
+        else:
+            dim = self._vectors[0].shape[1] if self._vectors else None
+            if keys.dtype != np.uint8 or keys.shape[1:] != (32,):
+                at_fault, problem = keys_file, f"keys of shape {keys.shape} and type {keys.dtype}"
+            elif vectors.ndim != 2 or len(vectors) != len(keys):
+                problem = f"vectors of shape {vectors.shape} for {len(keys)} keys"
+            elif dim is not None and vectors.shape[1] != dim:
+                problem = f"vectors of dimension {vectors.shape[1]}, the other shards' have {dim}"
+            else:
+                return keys, vectors
+        logger.warning(
+            "%s: skipping a broken embedding cache shard (%s); its texts will be embedded again",
+            at_fault,
+            " ".join(problem.split()),
+        )
+        return None
 
     def _add(self, keys: np.ndarray, vectors: np.ndarray) -> None:
         shard = len(self._vectors)

@@ -13,6 +13,9 @@ import numpy as np
 
 BLOCK_ELEMENTS = 1 << 24
 MAX_BLOCK_COLUMNS = 32768
+# float32 rounding: a text scores 1 - 2e-7 against itself, so a threshold of 1.0 would miss
+# copies; scores this close below the threshold count as reaching it.
+ROUNDING = 1e-6
 
 
 def similar_pairs(
@@ -26,9 +29,11 @@ def similar_pairs(
 
     Inputs are unit-length float32 matrices (one vector a row). ``below_diagonal`` (for a
     matrix against itself) keeps only pairs with ``column < row``: each unordered pair once.
-    Pairs come in row order, and in column order within a row.
+    Pairs come in row order, and in column order within a row. Scores within ``ROUNDING``
+    below the threshold count as at it.
     """
     n, m = len(rows), len(columns)
+    threshold -= ROUNDING
     if n == 0 or m == 0:
         return
     width = min(m, MAX_BLOCK_COLUMNS)
