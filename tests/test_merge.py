@@ -418,6 +418,38 @@ def test_unknown_provenance_is_refused_unless_allowed_and_recorded(tiny_llama, b
         merge_models([str(out), str(base)], tmp_path / "again")
 
 
+def test_a_provenance_json_hubkit_did_not_write_is_unknown_provenance(tiny_llama, tmp_path):
+    foreign = tmp_path / "foreign"
+    shutil.copytree(tiny_llama, foreign)
+    write_json(foreign / "provenance.json", {})
+    adapter = _adapter(foreign, tmp_path / "adapter")
+    out = tmp_path / "out"
+    with pytest.raises(HubkitError) as err:
+        merge_adapter(adapter, out)
+    assert str(err.value).startswith(f"{foreign}: refused by the taint gate: unknown provenance")
+    _nothing_written(out)
+
+    merge_adapter(adapter, out, allow_unverified=[str(foreign)])
+    record = read_json(out / "provenance.json")["taint_gate"]["inputs"][0]
+    assert record["id"] == str(foreign) and record["provenance"] == "none"
+    assert record["verdict"] == "allowed-unverified" and record["override"]
+
+
+@pytest.mark.parametrize(
+    ("provenance", "source"),
+    [
+        ({"datasets": []}, "none"),
+        ([], "none"),
+        ({"kind": "merged", "inputs": []}, "none"),  # no taint gate records
+        ({"base_model": {"name_or_path": "x"}}, "none"),  # no leak certificate: not `hubkit train`'s
+        ({"kind": "base-model", "datasets": []}, "hubkit provenance"),  # train.py's tiny base
+    ],
+)
+def test_only_provenance_of_the_kinds_hubkit_writes_counts(tmp_path, provenance, source):
+    write_json(tmp_path / "provenance.json", provenance)
+    assert read_lineage(tmp_path).source == source
+
+
 # --- model merges ---------------------------------------------------------------------------
 
 
@@ -438,6 +470,18 @@ def test_linear_and_task_arithmetic_merges(base, other_model, tmp_path):
     got = AutoModelForCausalLM.from_pretrained(task).state_dict()
     assert max(float((got[k] - (a[k] + 0.5 * (b[k] - a[k]))).abs().max()) for k in a) <= 1e-6
     assert [r["role"] for r in read_json(task / "provenance.json")["inputs"]] == ["base", "model"]
+
+
+def test_an_unverified_merged_input_is_refused(base, merged, tmp_path):
+    fold = tmp_path / "fold"
+    shutil.copytree(merged[1], fold)
+    out = tmp_path / "out"
+    with pytest.raises(HubkitError) as err:
+        merge_models([str(fold), str(base)], out)
+    assert str(err.value).startswith(f"{fold.resolve()}: merged model not verified")
+    _nothing_written(out)
+    assert verify_merge(fold)["passed"]
+    assert merge_models([str(fold), str(base)], out) == out
 
 
 @pytest.mark.parametrize(

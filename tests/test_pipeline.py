@@ -20,6 +20,7 @@ from faulty_proxy import FaultyProxy
 from huggingface_hub import HfApi
 from safetensors.torch import load_file, save_file
 
+from hubkit.artifacts import read_json
 from hubkit.errors import HubkitError
 from hubkit.hub import LocalHub
 from hubkit.pipeline import STAGES, load_back, train_and_push
@@ -147,6 +148,25 @@ def test_tainted_merge_partner_stops_at_the_gate(local_hub, work, monkeypatch, t
     with pytest.raises(HubkitError, match="truthful_qa"):
         train_and_push(recipe, echo=lambda _: None)
     assert _repos("tainted") == {"data": False, "adapter": False, "merged": False}
+
+
+def test_a_model_merge_verifies_the_adapter_fold_first(local_hub, work, monkeypatch, tmp_path):
+    monkeypatch.chdir(work)
+    from hubkit.tiny import build_tiny_llama, sample_corpus
+
+    partner = build_tiny_llama(tmp_path / "partner", sample_corpus(), seed=7)
+    (partner / "README.md").write_text("---\ndatasets:\n- openai/gsm8k\n---\n# a fine-tune\n")
+    recipe = _recipe("models", f"merge.models=[{partner}]", "merge.weights=[0.5, 0.5]")
+    result = train_and_push(recipe, dry_run=True, echo=lambda _: None)
+    fold = read_json(work / "runs" / "tiny" / "merged-adapter" / "manifest.json")
+    assert fold["verification"]["passed"] and "verification.json" in fold["files"]
+    # The model merge read the fold with its check: the fold's hash it records includes it.
+    first = read_json(result.artifacts["merged"] / "provenance.json")["inputs"][0]
+    assert first["id"].endswith("merged-adapter") and first["sha256"] == fold["content_hash"]
+
+    again = train_and_push(recipe, dry_run=True, echo=lambda _: None)
+    assert {s.name: s.status for s in again.stages}["merge"] == "skipped"
+    assert read_json(work / "runs" / "tiny" / "merged-adapter" / "manifest.json") == fold
 
 
 def _fail_merged_commits(times: int):

@@ -73,6 +73,21 @@ def _folder_size(folder: Path) -> int:
     return sum((folder / rel).stat().st_size for rel in list_files(folder))
 
 
+def _verified(folder: Path, force: bool = False) -> tuple[dict[str, Any], bool]:
+    """(verification summary, whether the check ran): a merged model is checked only when it
+    has no passing check for its current weights (or ``force``), so a re-run resumes; a failing
+    check raises."""
+    from .merge import require_verified, verify_merge
+
+    if not force:
+        try:
+            return require_verified(folder), False
+        except HubkitError:
+            pass
+    verify_merge(folder)
+    return require_verified(folder), True
+
+
 def check_publishable(recipe: Recipe, push: bool = True) -> None:
     """What the cards and the pushes need from the recipe, checked before any stage runs:
     finding out after training would waste the run."""
@@ -153,7 +168,7 @@ def train_and_push(
             f"final loss {trained.metrics['loss'][-1]['loss']:.4f}" if trained.metrics["loss"] else ""
         )
 
-    from .merge import load_registry, merge_adapter, merge_models, require_verified, verify_merge
+    from .merge import load_registry, merge_adapter, merge_models
 
     registry = load_registry(entries=recipe.merge.taint_registry)
     allowed = [*recipe.merge.allow_unverified, *allow_unverified]
@@ -168,6 +183,9 @@ def train_and_push(
             force="merge" in force,
         )
         if recipe.merge.models:
+            # The fold's exact check (against base + adapter through peft) must come first: the
+            # model merge's own check is only structural, and merge_models refuses an unchecked fold.
+            _verified(merged)
             merged = merge_models(
                 [str(merged), *recipe.merge.models],
                 run / "merged",
@@ -183,14 +201,8 @@ def train_and_push(
         note["status"] = "skipped" if _stamp(merged) == before else "ran"
         note["detail"] = str(merged)
     with stage("verify") as note:
-        try:
-            if "verify" in force:
-                raise HubkitError("forced")
-            summary = require_verified(merged)
-            note["status"] = "skipped"
-        except HubkitError:
-            verify_merge(merged)
-            summary = require_verified(merged)
+        summary, ran = _verified(merged, force="verify" in force)
+        note["status"] = "ran" if ran else "skipped"
         diff = summary.get("max_abs_logit_diff")
         note["detail"] = "passed" + (f", max |logit diff| {diff:.2e}" if diff is not None else "")
 

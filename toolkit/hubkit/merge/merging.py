@@ -246,6 +246,18 @@ def _check_compatible(reference: Checkpoint, others: Sequence[Checkpoint]) -> No
                 )
 
 
+def _require_verified_inputs(inputs: Sequence[ModelInput]) -> None:
+    """Refuse a hubkit merged input (an adapter fold, or an earlier model merge) that has not
+    passed its equivalence check: a model merge's own check is only structural, so a wrong
+    fold would otherwise be passed on unseen."""
+    from .verify import require_verified  # not at the top: verify.py imports this module
+
+    for model in inputs:
+        manifest = model.path / MANIFEST
+        if manifest.is_file() and read_json(manifest).get("kind") == KIND:
+            require_verified(model.path)
+
+
 def merge_models(
     models: Sequence[str],
     out_dir: str | os.PathLike[str],
@@ -265,7 +277,8 @@ def merge_models(
     of merge; weights default to equal). ``task_arithmetic``: ``W_base + sum(w_i * (W_i -
     W_base))`` with a ``base`` (weights default to 1). The output takes the reference model's
     (the base's, or the first model's) dtype, shard layout, config and tokenizer. ``recipe``
-    is recorded in the provenance, as for ``merge_adapter``.
+    is recorded in the provenance, as for ``merge_adapter``. A hubkit merged input must have
+    passed ``verify_merge`` first.
     """
     if method not in ("linear", "task_arithmetic"):
         raise HubkitError(f"--method {method!r}: expected linear or task_arithmetic")
@@ -288,6 +301,7 @@ def merge_models(
         path, commit = resolve_model(ref)
         inputs.append(ModelInput(ref, role, path, commit))
     gate = run_gate(inputs, load_registry() if registry is None else registry, allow_unverified)
+    _require_verified_inputs(inputs)
     checkpoints = [Checkpoint(m.path, m.id) for m in inputs]
     reference, others = checkpoints[0], checkpoints[1:]
     _check_compatible(reference, others)

@@ -19,7 +19,7 @@ from typing import Any
 import yaml
 from pydantic import ValidationError
 
-from ..artifacts import MANIFEST, digest_of, read_json
+from ..artifacts import digest_of, read_json
 from ..errors import HubkitError
 from ..recipe import TaintEntry
 
@@ -115,11 +115,29 @@ def trained_base(provenance: dict[str, Any]) -> tuple[str | None, str | None]:
     return base.get("name_or_path"), base.get("resolved_revision") or base.get("revision")
 
 
-def _hubkit_lineage(provenance: dict[str, Any], kind: str | None) -> Lineage:
+def _hubkit_kind(provenance: Any) -> str | None:
+    """Which provenance hubkit wrote this is ("merged", "adapter" or "base-model"), or None.
+
+    Only these vouch for a lineage: any other file named provenance.json (``{}``, another
+    tool's) says nothing of the data, so it must not count as known, clean provenance.
+    """
+    if not isinstance(provenance, dict):
+        return None
+    kind, gate, base = provenance.get("kind"), provenance.get("taint_gate"), provenance.get("base_model")
+    if kind == "merged" and isinstance(gate, dict) and isinstance(gate.get("inputs"), list):
+        return "merged"  # merging.py's merged model
+    if kind == "base-model" and isinstance(provenance.get("datasets"), list):
+        return "base-model"  # train.py's tiny base: random weights that saw no data
+    trained = isinstance(base, dict) and bool(base.get("name_or_path")) and "leak_certificate" in provenance
+    if kind is None and trained:
+        return "adapter"  # `hubkit train`'s adapter
+    return None
+
+
+def _hubkit_lineage(provenance: dict[str, Any], kind: str) -> Lineage:
     """Lineage from a hubkit provenance.json: a merged model carries its inputs' gate records."""
-    gate = provenance.get("taint_gate")
-    if kind == "merged" or gate is not None:
-        records = (gate or {}).get("inputs", [])
+    if kind == "merged":
+        records = provenance["taint_gate"]["inputs"]
         return Lineage(
             "hubkit provenance",
             datasets=_unique(d for r in records for d in r.get("datasets", [])),
@@ -134,7 +152,7 @@ def _hubkit_lineage(provenance: dict[str, Any], kind: str | None) -> Lineage:
         "hubkit provenance",
         datasets=_unique(datasets),
         ancestors=_unique(_as_list(trained_base(provenance)[0])),
-        hubkit_trained="leak_certificate" in provenance,
+        hubkit_trained=kind == "adapter",
         leak_certificate=provenance.get("leak_certificate"),
         provenance=provenance,
     )
@@ -143,15 +161,17 @@ def _hubkit_lineage(provenance: dict[str, Any], kind: str | None) -> Lineage:
 def read_lineage(folder: str | os.PathLike[str]) -> Lineage:
     """An input's datasets and ancestors: its hubkit provenance.json and/or its card metadata.
 
-    Without a provenance.json, the card must list training ``datasets`` for the lineage to
-    count as known; a ``base_model`` alone is still checked against the registry.
+    Without a provenance.json of a kind hubkit writes, the card must list training
+    ``datasets`` for the lineage to count as known; a ``base_model`` alone is still checked
+    against the registry.
     """
     folder = Path(folder)
     card = _card_metadata(folder)
     card_datasets, card_ancestors = _as_list(card.get("datasets")), _as_list(card.get("base_model"))
-    if (folder / PROVENANCE).is_file():
-        kind = read_json(folder / MANIFEST).get("kind") if (folder / MANIFEST).is_file() else None
-        lineage = _hubkit_lineage(read_json(folder / PROVENANCE), kind)
+    provenance = read_json(folder / PROVENANCE) if (folder / PROVENANCE).is_file() else None
+    kind = _hubkit_kind(provenance)
+    if kind is not None:
+        lineage = _hubkit_lineage(provenance, kind)
         lineage.datasets = _unique([*lineage.datasets, *card_datasets])
         lineage.ancestors = _unique([*lineage.ancestors, *card_ancestors])
         return lineage
