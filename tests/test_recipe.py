@@ -155,3 +155,20 @@ def test_set_value_that_is_not_yaml_is_one_line(tmp_path, override, key):
         load_recipe(recipe, [override])
     message = str(info.value)
     assert message.startswith(f"--set {key}: value is not valid YAML (") and "\n" not in message
+
+
+@pytest.mark.parametrize("name", ["platypus2-13b", "platypus2-70b"])
+def test_platypus_recipes_name_their_base_for_the_taint_gate(name, tmp_path):
+    """Llama 2's card lists no training data, so without the recipe's named override the merge
+    stage would refuse the base after hours of training."""
+    from hubkit.merge.taint import ModelInput, load_registry, run_gate
+
+    recipe = load_recipe(RECIPES / f"{name}.yaml")
+    base = recipe.model.name_or_path
+    card = "---\nlanguage: [en]\ntags: [facebook, meta, llama-2]\n---\n# Llama 2\n"
+    (tmp_path / "README.md").write_text(card)
+    inputs = [ModelInput(base, "base", tmp_path, "main")]
+    with pytest.raises(HubkitError, match="unknown provenance"):
+        run_gate(inputs, load_registry())
+    record = run_gate(inputs, load_registry(), recipe.merge.allow_unverified)["inputs"][0]
+    assert record["override"] and record["id"] == base
