@@ -206,6 +206,16 @@ def test_trainable_percent_matches_the_paper_on_meta_device():
             "base model 'no-such-org/no-such-model' not found",
         ),
         (["--set", "data.prompt_template=vicuna"], "data.prompt_template: unknown template 'vicuna'"),
+        # `bool | None` / `int | None` fields are checked too: a string "no" would be truthy
+        (
+            ["--set", "training.activation_checkpointing=no"],
+            "tiny.yaml: training.activation_checkpointing: expected bool or null, got 'no'",
+        ),
+        (
+            ["--set", "training.save_total_limit=2.5"],
+            "tiny.yaml: training.save_total_limit: expected int or null, got 2.5",
+        ),
+        (["--set", "training.eval_steps=often"], "tiny.yaml: training.eval_steps: expected float or null"),
     ],
 )
 def test_bad_recipe_fails_before_training_with_one_line(
@@ -218,6 +228,22 @@ def test_bad_recipe_fails_before_training_with_one_line(
     message = err.strip().splitlines()[-1]
     assert message.startswith("Error: ") and expected in message
     assert not (tmp_path / "runs" / "tiny" / "adapter").exists()
+
+
+def test_optional_training_fields_accept_null_and_their_type(tmp_path):
+    """`bool | None`, `int | None`, `float | None` fields take null or a value of the inner type."""
+    from hubkit.train import build_sft_config
+
+    overrides = [
+        "training.activation_checkpointing=null",
+        "training.save_total_limit=null",
+        "training.data_seed=null",
+        "training.tf32=false",
+        "training.eval_steps=5",
+    ]
+    args = build_sft_config(load_recipe(TINY, overrides), tmp_path)
+    assert args.save_total_limit is None and args.data_seed is None
+    assert args.tf32 is False and args.eval_steps == 5
 
 
 def test_dataset_gates(tmp_path, monkeypatch, capsys, tiny_llama):
@@ -280,6 +306,69 @@ def test_dataset_from_the_hub(local_hub, tmp_path, dataset, write_token):
     recipe = load_recipe(TINY, ["data.dataset=alice/tiny-clean"])
     artifact = load_dataset_artifact(resolve_dataset_dir(recipe))
     assert artifact.sha256 == sha256_file(dataset / "data.parquet") and artifact.certificate["passed"]
+
+
+def test_provenance_names_the_datasets_trained_on(local_hub, tmp_path, monkeypatch, tiny_llama, write_token):
+    """`--dataset` (here a Hub id) wins over the recipe: the provenance's `datasets`, and so the taint
+    gate's lineage, name that artifact and the Hub sources of its manifest, not the recipe's sources."""
+    from huggingface_hub import HfApi
+
+    from hubkit.merge.taint import read_lineage
+    from hubkit.train import load_dataset_artifact, train
+
+    folder = make_dataset(tmp_path / "other-data", sample_rows()[:16], {"passed": True})
+    sources = [
+        {"name": "math", "hub_id": "carol/grade-school-math", "split": "train"},
+        {"name": "local", "path": "x.jsonl"},
+    ]
+    write_manifest(folder, "dataset", sources=sources)
+    api = HfApi(token=write_token)
+    api.create_repo("alice/tiny-lineage", repo_type="dataset", exist_ok=True)
+    api.upload_folder(repo_id="alice/tiny-lineage", repo_type="dataset", folder_path=folder)
+
+    monkeypatch.chdir(tmp_path)
+    recipe = load_recipe(TINY, [f"model.name_or_path={tiny_llama}", "training.max_steps=2"])
+    out = train(recipe, dataset="alice/tiny-lineage", out=tmp_path / "adapter", echo=lambda _: None).out
+    expected = ["alice/tiny-lineage", "carol/grade-school-math"]
+    assert read_json(out / "provenance.json").get("datasets") == expected
+    assert read_lineage(out).datasets == expected
+    assert load_dataset_artifact(folder).hub_datasets == ("carol/grade-school-math",)  # a local folder
+
+
+def test_resume_refuses_checkpoints_from_another_process_count(tmp_path, tiny_llama, dataset):
+    """Checkpoints from 2 processes are neither resumed by 1 (transformers would stop early) nor deleted."""
+    from hubkit.errors import HubkitError
+    from hubkit.train import _training_inputs, load_dataset_artifact, resolve_base_model, train
+
+    recipe = load_recipe(TINY, [f"model.name_or_path={tiny_llama}", "training.max_steps=2"])
+    inputs = _training_inputs(recipe, resolve_base_model(recipe), load_dataset_artifact(dataset), False)
+    checkpoints = tmp_path / "adapter.checkpoints"
+    write_json(checkpoints / "checkpoint-5" / "trainer_state.json", {"global_step": 5})
+    write_json(
+        checkpoints / "hubkit_inputs.json", {**inputs, "world": {"processes": 2, "gpus_per_process": 1}}
+    )
+    with pytest.raises(HubkitError) as caught:
+        train(recipe, dataset=dataset, out=tmp_path / "adapter", echo=lambda _: None)
+    message = str(caught.value)
+    assert message.startswith(f"{checkpoints}: checkpoints are from 2 processes, this run has 1 process")
+    assert message.endswith("; resume with 2 processes or remove the folder")
+    assert (checkpoints / "checkpoint-5" / "trainer_state.json").is_file()
+
+
+def test_checkpoints_from_other_inputs_are_stale(tmp_path):
+    """Other inputs, or an older stamp without a process count: discarded; another GPU count: refused."""
+    from hubkit.errors import HubkitError
+    from hubkit.train import CHECKPOINT_STAMP, _stale_checkpoints
+
+    stamp = {"recipe": "r", "world": {"processes": 1, "gpus_per_process": 1}}
+    write_json(tmp_path / CHECKPOINT_STAMP, stamp)
+    assert not _stale_checkpoints(tmp_path, stamp)
+    assert _stale_checkpoints(tmp_path, {**stamp, "recipe": "other"})
+    with pytest.raises(HubkitError, match="from 1 process, this run has 1 process with 2 GPUs"):
+        _stale_checkpoints(tmp_path, {**stamp, "world": {"processes": 1, "gpus_per_process": 2}})
+    write_json(tmp_path / CHECKPOINT_STAMP, {"recipe": "r"})
+    assert _stale_checkpoints(tmp_path, stamp)
+    assert not _stale_checkpoints(tmp_path / "none", stamp)
 
 
 def test_killed_run_resumes_from_checkpoint(tmp_path, tiny_llama, dataset):

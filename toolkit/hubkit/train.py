@@ -16,6 +16,7 @@ import platform
 import re
 import shutil
 import time
+import types
 import typing
 from collections.abc import Callable, Sequence
 from importlib import metadata
@@ -55,6 +56,8 @@ _OWNED_TRAINING_KEYS = {"output_dir": "--out", "max_length": "data.max_length"}
 _NOT_IN_ARTIFACT = {"training_args.bin", "README.md"}
 _HUB_ID = re.compile(r"^[\w.-]+/[\w.-]+$")
 _SCALARS: dict[Any, tuple[type, ...]] = {float: (int, float), int: (int,), bool: (bool,)}
+# In the checkpoint folder: the inputs and process layout its checkpoints were made from.
+CHECKPOINT_STAMP = "hubkit_inputs.json"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -106,6 +109,9 @@ class DatasetArtifact:
     sha256: str
     certificate: dict[str, Any] | None
     manifest_content_hash: str | None
+    # Hub datasets the rows came from, for the taint gate: the artifact's own Hub id when it was
+    # fetched from the Hub, then the Hub sources its manifest lists (`hubkit data build` records them).
+    hub_datasets: tuple[str, ...] = ()
 
 
 @dataclasses.dataclass(frozen=True)
@@ -216,6 +222,12 @@ def _resolve_hub_revision(repo_id: str, revision: str | None, key: str) -> str:
 def resolve_dataset_dir(recipe: Recipe, dataset: str | os.PathLike[str] | None = None) -> Path:
     """The dataset artifact folder to train on: ``dataset`` (a path or Hub id), else ``data.dataset``
     (relative to the recipe), else ``runs/<name>/dataset-clean``. A Hub dataset id is downloaded."""
+    return _locate_dataset(recipe, dataset)[0]
+
+
+def _locate_dataset(recipe: Recipe, dataset: str | os.PathLike[str] | None) -> tuple[Path, str | None]:
+    """``resolve_dataset_dir``'s folder, and the Hub dataset id it was downloaded from (None for a
+    local folder): the snapshot path alone would lose which Hub dataset the adapter was trained on."""
     if dataset is not None:
         folder, label = Path(dataset), "--dataset"
     elif recipe.data.dataset is not None:
@@ -223,13 +235,13 @@ def resolve_dataset_dir(recipe: Recipe, dataset: str | os.PathLike[str] | None =
     else:
         folder, label = recipe.run_dir() / "dataset-clean", "dataset artifact"
     if folder.is_dir():
-        return folder
+        return folder, None
     repo_id = str(dataset) if dataset is not None else recipe.data.dataset
     if repo_id is not None and _is_hub_id(repo_id):
         from huggingface_hub import snapshot_download
 
         try:
-            return Path(snapshot_download(repo_id, repo_type="dataset"))
+            return Path(snapshot_download(repo_id, repo_type="dataset")), repo_id
         except Exception as exc:  # network, auth and not-found errors alike
             raise HubkitError(f"{label}: Hub dataset {repo_id!r} not found ({type(exc).__name__})") from None
     raise HubkitError(
@@ -237,10 +249,13 @@ def resolve_dataset_dir(recipe: Recipe, dataset: str | os.PathLike[str] | None =
     )
 
 
-def load_dataset_artifact(folder: Path, allow_unchecked_data: bool = False) -> DatasetArtifact:
+def load_dataset_artifact(
+    folder: Path, allow_unchecked_data: bool = False, *, hub_id: str | None = None
+) -> DatasetArtifact:
     """Read a dataset artifact, refusing it without a passing leak certificate unless allowed.
 
     The rows must have the Alpaca columns ``instruction`` and ``output`` (``input`` optional).
+    ``hub_id`` names the Hub dataset ``folder`` was downloaded from, for the adapter's lineage.
     """
     import pyarrow.parquet as pq
 
@@ -258,9 +273,17 @@ def load_dataset_artifact(folder: Path, allow_unchecked_data: bool = False) -> D
             )
     if table.num_rows == 0:
         raise HubkitError(f"{data}: no rows")
-    manifest = folder / MANIFEST
-    content_hash = read_json(manifest).get("content_hash") if manifest.is_file() else None
-    return DatasetArtifact(folder, table.to_pylist(), sha256_file(data), certificate, content_hash)
+    manifest = read_json(folder / MANIFEST) if (folder / MANIFEST).is_file() else {}
+    sources = manifest.get("sources") or []
+    hub_sources = [s["hub_id"] for s in sources if isinstance(s, dict) and isinstance(s.get("hub_id"), str)]
+    return DatasetArtifact(
+        folder,
+        table.to_pylist(),
+        sha256_file(data),
+        certificate,
+        manifest.get("content_hash"),
+        tuple(dict.fromkeys(i for i in (hub_id, *hub_sources) if i)),
+    )
 
 
 def prompt_completion_dataset(rows: Sequence[dict[str, Any]], template: str = "alpaca") -> Dataset:
@@ -268,6 +291,24 @@ def prompt_completion_dataset(rows: Sequence[dict[str, Any]], template: str = "a
     from datasets import Dataset
 
     return Dataset.from_list([to_prompt_completion(row, template) for row in rows])
+
+
+def _scalar_types(hint: Any) -> tuple[tuple[type, ...], str] | None:
+    """The Python types a scalar ``SFTConfig`` field accepts and how to name them, else None.
+
+    ``bool | None`` and the like (``activation_checkpointing``, ``tf32``, ``save_total_limit``...)
+    are unwrapped: unchecked, ``activation_checkpointing: "no"`` is a truthy string that turns it on.
+    """
+    union = typing.get_origin(hint) in (typing.Union, types.UnionType)
+    members = typing.get_args(hint) if union else (hint,)
+    scalars = [m for m in members if m is not type(None)]
+    if not scalars or not all(m in _SCALARS for m in scalars):
+        return None
+    accepted = tuple(t for m in scalars for t in _SCALARS[m])
+    expected = " or ".join(m.__name__ for m in scalars)
+    if len(scalars) < len(members):
+        return (*accepted, type(None)), f"{expected} or null"
+    return accepted, expected
 
 
 def build_sft_config(recipe: Recipe, output_dir: str | os.PathLike[str]) -> SFTConfig:
@@ -286,11 +327,11 @@ def build_sft_config(recipe: Recipe, output_dir: str | os.PathLike[str]) -> SFTC
         if key not in hints:
             raise HubkitError(f"{recipe.source}: unknown key 'training.{key}' (not an SFTConfig field)")
         # transformers trusts these annotations unchecked: a string here would fail mid-training
-        accepted = _SCALARS.get(hints[key])
-        if accepted and (
-            not isinstance(value, accepted) or (isinstance(value, bool) and bool not in accepted)
+        scalar = _scalar_types(hints[key])
+        if scalar and (
+            not isinstance(value, scalar[0]) or (isinstance(value, bool) and bool not in scalar[0])
         ):
-            raise HubkitError(f"{where}: expected {hints[key].__name__}, got {value!r}")
+            raise HubkitError(f"{where}: expected {scalar[1]}, got {value!r}")
     kwargs = {"include_num_input_tokens_seen": "non_padding", **recipe.training}
     try:
         return SFTConfig(output_dir=str(output_dir), max_length=recipe.data.max_length, **kwargs)
@@ -342,6 +383,37 @@ def _training_inputs(
         "recipe": digest_of(relevant),
         "allow_unchecked_data": allow,
     }
+
+
+def _describe_world(world: dict[str, int]) -> str:
+    """A stamp's process layout in words, for the resume error ("2 processes")."""
+    processes, gpus = world["processes"], world["gpus_per_process"]
+    text = f"{processes} process" + ("" if processes == 1 else "es")
+    return text + (f" with {gpus} GPUs" if gpus > 1 else "")
+
+
+def _stale_checkpoints(checkpoints: Path, stamp: dict[str, Any]) -> bool:
+    """Whether ``checkpoints`` holds progress made from other inputs than ``stamp``'s (to discard).
+
+    Progress from the same inputs under another process or GPU count raises instead: transformers
+    would resume it with this run's steps per epoch and silently stop early, and discarding it
+    would lose what a run with the old count can still resume. A stamp without a count counts
+    as other inputs.
+    """
+    if not checkpoints.exists():
+        return False
+    path = checkpoints / CHECKPOINT_STAMP
+    found = read_json(path) if path.is_file() else {}
+    if found == stamp:
+        return False
+    old_world = found.get("world") if isinstance(found, dict) else None
+    if old_world is not None and {**found, "world": stamp["world"]} == stamp:
+        old, new = _describe_world(old_world), _describe_world(stamp["world"])
+        raise HubkitError(
+            f"{checkpoints}: checkpoints are from {old}, this run has {new}; "
+            f"resume with {old} or remove the folder"
+        )
+    return True
 
 
 def _padding_free(args: SFTConfig) -> bool:
@@ -413,7 +485,8 @@ def train(
     Everything a user can get wrong (recipe keys, base model, dataset, leak certificate) is
     checked before weights load. An adapter already made from the same inputs is kept
     (unless ``force``); an interrupted run resumes from its last complete checkpoint in
-    ``<out>.checkpoints/``. Under ``accelerate launch`` only the main process writes.
+    ``<out>.checkpoints/`` (with the same process count, else it stops). Under ``accelerate
+    launch`` only the main process writes.
     """
     out = Path(out) if out is not None else recipe.run_dir() / "adapter"
     checkpoints = out.with_name(f"{out.name}.checkpoints")
@@ -425,7 +498,8 @@ def train(
     args = build_sft_config(recipe, checkpoints)
     state = args.distributed_state  # set up by SFTConfig (gloo on CPU needs training.use_cpu)
     say = echo if state.is_main_process else (lambda _msg: None)
-    data = load_dataset_artifact(resolve_dataset_dir(recipe, dataset), allow_unchecked_data)
+    folder, hub_id = _locate_dataset(recipe, dataset)
+    data = load_dataset_artifact(folder, allow_unchecked_data, hub_id=hub_id)
     with state.main_process_first():
         base = resolve_base_model(recipe)
     inputs = _training_inputs(recipe, base, data, allow_unchecked_data)
@@ -433,12 +507,15 @@ def train(
         say(f"Adapter up to date: {out}")
         return TrainResult(out, True, read_json(out / "metrics.json"))
 
+    world = {"processes": state.num_processes, "gpus_per_process": max(args.n_gpu, 1)}
+    stamp = {**inputs, "world": world}
+    stale = _stale_checkpoints(checkpoints, stamp)  # on every rank, so a refusal stops them all
+    state.wait_for_everyone()  # all have read the stamp before the main process replaces it
     if state.is_main_process:
-        stamp = checkpoints / "hubkit_inputs.json"
-        if checkpoints.exists() and (not stamp.is_file() or read_json(stamp) != inputs):
+        if stale:
             say(f"Discarding checkpoints made from other inputs: {checkpoints}")
             shutil.rmtree(checkpoints)
-        write_json(stamp, inputs)
+        write_json(checkpoints / CHECKPOINT_STAMP, stamp)
     state.wait_for_everyone()
     resume = _last_complete_checkpoint(checkpoints)
 
@@ -494,6 +571,8 @@ def train(
                 "manifest_content_hash": data.manifest_content_hash,
                 "rows": len(data.rows),
             },
+            # the taint gate's lineage: the data trained on, not what the recipe names
+            "datasets": list(data.hub_datasets),
             "leak_certificate": data.certificate,
             "allow_unchecked_data": allow_unchecked_data,
             "recipe": recipe.to_dict(),
