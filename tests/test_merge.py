@@ -31,7 +31,7 @@ from hubkit.merge import (
 )
 from hubkit.merge.checkpoint import Checkpoint, ShardWriter
 from hubkit.publish import push_folder
-from hubkit.recipe import recipe_from_dict
+from hubkit.recipe import TaintEntry, recipe_from_dict
 from hubkit.tiny import build_tiny_llama, sample_corpus
 
 PROBE = "Natalia sold clips to 48 of her friends in April."
@@ -169,13 +169,18 @@ def test_adapter_merge_equals_peft_merge_and_unload(base, tmp_path, lora):
     assert provenance["adapter_provenance"]["recipe"]["name"] == "tiny"
 
 
+def _bf16(base: Path, folder: Path) -> Path:
+    """A bf16 copy of a model, with its tokenizer and a card the gate knows."""
+    AutoModelForCausalLM.from_pretrained(base).to(torch.bfloat16).save_pretrained(
+        folder, max_shard_size="60KB"
+    )
+    shutil.copy(base / "tokenizer.json", folder)
+    shutil.copy(base / "tokenizer_config.json", folder)
+    return _card(folder, datasets=["openai/gsm8k"])
+
+
 def test_bf16_base_keeps_its_dtype_and_verifies(base, tmp_path):
-    model = AutoModelForCausalLM.from_pretrained(base).to(torch.bfloat16)
-    bf16 = tmp_path / "bf16"
-    model.save_pretrained(bf16, max_shard_size="60KB")
-    shutil.copy(base / "tokenizer.json", bf16)
-    shutil.copy(base / "tokenizer_config.json", bf16)
-    _card(bf16, datasets=["openai/gsm8k"])
+    bf16 = _bf16(base, tmp_path / "bf16")
     adapter = _adapter(bf16, tmp_path / "adapter")
     out = merge_adapter(adapter, tmp_path / "merged")
 
@@ -186,6 +191,23 @@ def test_bf16_base_keeps_its_dtype_and_verifies(base, tmp_path):
     assert result["passed"] and result["dtype"] == "BF16", result["problems"]
     reference = _logits(_peft_merged(bf16, adapter, torch.bfloat16), out)
     assert float((reference - _logits(out, out)).abs().max()) <= result["tolerance"]
+
+
+def test_bf16_verify_records_whether_the_adapter_effect_shows(base, tmp_path, monkeypatch):
+    """In half precision the tolerance can exceed what the adapter changes: the record says
+    whether the check could have seen the adapter at all."""
+    from hubkit.merge import verify
+
+    bf16 = _bf16(base, tmp_path / "bf16")
+    adapter = _adapter(bf16, tmp_path / "adapter", lora_alpha=64)  # an effect well above the tolerance
+    out = merge_adapter(adapter, tmp_path / "merged")
+    good = verify_merge(out)
+    assert good["passed"], good["problems"]
+    assert good["adapter_effect_visible"] and good["adapter_effect"] > good["tolerance"]
+    assert good["adapter_effect"] > 10 * good["max_abs_logit_diff"]
+    monkeypatch.setitem(verify.TOLERANCES, "BF16", (2 * good["adapter_effect"], 0.0))
+    loose = verify_merge(out)
+    assert loose["passed"] and loose["adapter_effect_visible"] is False
 
 
 def test_fan_in_fan_out_conv1d_adapter(tmp_path):
@@ -339,6 +361,28 @@ def test_tainted_dataset_in_card_is_refused_and_nothing_written(base, tmp_path):
     )
     assert "it is the TruthfulQA benchmark" in message and "https://arxiv.org/abs/2109.07958" in message
     assert "\n" not in message
+    _nothing_written(out)
+
+
+@pytest.mark.parametrize("copy", ["hf-cache-snapshot", "config-name-or-path"])
+def test_a_local_copy_of_a_listed_model_is_refused_even_when_allowed(tiny_llama, base, tmp_path, copy):
+    """A copy without a card is of unknown provenance; it must be refused as the model it
+    copies, which no override lets through."""
+    listed = "leaky-org/Leaky-Model"
+    registry = load_registry(entries=[TaintEntry(id=listed, reason="planted", source="https://x")])
+    if copy == "hf-cache-snapshot":
+        folder = tmp_path / "hub" / "models--leaky-org--Leaky-Model" / "snapshots" / ("a" * 40)
+        shutil.copytree(tiny_llama, folder)
+    else:
+        folder = tmp_path / "copy"
+        shutil.copytree(tiny_llama, folder)
+        write_json(folder / "config.json", read_json(folder / "config.json") | {"_name_or_path": listed})
+    out = tmp_path / "out"
+    with pytest.raises(HubkitError) as err:
+        merge_models([str(base), str(folder)], out, registry=registry, allow_unverified=[str(folder)])
+    assert str(err.value) == (
+        f"{folder}: refused by the taint gate: the model {listed} is in the taint registry (planted; https://x)"
+    )
     _nothing_written(out)
 
 

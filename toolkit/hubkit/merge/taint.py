@@ -25,6 +25,7 @@ from ..recipe import TaintEntry
 
 PROVENANCE = "provenance.json"
 CARD = "README.md"
+CONFIG = "config.json"
 # A symlink to recipes/taint_registry.yaml, so the default registry ships inside the package.
 DEFAULT_REGISTRY = Path(__file__).resolve().parents[1] / "taint_registry.yaml"
 CLEAN, ALLOWED = "clean", "allowed-unverified"
@@ -187,8 +188,38 @@ def _same_model(a: str, b: str) -> bool:
     return pa.exists() and pb.exists() and pa.resolve() == pb.resolve()
 
 
+def _hub_ids_of(folder: Path) -> list[str]:
+    """The Hub ids a local model folder is a copy of, so that a copy is gated as its original.
+
+    A Hugging Face cache snapshot (``models--org--name/snapshots/<commit>``) is that repo, and
+    config.json's ``_name_or_path``, when a Hub id, names the model it was saved from (itself
+    or its parent: a registry hit either way).
+    """
+    from huggingface_hub.errors import HFValidationError
+    from huggingface_hub.utils import validate_repo_id
+
+    folder = folder.expanduser().resolve()
+    ids = []
+    repo = folder.parent.parent.name
+    if folder.parent.name == "snapshots" and repo.startswith("models--"):
+        ids.append(repo.removeprefix("models--").replace("--", "/"))
+    config = read_json(folder / CONFIG) if (folder / CONFIG).is_file() else None
+    name = config.get("_name_or_path") if isinstance(config, dict) else None
+    if isinstance(name, str) and name.count("/") == 1:
+        try:
+            validate_repo_id(name)
+            ids.append(name)
+        except HFValidationError:
+            pass
+    return ids
+
+
 def _tainted(model: ModelInput, lineage: Lineage, registry: dict[str, TaintEntry]) -> str | None:
-    """Why this input is contaminated, or None: a registry hit, or a failed leak certificate."""
+    """Why this input is contaminated, or None: a registry hit, or a failed leak certificate.
+
+    The model is checked as named and as the Hub ids its folder is a copy of: a local copy of
+    a listed model must not pass as unknown provenance, which an override would let through.
+    """
 
     def hit(what: str, ref: str) -> str | None:
         entry = registry.get(_norm(ref))
@@ -197,7 +228,7 @@ def _tainted(model: ModelInput, lineage: Lineage, registry: dict[str, TaintEntry
         why = " ".join(entry.reason.split()) + (f"; {entry.source}" if entry.source else "")
         return f"{what} {ref} is in the taint registry ({why})"
 
-    found = [hit("the model", model.id)]
+    found = [hit("the model", ref) for ref in _unique([model.id, *_hub_ids_of(model.path)])]
     found += [hit("its training dataset", d) for d in lineage.datasets]
     found += [hit("its ancestor model", a) for a in lineage.ancestors]
     if lineage.hubkit_trained and lineage.leak_certificate and not lineage.leak_certificate.get("passed"):

@@ -3,9 +3,12 @@
 For an adapter merge that is exact up to rounding: the merged model's logits on fixed probe
 prompts must match base + adapter run through peft (unmerged), tensor names, shapes and
 dtypes must match the base, and every tensor the adapter does not touch must be
-bit-identical to the base's. A model merge has no such reference, so it is checked for
-structure against its reference input and for finite logits. The result is written to
-``verification.json`` and into the manifest; publishing calls ``require_verified``.
+bit-identical to the base's. The adapter's own effect on the probes (base + adapter vs the
+base) is recorded beside the tolerance: where it is no larger, the logits cannot show whether
+the adapter made it into the merge, and the record says so. A model merge has no such
+reference, so it is checked for structure against its reference input and for finite logits.
+The result is written to ``verification.json`` and into the manifest; publishing calls
+``require_verified``.
 """
 
 from __future__ import annotations
@@ -119,17 +122,25 @@ def verify_merge(merged_dir: str | os.PathLike[str]) -> dict[str, Any]:
         adapter = _locate(next(r for r in records if r["role"] == "adapter"))
         checked, differing = _untouched_differences(merged, reference, set(provenance["touched_tensors"]))
         problems += [f"{name}: untouched by the adapter but differs from the base" for name in differing]
-        want = _logits(PeftModel.from_pretrained(_load(reference.folder), adapter), tokenizer)
+        peft_model = PeftModel.from_pretrained(_load(reference.folder), adapter)
+        want = _logits(peft_model, tokenizer)
+        with peft_model.disable_adapter():
+            plain = _logits(peft_model, tokenizer)
+        del peft_model
         gc.collect()
         atol, rtol = TOLERANCES.get(dtype, TOLERANCES["BF16"])
         scale = max(float(w.abs().max()) for w in want)
         diff = max(float((g - w).abs().max()) for g, w in zip(got, want, strict=True))
+        effect = max(float((b - w).abs().max()) for b, w in zip(plain, want, strict=True))
         tolerance = atol + rtol * scale
         if not diff <= tolerance:
             problems.append(f"max |logit diff| {diff:.3g} exceeds the {dtype} tolerance {tolerance:.3g}")
         result |= {
             "max_abs_logit_diff": diff,
             "tolerance": tolerance,
+            "adapter_effect": effect,
+            # no larger than the tolerance: the merge would pass with the adapter lost
+            "adapter_effect_visible": effect > tolerance,
             "untouched_tensors_checked": checked,
             "touched_tensors": len(provenance["touched_tensors"]),
         }
