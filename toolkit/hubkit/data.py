@@ -227,18 +227,21 @@ def build_dataset(recipe: Recipe, out_dir: str | os.PathLike[str] | None = None,
         "data": digest_of(section.model_dump(mode="json")),
         "sources": digest_of([s["content_sha256"] for s in sources]),
     }
-    if not force and is_up_to_date(out, inputs):
-        return out
-    rows_in = len(rows)
     dedup = section.dedup
-    if dedup.exact:
-        rows = drop_exact_duplicates(rows)
-    after_exact = len(rows)
-    embedding: dict[str, Any] | None = None
+    embedder = None
     if dedup.near_threshold is not None:
         from .decontam.embed import Embedder
 
         embedder = Embedder(section.embedding_model)
+        inputs["embedding"] = embedder.revision  # another model finds other near-duplicates
+    if not force and is_up_to_date(out, inputs):
+        return out
+    rows_in = len(rows)
+    if dedup.exact:
+        rows = drop_exact_duplicates(rows)
+    after_exact = len(rows)
+    embedding: dict[str, Any] | None = None
+    if embedder is not None:
         rows = drop_near_duplicates(rows, dedup.near_threshold, embedder)
         embedding = {"model": embedder.model_id, "revision": embedder.revision}
     per_source = {s["name"]: 0 for s in sources}
