@@ -23,7 +23,7 @@ from safetensors.torch import load_file, save_file
 from hubkit.artifacts import read_json
 from hubkit.errors import HubkitError
 from hubkit.hub import LocalHub
-from hubkit.pipeline import STAGES, load_back, train_and_push
+from hubkit.pipeline import STAGES, load_back, merge_ref, train_and_push
 from hubkit.recipe import load_recipe
 
 REPO = Path(__file__).resolve().parents[1]
@@ -117,6 +117,22 @@ def test_what_the_cards_need_is_checked_before_any_stage(monkeypatch, tmp_path, 
     assert not (tmp_path / "runs").exists()
 
 
+@pytest.mark.parametrize(
+    ("setting", "error"),
+    [
+        ("training.learnig_rate=1e-3", r"unknown key 'training\.learnig_rate' \(not an SFTConfig field\)"),
+        ("training.lr_scheduler_type=cosin", r"training: .*cosin"),
+        ("data.prompt_template=alpacca", r"data\.prompt_template: unknown template 'alpacca'"),
+    ],
+)
+def test_training_settings_are_checked_before_any_stage(monkeypatch, tmp_path, setting, error):
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(HubkitError, match=rf"^{re.escape(str(TINY))}: {error}") as caught:
+        train_and_push(_recipe("typo", setting), echo=lambda _: None)
+    assert len(str(caught.value).splitlines()) == 1
+    assert not (tmp_path / "runs" / "tiny" / "dataset").exists()
+
+
 def test_planted_benchmark_question_stops_at_the_check(local_hub, work, monkeypatch, tmp_path):
     monkeypatch.chdir(work)
     bundled = Path(str(files("hubkit").joinpath("sample_data/benchmarks/gsm8k_test.jsonl")))
@@ -167,6 +183,38 @@ def test_a_model_merge_verifies_the_adapter_fold_first(local_hub, work, monkeypa
     again = train_and_push(recipe, dry_run=True, echo=lambda _: None)
     assert {s.name: s.status for s in again.stages}["merge"] == "skipped"
     assert read_json(work / "runs" / "tiny" / "merged-adapter" / "manifest.json") == fold
+
+
+def test_merge_models_resolve_relative_to_the_recipe(local_hub, work, monkeypatch, tmp_path, tiny_llama):
+    recipes = tmp_path / "recipes"
+    recipes.mkdir()
+    shutil.copy(TINY, recipes / "tiny.yaml")
+    partner = shutil.copytree(tiny_llama, recipes / "partner")
+    (partner / "README.md").write_text("---\ndatasets:\n- openai/gsm8k\n---\n# a fine-tune\n")
+    monkeypatch.chdir(work)  # not the recipe's folder: "partner" is beside the recipe only
+    recipe = load_recipe(recipes / "tiny.yaml", [*FAST, "merge.models=[partner]", "merge.weights=[0.5, 0.5]"])
+    assert merge_ref(recipe, "partner") == str(partner.resolve())
+    assert merge_ref(recipe, "openai/some-model") == "openai/some-model"
+    result = train_and_push(recipe, dry_run=True, echo=lambda _: None)
+    inputs = read_json(result.artifacts["merged"] / "provenance.json")["inputs"]
+    assert [i["id"] for i in inputs[1:]] == [str(partner.resolve())]
+
+
+def test_a_push_preflight_failure_publishes_no_repo(local_hub, work, monkeypatch):
+    """The merged folder fails its credential scan: the dataset and adapter are not pushed first."""
+    monkeypatch.chdir(work)
+    secret = work / "runs" / "tiny" / "merged" / "notes.txt"
+
+    def plant(message: str) -> None:  # after the cards stage, as the push stage starts
+        if message == "==> push":
+            secret.write_text("hf_" + "x" * 34)
+
+    try:
+        with pytest.raises(HubkitError, match=r"merged/notes\.txt: contains a Hugging Face token"):
+            train_and_push(_recipe("preflight"), echo=plant)
+    finally:
+        secret.unlink(missing_ok=True)
+    assert _repos("preflight") == {"data": False, "adapter": False, "merged": False}
 
 
 def _fail_merged_commits(times: int):

@@ -109,6 +109,21 @@ def test_credentials_refused_and_nothing_created(local_hub, tmp_path, name, cont
     assert not HfApi().repo_exists(repo_id)
 
 
+def test_card_metadata_the_hub_rejects_is_refused_before_the_repo_is_made(local_hub, tmp_path):
+    root = _folder(tmp_path)
+    (root / "README.md").write_text("---\nlicense:\n- mit\n---\n# hello\n")
+    with pytest.raises(
+        HubkitError, match=r"README\.md: invalid card metadata \(.*license.* must be a string"
+    ):
+        push_folder(root, "alice/push-badcard")
+    assert not HfApi().repo_exists("alice/push-badcard")
+
+
+def test_bad_repo_id_is_one_line_before_the_hub(tmp_path):
+    with pytest.raises(HubkitError, match=r"^alice/a\.\.b: not a valid repo id"):
+        push_folder(_folder(tmp_path), "alice/a..b", endpoint="http://127.0.0.1:9")
+
+
 def test_secret_split_across_read_chunks_is_found(tmp_path):
     root = tmp_path / "big"
     root.mkdir()

@@ -2,14 +2,17 @@
 
 data build -> data check -> train -> merge -> verify -> cards -> push. Each stage writes an
 artifact folder under ``runs/<name>/`` and keeps one already made from the same inputs, so
-a re-run after a crash resumes where it stopped; ``force`` redoes the stages it names. A
-failing leak check, a refusing taint gate or a failing equivalence check raises before
-anything is pushed, and each push is one commit, so every repo is either at its new commit
-whole or untouched.
+a re-run after a crash resumes where it stopped; ``force`` redoes the stages it names. The
+recipe's cards, pushes and training settings are checked before the first stage. A failing
+leak check, a refusing taint gate or a failing equivalence check raises before anything is
+pushed, as does any repo's push pre-flight (all three run before the first upload), and
+each push is one commit, so every repo is either at its new commit whole or untouched.
 """
 
 from __future__ import annotations
 
+import os
+import tempfile
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -19,7 +22,7 @@ from typing import Any
 
 from .artifacts import list_files
 from .errors import HubkitError
-from .publish import PushResult, push_folder
+from .publish import PushResult, preflight_push, upload
 from .recipe import Recipe
 
 STAGES = ("data-build", "data-check", "train", "merge", "verify", "cards", "push")
@@ -105,6 +108,29 @@ def check_publishable(recipe: Recipe, push: bool = True) -> None:
         raise HubkitError(f"{recipe.source}: hub.license is required by the model cards (e.g. llama2, mit)")
 
 
+def check_trainable(recipe: Recipe) -> None:
+    """The training settings, checked before any stage runs: a typo'd key or a value TRL
+    refuses would otherwise surface at the train stage, after the data build and the leak
+    check. Nothing is downloaded and no weights load."""
+    from .prompts import TEMPLATES
+    from .train import build_sft_config
+
+    if recipe.data.prompt_template not in TEMPLATES:
+        raise HubkitError(
+            f"{recipe.source}: data.prompt_template: unknown template {recipe.data.prompt_template!r} "
+            f"(known: {', '.join(TEMPLATES)})"
+        )
+    with tempfile.TemporaryDirectory(prefix="hubkit-check-") as tmp:
+        build_sft_config(recipe, tmp)
+
+
+def merge_ref(recipe: Recipe, ref: str) -> str:
+    """A merge input named by the recipe: a folder relative to the recipe file when there is
+    one, like every other recipe path, else the name as is (a Hub id)."""
+    folder = recipe.resolve(os.path.expanduser(ref))
+    return str(folder) if folder.is_dir() else ref
+
+
 def train_and_push(
     recipe: Recipe,
     *,
@@ -122,6 +148,7 @@ def train_and_push(
     if unknown:
         raise HubkitError(f"--force {unknown[0]}: unknown stage (stages: {', '.join(STAGES)})")
     check_publishable(recipe, push=not dry_run)
+    check_trainable(recipe)
     result = PipelineResult(recipe)
     run = recipe.run_dir()
 
@@ -171,7 +198,7 @@ def train_and_push(
     from .merge import load_registry, merge_adapter, merge_models
 
     registry = load_registry(entries=recipe.merge.taint_registry)
-    allowed = [*recipe.merge.allow_unverified, *allow_unverified]
+    allowed = [*(merge_ref(recipe, ref) for ref in recipe.merge.allow_unverified), *allow_unverified]
     with stage("merge") as note:
         before = _stamp(run / "merged")
         merged = merge_adapter(
@@ -187,11 +214,11 @@ def train_and_push(
             # model merge's own check is only structural, and merge_models refuses an unchecked fold.
             _verified(merged)
             merged = merge_models(
-                [str(merged), *recipe.merge.models],
+                [str(merged), *(merge_ref(recipe, ref) for ref in recipe.merge.models)],
                 run / "merged",
                 weights=recipe.merge.weights or None,
                 method=recipe.merge.method,
-                base=recipe.merge.base,
+                base=merge_ref(recipe, recipe.merge.base) if recipe.merge.base else None,
                 registry=registry,
                 allow_unverified=allowed,
                 recipe=recipe.to_dict(),
@@ -223,14 +250,21 @@ def train_and_push(
                 echo(f"would push {folder} ({len(list_files(folder))} files, {_folder_size(folder):,} B)")
                 echo(f"    to {repo_type} repo {repo} @ {recipe.version}")
         else:
-            for role, key, repo_type in REPOS:
-                result.pushes[role] = push_folder(
+            # Every repo's pre-flight before any upload: a refusal of the last publishes none.
+            plans = {
+                role: preflight_push(
                     result.artifacts[role],
                     getattr(recipe.hub, key),
                     repo_type=repo_type,  # type: ignore[arg-type]
-                    private=recipe.hub.private,
                     tag=recipe.version,
                     endpoint=endpoint,
+                )
+                for role, key, repo_type in REPOS
+            }
+            for role, plan in plans.items():
+                result.pushes[role] = upload(
+                    plan,
+                    private=recipe.hub.private,
                     commit_message=f"{recipe.name} {recipe.version}: {role} (hubkit)",
                 )
             note["detail"] = ", ".join(p.repo_id for p in result.pushes.values())

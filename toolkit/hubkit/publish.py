@@ -1,8 +1,10 @@
 """Publishing: scan a folder for credentials, push it in one commit, tag it, verify it.
 
-``push_folder`` is the only way hubkit writes to a Hub. It refuses a folder that holds a
-credential, or a hubkit merged model without a passing equivalence check, before touching
-the Hub, uploads only what changed (an unchanged folder makes no commit and sends 0 bytes),
+``push_folder`` is the only way hubkit writes to a Hub: ``preflight_push`` then ``upload``,
+which a caller publishing several repos runs for all of them before uploading any. The
+pre-flight refuses a folder that holds a credential, a hubkit merged model without a passing
+equivalence check, card metadata the Hub rejects or a reused version tag, with reads only;
+the upload sends only what changed (an unchanged folder makes no commit and sends 0 bytes),
 makes the remote mirror the folder in a single commit whose parent is pinned (a concurrent
 writer makes it fail rather than silently interleave), and then checks the round trip: the
 remote file list and every file's sha256 equal the local ones.
@@ -16,15 +18,17 @@ import os
 import re
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal, TypeVar
 
 from .artifacts import MANIFEST, list_files, read_manifest, sha256_file
 from .endpoint import current_endpoint, disable_xet_if_local
 from .errors import HubkitError
 
 RepoType = Literal["model", "dataset"]
+_T = TypeVar("_T")
 
 # Files that are credentials by name, whatever they hold.
 CREDENTIAL_FILES = (
@@ -142,25 +146,38 @@ def _hub_error(exc: Exception, repo_id: str) -> HubkitError:
     return HubkitError(f"{repo_id}: cannot reach the Hub ({exc.__class__.__name__}: {exc})")
 
 
-def push_folder(
+@dataclass(frozen=True)
+class PushPlan:
+    """A push whose checks have all passed without writing to the Hub; ``upload`` sends it.
+
+    Checking every repo of a release before uploading any means a refusal publishes none.
+    """
+
+    root: Path
+    files: dict[str, Path]
+    repo_id: str
+    repo_type: RepoType
+    revision: str | None
+    tag: str | None
+    endpoint: str | None
+    token: str | None = field(default=None, repr=False)
+
+
+def preflight_push(
     folder: str | os.PathLike[str],
     repo_id: str,
     *,
     repo_type: RepoType = "model",
-    private: bool | None = None,
     revision: str | None = None,
     tag: str | None = None,
     endpoint: str | None = None,
     token: str | None = None,
-    commit_message: str | None = None,
     retries: int = 3,
-) -> PushResult:
-    """Publish ``folder`` as the whole content of ``repo_id`` at ``revision``, in one commit.
+) -> PushPlan:
+    """Every check of a push that writes nothing: the folder, the repo id, credentials, a hubkit
+    merged model's equivalence check, the card metadata as the Hub judges it, and the tag.
 
-    The repo is created if needed (``private`` applies only then), the branch too. Remote
-    files absent locally are deleted in the same commit, so the repo mirrors the folder.
-    Server errors are retried ``retries`` times with backoff; each attempt starts from what
-    the remote holds, so a commit that landed before its answer was lost is not made twice.
+    The Hub is only read (retried like the upload), so a refusal leaves it untouched.
     """
     root = Path(folder)
     if not root.is_dir():
@@ -174,20 +191,76 @@ def push_folder(
         raise HubkitError(f"{root / rel}: {why}; refusing to push {repo_id}{more}")
 
     disable_xet_if_local(endpoint or current_endpoint())  # before huggingface_hub is imported
+    from huggingface_hub.errors import HFValidationError
+    from huggingface_hub.utils import validate_repo_id
+
     from .merge import merging, require_verified
 
+    try:
+        validate_repo_id(repo_id)
+    except HFValidationError as exc:
+        raise HubkitError(f"{repo_id}: not a valid repo id ({exc})") from None
     if (root / MANIFEST).is_file() and read_manifest(root).get("kind") == merging.KIND:
         require_verified(root)
+    plan = PushPlan(root, local, repo_id, repo_type, revision, tag, endpoint, token)
+    _with_retries(plan, retries, lambda api: _check_remote(api, plan))
+    return plan
+
+
+def upload(
+    plan: PushPlan, *, private: bool | None = None, commit_message: str | None = None, retries: int = 3
+) -> PushResult:
+    """Send a checked push: one commit making the repo mirror the folder, tagged, then verified.
+
+    The repo is created if needed (``private`` applies only then), the branch too. Server
+    errors are retried ``retries`` times with backoff; each attempt starts from what the
+    remote holds, so a commit that landed before its answer was lost is not made twice.
+    """
+    return _with_retries(plan, retries, lambda api: _push_once(api, plan, private, commit_message))
+
+
+def push_folder(
+    folder: str | os.PathLike[str],
+    repo_id: str,
+    *,
+    repo_type: RepoType = "model",
+    private: bool | None = None,
+    revision: str | None = None,
+    tag: str | None = None,
+    endpoint: str | None = None,
+    token: str | None = None,
+    commit_message: str | None = None,
+    retries: int = 3,
+) -> PushResult:
+    """Publish ``folder`` as the whole content of ``repo_id`` at ``revision``, in one commit:
+    ``preflight_push`` then ``upload``. Remote files absent locally are deleted in the same
+    commit, so the repo mirrors the folder.
+    """
+    plan = preflight_push(
+        folder,
+        repo_id,
+        repo_type=repo_type,
+        revision=revision,
+        tag=tag,
+        endpoint=endpoint,
+        token=token,
+        retries=retries,
+    )
+    return upload(plan, private=private, commit_message=commit_message, retries=retries)
+
+
+def _with_retries(plan: PushPlan, retries: int, call: Callable[[Any], _T]) -> _T:
+    """``call(api)``, retried on transient errors; a Hub error comes out as one HubkitError line."""
     from huggingface_hub import HfApi
     from huggingface_hub.errors import HTTPError  # HfHubHTTPError and transport errors alike
 
-    api = HfApi(endpoint=endpoint, token=token)
+    api = HfApi(endpoint=plan.endpoint, token=plan.token)
     for attempt in range(retries + 1):
         try:
-            return _push_once(api, root, local, repo_id, repo_type, private, revision, tag, commit_message)
+            return call(api)
         except HTTPError as exc:
             if attempt == retries or not _transient(exc):
-                raise _hub_error(exc, repo_id) from exc
+                raise _hub_error(exc, plan.repo_id) from exc
             time.sleep(0.5 * 2**attempt)
     raise AssertionError("unreachable")
 
@@ -200,22 +273,62 @@ def _transient(exc: Exception) -> bool:
     return response.status_code == 429 or response.status_code >= 500
 
 
-def _push_once(
-    api,
-    root: Path,
-    local: dict[str, Path],
-    repo_id: str,
-    repo_type: str,
-    private: bool | None,
-    revision: str | None,
-    tag: str | None,
-    commit_message: str | None,
-) -> PushResult:
+def _check_remote(api, plan: PushPlan) -> None:
+    """With reads only, what the commit would be refused for: README metadata the Hub rejects
+    (``create_commit`` asks the same endpoint), or a version tag already naming other content."""
+    from huggingface_hub.errors import BadRequestError
+
+    readme = plan.files.get("README.md")
+    if readme is not None:
+        try:
+            # huggingface_hub's own check (private), the one create_commit runs after create_repo
+            api._validate_yaml(readme.read_text(encoding="utf-8"), repo_type=plan.repo_type)
+        except ValueError as exc:
+            if not isinstance(exc.__cause__, BadRequestError):  # an unreadable answer, not a verdict
+                raise HubkitError(
+                    f"{plan.repo_id}: the Hub gave no verdict on the card metadata ({exc})"
+                ) from None
+            reasons = "; ".join(line.removeprefix("- ") for line in str(exc).splitlines()[1:])
+            raise HubkitError(
+                f"{readme}: invalid card metadata ({reasons}); refusing to push {plan.repo_id}"
+            ) from None
+    if plan.tag is None or not api.repo_exists(plan.repo_id, repo_type=plan.repo_type):
+        return
+    refs = api.list_repo_refs(plan.repo_id, repo_type=plan.repo_type)
+    tags = {t.name: t.target_commit for t in refs.tags}
+    if plan.tag in tags:
+        heads = {b.name: b.target_commit for b in refs.branches}
+        parent = heads.get(plan.revision or "main") or heads["main"]  # a new branch starts at main
+        _check_tag(plan, tags, parent, *_changes(api, plan, parent))
+
+
+def _changes(api, plan: PushPlan, parent: str) -> tuple[list[str], list[str]]:
+    """(files to upload, remote files to delete) for the repo to mirror the folder at ``parent``."""
+    remote = _remote_files(api, plan.repo_id, plan.repo_type, parent)
+    local = plan.files
+    changed = sorted(rel for rel, path in local.items() if rel not in remote or not _same(path, remote[rel]))
+    deleted = sorted(rel for rel in remote if rel not in local and rel != ".gitattributes")
+    return changed, deleted
+
+
+def _check_tag(
+    plan: PushPlan, tags: dict[str, str], parent: str, changed: list[str], deleted: list[str]
+) -> None:
+    """A version tag is never moved: reusing it is fine only for the very commit it names."""
+    tag = plan.tag
+    if tag is not None and tag in tags and (changed or deleted or tags[tag] != parent):
+        raise HubkitError(
+            f"{plan.repo_id}: tag {tag!r} already exists at {tags[tag][:12]}; choose a new version"
+        )
+
+
+def _push_once(api, plan: PushPlan, private: bool | None, commit_message: str | None) -> PushResult:
     """One attempt; safe to repeat, since it recomputes what differs from the remote each time."""
     from huggingface_hub import CommitOperationAdd, CommitOperationDelete
 
+    repo_id, repo_type, local, tag = plan.repo_id, plan.repo_type, plan.files, plan.tag
     repo_url = api.create_repo(repo_id, repo_type=repo_type, private=bool(private), exist_ok=True)
-    branch = revision or "main"
+    branch = plan.revision or "main"
     refs = api.list_repo_refs(repo_id, repo_type=repo_type)
     heads = {b.name: b.target_commit for b in refs.branches}
     tags = {t.name: t.target_commit for t in refs.tags}
@@ -223,11 +336,8 @@ def _push_once(
         api.create_branch(repo_id, repo_type=repo_type, branch=branch)
         heads[branch] = api.repo_info(repo_id, repo_type=repo_type, revision=branch).sha
     parent = heads[branch]
-    remote = _remote_files(api, repo_id, repo_type, parent)
-    changed = sorted(rel for rel, path in local.items() if rel not in remote or not _same(path, remote[rel]))
-    deleted = sorted(rel for rel in remote if rel not in local and rel != ".gitattributes")
-    if tag is not None and tag in tags and (changed or deleted or tags[tag] != parent):
-        raise HubkitError(f"{repo_id}: tag {tag!r} already exists at {tags[tag][:12]}; choose a new version")
+    changed, deleted = _changes(api, plan, parent)
+    _check_tag(plan, tags, parent, changed, deleted)  # again: the tag may have appeared since the pre-flight
     commit, created = parent, False
     if changed or deleted:
         operations = [
@@ -237,7 +347,7 @@ def _push_once(
         info = api.create_commit(
             repo_id,
             operations,
-            commit_message=commit_message or f"Upload {root.name} with hubkit",
+            commit_message=commit_message or f"Upload {plan.root.name} with hubkit",
             repo_type=repo_type,
             revision=branch,
             parent_commit=parent,
@@ -245,7 +355,7 @@ def _push_once(
         commit, created = info.oid, True
     if tag is not None and tag not in tags:
         api.create_tag(repo_id, tag=tag, revision=commit, repo_type=repo_type)
-    verify_round_trip(api, root, repo_id, repo_type, commit, list(local))
+    verify_round_trip(api, plan.root, repo_id, repo_type, commit, list(local))
     return PushResult(
         repo_id=repo_id,
         repo_type=repo_type,
