@@ -375,7 +375,7 @@ def test_killed_run_resumes_from_checkpoint(tmp_path, tiny_llama, dataset):
     """SIGKILL after a checkpoint: no half adapter; the re-run resumes there and finishes."""
     from transformers import TrainerCallback
 
-    from hubkit.train import train
+    from hubkit.train import TRAINING_CLOCK, train
 
     out = tmp_path / "adapter"
     overrides = [f"model.name_or_path={tiny_llama}", "training.max_steps=40", "training.save_steps=5"]
@@ -390,12 +390,22 @@ def test_killed_run_resumes_from_checkpoint(tmp_path, tiny_llama, dataset):
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     assert not out.exists()
+    clocks = {  # the training seconds each complete checkpoint holds
+        path.parent.name: read_json(path)["stateful_callbacks"][TRAINING_CLOCK]["args"]["seconds"]
+        for path in checkpoints.glob("checkpoint-*/trainer_state.json")
+    }
 
     class CountSteps(TrainerCallback):
-        steps = 0
+        steps, seconds = 0, 0.0
+
+        def on_train_begin(self, args, state, control, **kwargs):
+            CountSteps.seconds = -time.perf_counter()
 
         def on_step_end(self, args, state, control, **kwargs):
             CountSteps.steps += 1
+
+        def on_train_end(self, args, state, control, **kwargs):
+            CountSteps.seconds += time.perf_counter()
 
     result = train(load_recipe(TINY, overrides), dataset=dataset, out=out, callbacks=[CountSteps()])
     resumed_at = int(result.metrics["resumed_from"].rpartition("-")[2])
@@ -403,6 +413,73 @@ def test_killed_run_resumes_from_checkpoint(tmp_path, tiny_llama, dataset):
     assert result.metrics["global_step"] == 40
     assert CountSteps.steps == 40 - resumed_at
     assert (out / "adapter_model.safetensors").is_file() and not checkpoints.exists()
+    # both segments count: the mean of all 40 logged losses, the seconds of both (±10 ms)
+    losses = [entry["loss"] for entry in result.metrics["loss"]]
+    assert len(losses) == 40 and result.metrics["train_loss"] == pytest.approx(sum(losses) / 40)
+    first = clocks[result.metrics["resumed_from"]]
+    assert first > 0 and result.metrics["wall_time_s"] >= first + CountSteps.seconds - 0.01
+
+
+@pytest.mark.parametrize("restore_callbacks", [False, True])
+def test_run_resumed_at_its_last_step_reports_the_whole_run(tmp_path, tiny_llama, dataset, restore_callbacks):
+    """A crash after the final checkpoint, before the adapter: the re-run's metrics cover the first
+    run's steps and seconds too, not only what the re-run did (transformers' ``training_loss``),
+    also when transformers restores the callbacks from the checkpoint."""
+    from transformers import TrainerCallback
+
+    from hubkit.train import TRAINING_CLOCK, train
+
+    class Crash(TrainerCallback):
+        def on_train_end(self, args, state, control, **kwargs):
+            raise RuntimeError("crash after the last checkpoint")
+
+    class Timer(TrainerCallback):
+        seconds = 0.0
+
+        def on_train_begin(self, args, state, control, **kwargs):
+            Timer.seconds = -time.perf_counter()
+
+        def on_train_end(self, args, state, control, **kwargs):
+            Timer.seconds += time.perf_counter()
+
+    overrides = [f"model.name_or_path={tiny_llama}", "training.max_steps=4", "training.save_steps=4"]
+    overrides.append(f"training.restore_callback_states_from_checkpoint={str(restore_callbacks).lower()}")
+    recipe, out = load_recipe(TINY, overrides), tmp_path / "adapter"
+    with pytest.raises(RuntimeError, match="crash"):
+        train(recipe, dataset=dataset, out=out, callbacks=[Crash()], echo=lambda _: None)
+    saved = read_json(tmp_path / "adapter.checkpoints" / "checkpoint-4" / "trainer_state.json")
+    first = saved["stateful_callbacks"][TRAINING_CLOCK]["args"]["seconds"]
+    logged = [entry["loss"] for entry in saved["log_history"] if "loss" in entry]
+
+    metrics = train(recipe, dataset=dataset, out=out, callbacks=[Timer()], echo=lambda _: None).metrics
+    losses = [entry["loss"] for entry in metrics["loss"]]  # transformers 5.24 runs one more step
+    assert metrics["resumed_from"] == "checkpoint-4" and len(logged) == 4 and losses[:4] == logged
+    assert metrics["train_loss"] == pytest.approx(sum(losses) / len(losses))
+    assert first > 0 and metrics["wall_time_s"] >= first + Timer.seconds - 0.01
+
+
+def test_two_gpus_in_one_process_are_refused_before_weights_load(tmp_path, monkeypatch, tiny_llama, dataset):
+    """One process seeing 2 GPUs would train under nn.DataParallel (a batch n_gpu times the recorded
+    one, padding-free rows cut along dim 0): refused before any weights load."""
+    import hubkit.train as hubkit_train
+    from hubkit.errors import HubkitError
+
+    build = hubkit_train.build_sft_config
+
+    def two_gpus(recipe, output_dir):
+        args = build(recipe, output_dir)
+        args._n_gpu = 2  # what TrainingArguments._setup_devices counts with 2 GPUs visible, no launcher
+        return args
+
+    monkeypatch.setattr(hubkit_train, "build_sft_config", two_gpus)
+    monkeypatch.setattr(hubkit_train, "build_trainer", lambda *_a, **_k: pytest.fail("weights loaded"))
+    recipe = load_recipe(TINY, [f"model.name_or_path={tiny_llama}"])
+    with pytest.raises(HubkitError) as caught:
+        hubkit_train.train(recipe, dataset=dataset, out=tmp_path / "adapter", echo=lambda _: None)
+    assert str(caught.value) == (
+        f"{recipe.source}: 2 GPUs visible to one process: launch with `accelerate launch` "
+        "(one process per GPU) or set CUDA_VISIBLE_DEVICES"
+    )
 
 
 def test_two_process_accelerate_run_writes_one_adapter(tmp_path, tiny_llama, dataset):

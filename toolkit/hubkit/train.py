@@ -58,6 +58,8 @@ _HUB_ID = re.compile(r"^[\w.-]+/[\w.-]+$")
 _SCALARS: dict[Any, tuple[type, ...]] = {float: (int, float), int: (int,), bool: (bool,)}
 # In the checkpoint folder: the inputs and process layout its checkpoints were made from.
 CHECKPOINT_STAMP = "hubkit_inputs.json"
+# In each checkpoint's trainer_state.json (``stateful_callbacks``): the training seconds up to it.
+TRAINING_CLOCK = "HubkitTrainingClock"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -421,6 +423,72 @@ def _padding_free(args: SFTConfig) -> bool:
     return args.padding_free or (args.packing and args.packing_strategy in ("bfd", "bfd_split"))
 
 
+def _refuse_data_parallel(args: SFTConfig, source: str) -> None:
+    """Refuse several GPUs in one process: Trainer would wrap the model in ``nn.DataParallel``,
+    multiplying the real batch by the GPU count behind the recorded one and cutting padding-free
+    batches (one flattened row with its ``cu_seq_lens``) wrongly along dim 0."""
+    from transformers.training_args import ParallelMode
+
+    if args.parallel_mode == ParallelMode.NOT_DISTRIBUTED:
+        raise HubkitError(
+            f"{source}: {args.n_gpu} GPUs visible to one process: launch with `accelerate launch` "
+            "(one process per GPU) or set CUDA_VISIBLE_DEVICES"
+        )
+
+
+def _training_clock() -> TrainerCallback:
+    """A callback counting training seconds over all of a run's resumed segments.
+
+    transformers writes an ``ExportableState`` callback's ``state()`` into ``trainer_state.json``
+    as it saves a checkpoint, so each checkpoint holds exactly its own count, and a resumed run
+    finds it in the restored ``TrainerState`` at ``on_train_begin``. The total goes back into
+    the live state at ``on_train_end``, where ``train`` reads it: transformers replaces this
+    instance when ``restore_callback_states_from_checkpoint`` is set.
+    """
+    from transformers import TrainerCallback
+    from transformers.trainer_callback import ExportableState
+
+    class HubkitTrainingClock(TrainerCallback, ExportableState):
+        def __init__(self, seconds: float = 0.0) -> None:
+            self.before = seconds
+            self.started: float | None = None
+
+        def state(self) -> dict[str, Any]:
+            running = 0.0 if self.started is None else time.perf_counter() - self.started
+            return {"args": {"seconds": self.before + running}, "attributes": {}}
+
+        def on_train_begin(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+            # a checkpoint saved without the clock restarts it at 0 (and transformers would fail
+            # to save a callback state that the restored TrainerState lacks)
+            saved = state.stateful_callbacks.setdefault(TRAINING_CLOCK, self.state())
+            self.before, self.started = saved["args"]["seconds"], time.perf_counter()
+
+        def on_train_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+            state.stateful_callbacks[TRAINING_CLOCK] = self.state()
+
+    return HubkitTrainingClock()
+
+
+def _mean_train_loss(
+    log_history: Sequence[dict[str, Any]], resumed_at: int, segment_loss: float, global_step: int
+) -> float:
+    """Mean loss per step over all of a resumed run's segments, not only this call's.
+
+    transformers' ``training_loss`` averages the steps this call ran (none or one for a run
+    resumed at ``max_steps``); earlier segments live on in the restored ``log_history``, each
+    logged loss weighted by the steps since the log before it. Steps a segment ran after its last log and
+    before its checkpoint were never logged and are left out.
+    """
+    total, counted, last = 0.0, 0, 0
+    for entry in log_history:
+        if "loss" in entry and entry["step"] <= resumed_at:
+            total += entry["loss"] * (entry["step"] - last)
+            counted += entry["step"] - last
+            last = entry["step"]
+    segment = global_step - resumed_at
+    return (total + segment_loss * segment) / max(counted + segment, 1)
+
+
 def _load_model(recipe: Recipe, base: BaseModelRef, args: SFTConfig) -> tuple[PreTrainedModel, Any]:
     """The base model and tokenizer. With ``model.attn_implementation`` unset, padding-free
     training moves a model transformers gives ``sdpa`` to ``sdpa_varlen`` (same numbers,
@@ -485,8 +553,9 @@ def train(
     Everything a user can get wrong (recipe keys, base model, dataset, leak certificate) is
     checked before weights load. An adapter already made from the same inputs is kept
     (unless ``force``); an interrupted run resumes from its last complete checkpoint in
-    ``<out>.checkpoints/`` (with the same process count, else it stops). Under ``accelerate
-    launch`` only the main process writes.
+    ``<out>.checkpoints/`` (with the same process count, else it stops), and its metrics' mean
+    loss and training seconds cover every segment. Several GPUs need one process each
+    (``accelerate launch``). Under ``accelerate launch`` only the main process writes.
     """
     out = Path(out) if out is not None else recipe.run_dir() / "adapter"
     checkpoints = out.with_name(f"{out.name}.checkpoints")
@@ -507,6 +576,7 @@ def train(
         say(f"Adapter up to date: {out}")
         return TrainResult(out, True, read_json(out / "metrics.json"))
 
+    _refuse_data_parallel(args, recipe.source)
     world = {"processes": state.num_processes, "gpus_per_process": max(args.n_gpu, 1)}
     stamp = {**inputs, "world": world}
     stale = _stale_checkpoints(checkpoints, stamp)  # on every rank, so a refusal stops them all
@@ -519,18 +589,18 @@ def train(
     state.wait_for_everyone()
     resume = _last_complete_checkpoint(checkpoints)
 
-    trainer = build_trainer(recipe, base, data, args, callbacks)
+    trainer = build_trainer(recipe, base, data, args, [*callbacks, _training_clock()])
     params = ParamCount.of(trainer.model)
     say(str(params))
-    global_batch = args.per_device_train_batch_size * args.gradient_accumulation_steps * state.num_processes
+    global_batch = args.per_device_train_batch_size * args.gradient_accumulation_steps * args.world_size
     say(
         f"Training on {len(data.rows):,} rows, global batch {global_batch}"
         + (f", resuming from {resume}" if resume else "")
     )
 
-    started = time.perf_counter()
     result = trainer.train(resume_from_checkpoint=str(resume) if resume else None)
-    wall = time.perf_counter() - started
+    resumed_at = int(resume.name.rpartition("-")[2]) if resume else 0
+    wall = trainer.state.stateful_callbacks[TRAINING_CLOCK]["args"]["seconds"]
     staging = checkpoints / "final"
     if trainer.is_fsdp_enabled:  # the adapter file must hold whole tensors, not this rank's shards
         trainer.accelerator.state.fsdp_plugin.set_state_dict_type("FULL_STATE_DICT")
@@ -544,7 +614,9 @@ def train(
             for entry in trainer.state.log_history
             if "loss" in entry
         ],
-        "train_loss": result.training_loss,
+        "train_loss": _mean_train_loss(
+            trainer.state.log_history, resumed_at, result.training_loss, trainer.state.global_step
+        ),
         "global_step": trainer.state.global_step,
         "resumed_from": resume.name if resume else None,
         "tokens_seen": trainer.state.num_input_tokens_seen,
