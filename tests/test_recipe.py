@@ -172,3 +172,19 @@ def test_platypus_recipes_name_their_base_for_the_taint_gate(name, tmp_path):
         run_gate(inputs, load_registry())
     record = run_gate(inputs, load_registry(), recipe.merge.allow_unverified)["inputs"][0]
     assert record["override"] and record["id"] == base
+
+
+def test_set_steps_into_lists(tmp_path):
+    recipe = write(
+        tmp_path / "r.yaml",
+        "name: a\nmodel: {name_or_path: x}\ndata:\n  sources:\n    - {name: s, path: a.jsonl}\n",
+    )
+    assert load_recipe(recipe, ["data.sources.0.path=b.jsonl"]).data.sources[0].path == "b.jsonl"
+    for override, message in [
+        ("data.sources.1.path=c.jsonl", "'1' is not an index of a 1-item list"),
+        ("data.sources.first.path=c.jsonl", "'first' is not an index of a 1-item list"),
+        ("name.x=1", "'name' is not a section"),
+    ]:
+        with pytest.raises(HubkitError) as info:
+            load_recipe(recipe, [override])
+        assert str(info.value) == f"{recipe}: --set {override.partition('=')[0]}: {message}"

@@ -200,6 +200,10 @@ def test_trainable_percent_matches_the_paper_on_meta_device():
             ["--set", "training.max_length=8"],
             "tiny.yaml: training.max_length: set by hubkit, use data.max_length",
         ),
+        (
+            ["--set", "training.push_to_hub=true"],
+            "tiny.yaml: training.push_to_hub: set by hubkit, use the hub section and `hubkit push`",
+        ),
         (["--set", "model.name_or_path=./no-such-model"], "model.name_or_path: base model folder"),
         (
             ["--set", "model.name_or_path=no-such-org/no-such-model"],

@@ -216,19 +216,31 @@ def _parse_scalar(key: str, text: str) -> Any:
 
 
 def apply_overrides(raw: dict[str, Any], overrides: list[str], source: str) -> dict[str, Any]:
-    """Apply ``--set a.b.c=value`` overrides (value parsed as YAML) to a raw recipe dict."""
+    """Apply ``--set a.b.c=value`` overrides (value parsed as YAML) to a raw recipe dict; a number
+    steps into a list (``data.sources.0.path=x``)."""
     for item in overrides:
         key, sep, value = item.partition("=")
         if not sep or not key:
             raise HubkitError(f"--set {item!r}: expected KEY=VALUE (for example training.max_steps=10)")
-        node = raw
+        node: Any = raw
         parts = key.split(".")
-        for part in parts[:-1]:
-            child = node.setdefault(part, {})
-            if not isinstance(child, dict):
-                raise HubkitError(f"{source}: --set {key}: '{part}' is not a section")
-            node = child
-        node[parts[-1]] = _parse_scalar(key, value)
+        for i, part in enumerate(parts):
+            last = i == len(parts) - 1
+            if isinstance(node, list):
+                if not part.isdigit() or int(part) >= len(node):
+                    raise HubkitError(
+                        f"{source}: --set {key}: '{part}' is not an index of a {len(node)}-item list"
+                    )
+                if last:
+                    node[int(part)] = _parse_scalar(key, value)
+                else:
+                    node = node[int(part)]
+            elif not isinstance(node, dict):
+                raise HubkitError(f"{source}: --set {key}: '{parts[i - 1]}' is not a section")
+            elif last:
+                node[part] = _parse_scalar(key, value)
+            else:
+                node = node.setdefault(part, {})
     return raw
 
 

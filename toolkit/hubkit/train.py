@@ -51,7 +51,15 @@ TINY_LLAMA = "hubkit:tiny-llama"
 REQUIRED_COLUMNS = ("instruction", "output")
 LIBRARIES = ("torch", "transformers", "peft", "trl", "datasets", "accelerate", "huggingface_hub")
 # Set by hubkit from the recipe and the command line, so the recipe's training section may not.
-_OWNED_TRAINING_KEYS = {"output_dir": "--out", "max_length": "data.max_length"}
+# Trainer would push checkpoints itself (past the credential scan and hub.private) or resume
+# from a path of its own; hubkit does both, so these are its to set.
+_OWNED_TRAINING_KEYS = {
+    "output_dir": "--out",
+    "max_length": "data.max_length",
+    "push_to_hub": "the hub section and `hubkit push`",
+    "hub_model_id": "hub.adapter_repo",
+    "resume_from_checkpoint": "nothing: hubkit resumes from <out>.checkpoints itself",
+}
 # Trainer.save_model output that is not part of an adapter artifact (a pickle, TRL's draft card).
 _NOT_IN_ARTIFACT = {"training_args.bin", "README.md"}
 _HUB_ID = re.compile(r"^[\w.-]+/[\w.-]+$")
