@@ -112,14 +112,8 @@ def check_trainable(recipe: Recipe) -> None:
     """The training settings, checked before any stage runs: a typo'd key or a value TRL
     refuses would otherwise surface at the train stage, after the data build and the leak
     check. Nothing is downloaded and no weights load."""
-    from .prompts import TEMPLATES
     from .train import build_sft_config
 
-    if recipe.data.prompt_template not in TEMPLATES:
-        raise HubkitError(
-            f"{recipe.source}: data.prompt_template: unknown template {recipe.data.prompt_template!r} "
-            f"(known: {', '.join(TEMPLATES)})"
-        )
     with tempfile.TemporaryDirectory(prefix="hubkit-check-") as tmp:
         build_sft_config(recipe, tmp)
 

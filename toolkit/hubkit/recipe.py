@@ -16,6 +16,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from .errors import HubkitError
+from .prompts import TEMPLATES
 
 DEFAULT_BENCHMARKS = ["arc", "hellaswag", "mmlu", "truthfulqa", "gsm8k"]
 CATEGORIES = ("duplicate", "gray_area", "similar_different")
@@ -96,6 +97,14 @@ class DataSection(_Section):
                 raise ValueError(f"duplicate name {spec.name!r}")
             seen.add(spec.name)
         return sources
+
+    @field_validator("prompt_template")
+    @classmethod
+    def _known_template(cls, name: str) -> str:
+        """Training, the merge check and the cards all format prompts with it: refuse a typo at load."""
+        if name not in TEMPLATES:
+            raise ValueError(f"unknown template {name!r} (known: {', '.join(TEMPLATES)})")
+        return name
 
 
 class DecontamSection(_Section):

@@ -37,7 +37,7 @@ from .artifacts import (
 )
 from .attention import SDPA_VARLEN, register_sdpa_varlen
 from .errors import HubkitError
-from .prompts import TEMPLATES, to_prompt_completion
+from .prompts import to_prompt_completion
 from .provenance import DATA_FILE, load_leak_certificate, require_passing_certificate
 from .recipe import LoraSection, Recipe
 
@@ -567,11 +567,6 @@ def train(
     """
     out = Path(out) if out is not None else recipe.run_dir() / "adapter"
     checkpoints = out.with_name(f"{out.name}.checkpoints")
-    if recipe.data.prompt_template not in TEMPLATES:
-        raise HubkitError(
-            f"{recipe.source}: data.prompt_template: unknown template {recipe.data.prompt_template!r} "
-            f"(known: {', '.join(TEMPLATES)})"
-        )
     args = build_sft_config(recipe, checkpoints)
     state = args.distributed_state  # set up by SFTConfig (gloo on CPU needs training.use_cpu)
     say = echo if state.is_main_process else (lambda _msg: None)
