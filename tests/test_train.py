@@ -348,9 +348,7 @@ def test_resume_refuses_checkpoints_from_another_process_count(tmp_path, tiny_ll
     inputs = _training_inputs(recipe, resolve_base_model(recipe), load_dataset_artifact(dataset), False)
     checkpoints = tmp_path / "adapter.checkpoints"
     write_json(checkpoints / "checkpoint-5" / "trainer_state.json", {"global_step": 5})
-    write_json(
-        checkpoints / "hubkit_inputs.json", {**inputs, "world": {"processes": 2, "gpus_per_process": 1}}
-    )
+    write_json(checkpoints / "hubkit_inputs.json", {**inputs, "processes": 2})
     with pytest.raises(HubkitError) as caught:
         train(recipe, dataset=dataset, out=tmp_path / "adapter", echo=lambda _: None)
     message = str(caught.value)
@@ -360,16 +358,16 @@ def test_resume_refuses_checkpoints_from_another_process_count(tmp_path, tiny_ll
 
 
 def test_checkpoints_from_other_inputs_are_stale(tmp_path):
-    """Other inputs, or an older stamp without a process count: discarded; another GPU count: refused."""
+    """Other inputs, or an older stamp without a process count: discarded; another count: refused."""
     from hubkit.errors import HubkitError
     from hubkit.train import CHECKPOINT_STAMP, _stale_checkpoints
 
-    stamp = {"recipe": "r", "world": {"processes": 1, "gpus_per_process": 1}}
+    stamp = {"recipe": "r", "processes": 1}
     write_json(tmp_path / CHECKPOINT_STAMP, stamp)
     assert not _stale_checkpoints(tmp_path, stamp)
     assert _stale_checkpoints(tmp_path, {**stamp, "recipe": "other"})
-    with pytest.raises(HubkitError, match="from 1 process, this run has 1 process with 2 GPUs"):
-        _stale_checkpoints(tmp_path, {**stamp, "world": {"processes": 1, "gpus_per_process": 2}})
+    with pytest.raises(HubkitError, match="from 1 process, this run has 4 processes"):
+        _stale_checkpoints(tmp_path, {**stamp, "processes": 4})
     write_json(tmp_path / CHECKPOINT_STAMP, {"recipe": "r"})
     assert _stale_checkpoints(tmp_path, stamp)
     assert not _stale_checkpoints(tmp_path / "none", stamp)

@@ -64,7 +64,7 @@ _OWNED_TRAINING_KEYS = {
 _NOT_IN_ARTIFACT = {"training_args.bin", "README.md"}
 _HUB_ID = re.compile(r"^[\w.-]+/[\w.-]+$")
 _SCALARS: dict[Any, tuple[type, ...]] = {float: (int, float), int: (int,), bool: (bool,)}
-# In the checkpoint folder: the inputs and process layout its checkpoints were made from.
+# In the checkpoint folder: the inputs and process count its checkpoints were made from.
 CHECKPOINT_STAMP = "hubkit_inputs.json"
 # In each checkpoint's trainer_state.json (``stateful_callbacks``): the training seconds up to it.
 TRAINING_CLOCK = "HubkitTrainingClock"
@@ -395,17 +395,14 @@ def _training_inputs(
     }
 
 
-def _describe_world(world: dict[str, int]) -> str:
-    """A stamp's process layout in words, for the resume error ("2 processes")."""
-    processes, gpus = world["processes"], world["gpus_per_process"]
-    text = f"{processes} process" + ("" if processes == 1 else "es")
-    return text + (f" with {gpus} GPUs" if gpus > 1 else "")
+def _processes(count: int) -> str:
+    return f"{count} process" + ("" if count == 1 else "es")
 
 
 def _stale_checkpoints(checkpoints: Path, stamp: dict[str, Any]) -> bool:
     """Whether ``checkpoints`` holds progress made from other inputs than ``stamp``'s (to discard).
 
-    Progress from the same inputs under another process or GPU count raises instead: transformers
+    Progress from the same inputs under another process count raises instead: transformers
     would resume it with this run's steps per epoch and silently stop early, and discarding it
     would lose what a run with the old count can still resume. A stamp without a count counts
     as other inputs.
@@ -416,12 +413,11 @@ def _stale_checkpoints(checkpoints: Path, stamp: dict[str, Any]) -> bool:
     found = read_json(path) if path.is_file() else {}
     if found == stamp:
         return False
-    old_world = found.get("world") if isinstance(found, dict) else None
-    if old_world is not None and {**found, "world": stamp["world"]} == stamp:
-        old, new = _describe_world(old_world), _describe_world(stamp["world"])
+    old = found.get("processes") if isinstance(found, dict) else None
+    if old is not None and {**found, "processes": stamp["processes"]} == stamp:
         raise HubkitError(
-            f"{checkpoints}: checkpoints are from {old}, this run has {new}; "
-            f"resume with {old} or remove the folder"
+            f"{checkpoints}: checkpoints are from {_processes(old)}, this run has "
+            f"{_processes(stamp['processes'])}; resume with {_processes(old)} or remove the folder"
         )
     return True
 
@@ -580,8 +576,7 @@ def train(
         return TrainResult(out, True, read_json(out / "metrics.json"))
 
     _refuse_data_parallel(args, recipe.source)
-    world = {"processes": state.num_processes, "gpus_per_process": max(args.n_gpu, 1)}
-    stamp = {**inputs, "world": world}
+    stamp = {**inputs, "processes": state.num_processes}
     stale = _stale_checkpoints(checkpoints, stamp)  # on every rank, so a refusal stops them all
     state.wait_for_everyone()  # all have read the stamp before the main process replaces it
     if state.is_main_process:
