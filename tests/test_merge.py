@@ -245,12 +245,21 @@ def test_verify_merge_records_the_check_and_gates_publishing(local_hub, merged, 
     assert require_verified(folder)["passed"]
     assert push_folder(folder, "alice/verified-merge").created_commit
 
+    # The probes go through the folder's tokenizer: changing it needs a new check.
+    tokenizer_config = folder / "tokenizer_config.json"
+    original = tokenizer_config.read_bytes()
+    write_json(tokenizer_config, read_json(tokenizer_config) | {"model_max_length": 7})
+    with pytest.raises(HubkitError, match="weights or tokenizer changed since"):
+        require_verified(folder)
+    tokenizer_config.write_bytes(original)
+    assert require_verified(folder)["passed"]
+
     # An untouched tensor that drifts from the base fails the check, naming it.
     shard = folder / read_json(folder / "model.safetensors.index.json")["weight_map"]["model.norm.weight"]
     tensors = load_file(shard)
     tensors["model.norm.weight"] = tensors["model.norm.weight"] + 1e-3
     save_file(tensors, shard, metadata={"format": "pt"})
-    with pytest.raises(HubkitError, match="weights changed since"):
+    with pytest.raises(HubkitError, match="weights or tokenizer changed since"):
         require_verified(folder)
     failed = verify_merge(folder)
     assert not failed["passed"]

@@ -145,12 +145,13 @@ class Checkpoint:
 
 
 def model_file_hashes(folder: Path) -> dict[str, str]:
-    """sha256 of a model folder's weights, index and config: what a merge or a check is about."""
+    """sha256 of a model folder's weights, index, config and tokenizer: what a check is about
+    (it reads the probes through the folder's own tokenizer)."""
     hashes = hash_files(folder)
     return {
         rel: digest
         for rel, digest in hashes.items()
-        if rel.endswith(".safetensors") or rel in (INDEX, *MODEL_FILES)
+        if rel.endswith(".safetensors") or rel in (INDEX, *MODEL_FILES, *TOKENIZER_FILES)
     }
 
 

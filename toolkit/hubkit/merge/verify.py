@@ -174,5 +174,5 @@ def require_verified(merged_dir: str | os.PathLike[str]) -> dict[str, Any]:
     if not summary.get("passed"):
         raise HubkitError(f"{folder}: merged model failed its equivalence check (see {VERIFICATION})")
     if digest_of(model_file_hashes(folder)) != summary.get("weights_sha256"):
-        raise HubkitError(f"{folder}: weights changed since `hubkit verify merge`; run it again")
+        raise HubkitError(f"{folder}: weights or tokenizer changed since `hubkit verify merge`; run it again")
     return summary
