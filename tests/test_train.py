@@ -308,7 +308,9 @@ def test_dataset_from_the_hub(local_hub, tmp_path, dataset, write_token):
     api.create_repo("alice/tiny-clean", repo_type="dataset", exist_ok=True)
     api.upload_folder(repo_id="alice/tiny-clean", repo_type="dataset", folder_path=dataset)
     recipe = load_recipe(TINY, ["data.dataset=alice/tiny-clean"])
-    artifact = load_dataset_artifact(resolve_dataset_dir(recipe))
+    folder, hub_id = resolve_dataset_dir(recipe)
+    artifact = load_dataset_artifact(folder, hub_id=hub_id)
+    assert hub_id == "alice/tiny-clean" and artifact.hub_datasets[0] == "alice/tiny-clean"
     assert artifact.sha256 == sha256_file(dataset / "data.parquet") and artifact.certificate["passed"]
 
 

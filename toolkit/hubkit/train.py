@@ -229,15 +229,13 @@ def _resolve_hub_revision(repo_id: str, revision: str | None, key: str) -> str:
         ) from None
 
 
-def resolve_dataset_dir(recipe: Recipe, dataset: str | os.PathLike[str] | None = None) -> Path:
+def resolve_dataset_dir(
+    recipe: Recipe, dataset: str | os.PathLike[str] | None = None
+) -> tuple[Path, str | None]:
     """The dataset artifact folder to train on: ``dataset`` (a path or Hub id), else ``data.dataset``
-    (relative to the recipe), else ``runs/<name>/dataset-clean``. A Hub dataset id is downloaded."""
-    return _locate_dataset(recipe, dataset)[0]
-
-
-def _locate_dataset(recipe: Recipe, dataset: str | os.PathLike[str] | None) -> tuple[Path, str | None]:
-    """``resolve_dataset_dir``'s folder, and the Hub dataset id it was downloaded from (None for a
-    local folder): the snapshot path alone would lose which Hub dataset the adapter was trained on."""
+    (relative to the recipe), else ``runs/<name>/dataset-clean``. A Hub dataset id is downloaded;
+    it comes back beside the folder (None for a local one), since the snapshot path alone would
+    lose which Hub dataset the adapter was trained on."""
     if dataset is not None:
         folder, label = Path(dataset), "--dataset"
     elif recipe.data.dataset is not None:
@@ -354,7 +352,11 @@ def _last_complete_checkpoint(folder: Path) -> Path | None:
     """The newest ``checkpoint-N`` with its ``trainer_state.json`` (written last, so a kill
     mid-save leaves a checkpoint without it, which is skipped)."""
     found = [p for p in folder.glob("checkpoint-*") if (p / "trainer_state.json").is_file()]
-    return max(found, key=lambda p: int(p.name.rpartition("-")[2]), default=None)
+    return max(found, key=_checkpoint_step, default=None)
+
+
+def _checkpoint_step(checkpoint: Path) -> int:
+    return int(checkpoint.name.rpartition("-")[2])
 
 
 def library_versions() -> dict[str, str]:
@@ -566,7 +568,7 @@ def train(
     args = build_sft_config(recipe, checkpoints)
     state = args.distributed_state  # set up by SFTConfig (gloo on CPU needs training.use_cpu)
     say = echo if state.is_main_process else (lambda _msg: None)
-    folder, hub_id = _locate_dataset(recipe, dataset)
+    folder, hub_id = resolve_dataset_dir(recipe, dataset)
     data = load_dataset_artifact(folder, allow_unchecked_data, hub_id=hub_id)
     with state.main_process_first():
         base = resolve_base_model(recipe)
@@ -597,7 +599,7 @@ def train(
     )
 
     result = trainer.train(resume_from_checkpoint=str(resume) if resume else None)
-    resumed_at = int(resume.name.rpartition("-")[2]) if resume else 0
+    resumed_at = _checkpoint_step(resume) if resume else 0
     wall = trainer.state.stateful_callbacks[TRAINING_CLOCK]["args"]["seconds"]
     staging = checkpoints / "final"
     if trainer.is_fsdp_enabled:  # the adapter file must hold whole tensors, not this rank's shards
