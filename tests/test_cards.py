@@ -95,6 +95,19 @@ def test_adapter_metadata_round_trip(tmp_path: Path) -> None:
     assert {r.dataset_type: r.metric_type for r in results}["truthful_qa"] == "mc2"
 
 
+def test_adapter_card_lists_the_data_trained_on_not_the_recipes(tmp_path: Path) -> None:
+    # `hubkit train --dataset bob/other-clean`: the recipe still names its own data
+    folder = _artifact(tmp_path, "adapter")
+
+    def trained_elsewhere(data: dict) -> None:
+        data["dataset"]["hub_id"] = "bob/other-clean"
+        data["datasets"] = ["bob/other-clean", "carol/physics"]
+
+    _edit(folder / "provenance.json", trained_elsewhere)
+    readme = write_card("adapter", folder)
+    assert ModelCard.load(readme).data.datasets == ["bob/other-clean", "carol/physics"]
+
+
 def test_merged_metadata_round_trip_and_override_on_top(tmp_path: Path) -> None:
     readme = write_card("merged", _artifact(tmp_path, "merged"), EVAL)
     data = ModelCard.load(readme).data

@@ -200,8 +200,10 @@ def test_merge_models_resolve_relative_to_the_recipe(local_hub, work, monkeypatc
     assert [i["id"] for i in inputs[1:]] == [str(partner.resolve())]
 
 
-def test_a_push_preflight_failure_publishes_no_repo(local_hub, work, monkeypatch):
-    """The merged folder fails its credential scan: the dataset and adapter are not pushed first."""
+@pytest.mark.parametrize("dry_run", [False, True])
+def test_a_push_preflight_failure_publishes_no_repo(local_hub, work, monkeypatch, dry_run):
+    """The merged folder fails its credential scan: the dataset and adapter are not pushed first,
+    and a dry run, which runs the pre-flight's local checks, says so too."""
     monkeypatch.chdir(work)
     secret = work / "runs" / "tiny" / "merged" / "notes.txt"
 
@@ -211,7 +213,7 @@ def test_a_push_preflight_failure_publishes_no_repo(local_hub, work, monkeypatch
 
     try:
         with pytest.raises(HubkitError, match=r"merged/notes\.txt: contains a Hugging Face token"):
-            train_and_push(_recipe("preflight"), echo=plant)
+            train_and_push(_recipe("preflight"), dry_run=dry_run, echo=plant)
     finally:
         secret.unlink(missing_ok=True)
     assert _repos("preflight") == {"data": False, "adapter": False, "merged": False}

@@ -130,10 +130,12 @@ def _one_or_many(items: list[str]) -> str | list[str] | None:
     return items[0] if len(items) == 1 else items or None
 
 
-def _training_datasets(recipe: _Facts) -> list[str]:
-    """The Hub datasets a recipe trained on: the published clean dataset and its Hub sources."""
-    sources = [s.get("hub_id") for s in recipe.get("data.sources", []) if isinstance(s, Mapping)]
-    return _hub_ids([recipe.get("hub.dataset_repo"), recipe.get("data.dataset"), *sources])
+def _trained_on(provenance: _Facts, recipe: _Facts) -> list[str]:
+    """The Hub datasets an adapter was trained on, as ``provenance.json`` records them, not as the
+    recipe names them (``--dataset`` overrides it): the artifact's Hub id, or for a local artifact
+    ``hub.dataset_repo``, where the recipe publishes it; then the Hub sources of its rows."""
+    own = provenance.get("dataset.hub_id") or recipe.get("hub.dataset_repo")
+    return _hub_ids([own, *provenance.need("datasets", list)])
 
 
 # --------------------------------------------------------------------------- shared facts
@@ -569,7 +571,7 @@ def adapter_context(
         license=recipe.need("hub.license", str),
         tags=list(recipe.get("hub.tags", [])),
         dataset_repo=recipe.get("hub.dataset_repo"),
-        datasets=_training_datasets(recipe),
+        datasets=_trained_on(provenance, recipe),
         base_model=provenance.need("base_model.name_or_path", str),
         base_revision=provenance.get("base_model.resolved_revision"),
         lora=Lora(
@@ -772,7 +774,7 @@ def merged_context(
         repo_id=recipe.need("hub.merged_repo", str),
         license=recipe.need("hub.license", str),
         tags=list(recipe.get("hub.tags", [])),
-        datasets=_hub_ids([*_training_datasets(recipe), *(d for m in inputs for d in m.gate.datasets)]),
+        datasets=_hub_ids([recipe.get("hub.dataset_repo"), *(d for m in inputs for d in m.gate.datasets)]),
         method=method,
         inputs=inputs,
         registry_entries=gate.need("registry.entries", int),

@@ -239,10 +239,11 @@ def train_and_push(
         if dry_run:
             note["status"] = "dry-run"
             for role, key, repo_type in REPOS:
-                folder = result.artifacts[role]
-                repo = getattr(recipe.hub, key) or f"<hub.{key} not set>"
+                folder, repo = result.artifacts[role], getattr(recipe.hub, key)
+                if repo:  # the pre-flight's own checks; those that read the Hub wait for the push
+                    preflight_push(folder, repo, repo_type=repo_type, tag=recipe.version, read_hub=False)  # type: ignore[arg-type]
                 echo(f"would push {folder} ({len(list_files(folder))} files, {_folder_size(folder):,} B)")
-                echo(f"    to {repo_type} repo {repo} @ {recipe.version}")
+                echo(f"    to {repo_type} repo {repo or f'<hub.{key} not set>'} @ {recipe.version}")
         else:
             # Every repo's pre-flight before any upload: a refusal of the last publishes none.
             plans = {

@@ -173,11 +173,13 @@ def preflight_push(
     endpoint: str | None = None,
     token: str | None = None,
     retries: int = 3,
+    read_hub: bool = True,
 ) -> PushPlan:
     """Every check of a push that writes nothing: the folder, the repo id, credentials, a hubkit
     merged model's equivalence check, the card metadata as the Hub judges it, and the tag.
 
-    The Hub is only read (retried like the upload), so a refusal leaves it untouched.
+    The Hub is only read (retried like the upload), so a refusal leaves it untouched;
+    ``read_hub=False`` (a dry run) leaves out the two checks that read it, metadata and tag.
     """
     root = Path(folder)
     if not root.is_dir():
@@ -203,7 +205,8 @@ def preflight_push(
     if (root / MANIFEST).is_file() and read_manifest(root).get("kind") == merging.KIND:
         require_verified(root)
     plan = PushPlan(root, local, repo_id, repo_type, revision, tag, endpoint, token)
-    _with_retries(plan, retries, lambda api: _check_remote(api, plan))
+    if read_hub:
+        _with_retries(plan, retries, lambda api: _check_remote(api, plan))
     return plan
 
 

@@ -639,6 +639,7 @@ def train(
             },
             "dataset": {
                 "path": str(data.path),
+                "hub_id": hub_id,
                 "data_sha256": data.sha256,
                 "manifest_content_hash": data.manifest_content_hash,
                 "rows": len(data.rows),
