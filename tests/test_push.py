@@ -3,9 +3,11 @@ credential refusal, round-trip verification."""
 
 from __future__ import annotations
 
+import hashlib
 import os
 import subprocess
 import sys
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -74,6 +76,30 @@ def test_folder_with_its_own_gitattributes_round_trips(local_hub, tmp_path):
     path = HfApi().hf_hub_download("alice/push-gitattributes", ".gitattributes", revision=first.commit)
     assert Path(path).read_bytes() == (root / ".gitattributes").read_bytes()
     assert not push_folder(root, "alice/push-gitattributes").created_commit
+
+
+def test_a_settled_file_is_read_once_and_a_rewrite_is_seen(tmp_path, monkeypatch):
+    from hubkit import artifacts
+
+    reads: list[str] = []
+
+    def counting_open(path, *args, **kwargs):
+        reads.append(str(path))
+        return open(path, *args, **kwargs)
+
+    monkeypatch.setattr(artifacts, "open", counting_open, raising=False)
+    weights = tmp_path / "model.safetensors"
+    weights.write_bytes(b"a" * 1000)
+    first = artifacts.sha256_file(weights)
+    assert artifacts.sha256_file(weights) == first and len(reads) == 2  # just written: racy, read again
+
+    later = time.time_ns() + 10**10
+    monkeypatch.setattr(artifacts.time, "time_ns", lambda: later)  # as if written long ago
+    artifacts.sha256_file(weights)
+    assert artifacts.sha256_file(weights) == first and len(reads) == 3
+    time.sleep(0.05)  # past a tick of the kernel's file clock
+    weights.write_bytes(b"b" * 1000)  # same size, same inode
+    assert artifacts.sha256_file(weights) == hashlib.sha256(b"b" * 1000).hexdigest() and len(reads) == 4
 
 
 def test_tag_reused_for_new_content_is_refused_before_commit(local_hub, tmp_path):

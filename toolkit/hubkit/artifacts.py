@@ -13,6 +13,7 @@ import json
 import os
 import shutil
 import tempfile
+import time
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
@@ -27,12 +28,30 @@ _CHUNK = 1 << 20
 
 
 def sha256_file(path: str | os.PathLike[str]) -> str:
-    """Hex sha256 of a file, read in 1 MiB chunks so size never matters."""
+    """Hex sha256 of a file, read in 1 MiB chunks so size never matters.
+
+    A file this process hashed before is not read again while its inode, size, mtime and ctime
+    are unchanged (a write changes ctime, and nothing can set it back): a push of merged weights
+    otherwise reads them once for the gate, once for the diff and once for the round trip. As
+    in git, a file changed less than ``_SETTLED_NS`` before it was hashed is not remembered: the
+    kernel's clock ticks coarsely, so a second write that soon could leave the stamps as they were.
+    """
+    st = os.stat(path)
+    key = (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+    if key in _HASHED:
+        return _HASHED[key]
+    settled = time.time_ns() - max(st.st_mtime_ns, st.st_ctime_ns) > _SETTLED_NS
     digest = hashlib.sha256()
     with open(path, "rb") as fh:
         for block in iter(lambda: fh.read(_CHUNK), b""):
             digest.update(block)
+    if settled:
+        _HASHED[key] = digest.hexdigest()
     return digest.hexdigest()
+
+
+_HASHED: dict[tuple[int, ...], str] = {}
+_SETTLED_NS = 2_000_000_000
 
 
 def sha256_bytes(data: bytes) -> str:
