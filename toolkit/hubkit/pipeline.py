@@ -22,11 +22,11 @@ from typing import Any
 
 from .artifacts import list_files
 from .errors import HubkitError
-from .publish import PushResult, preflight_push, upload
+from .publish import PushResult, RepoType, preflight_push, upload
 from .recipe import Recipe
 
 STAGES = ("data-build", "data-check", "train", "merge", "verify", "cards", "push")
-REPOS = (
+REPOS: tuple[tuple[str, str, RepoType], ...] = (  # (role, hub.KEY, repo type)
     ("dataset", "dataset_repo", "dataset"),
     ("adapter", "adapter_repo", "model"),
     ("merged", "merged_repo", "model"),
@@ -241,7 +241,7 @@ def train_and_push(
             for role, key, repo_type in REPOS:
                 folder, repo = result.artifacts[role], getattr(recipe.hub, key)
                 if repo:  # the pre-flight's own checks; those that read the Hub wait for the push
-                    preflight_push(folder, repo, repo_type=repo_type, tag=recipe.version, read_hub=False)  # type: ignore[arg-type]
+                    preflight_push(folder, repo, repo_type=repo_type, tag=recipe.version, read_hub=False)
                 echo(f"would push {folder} ({len(list_files(folder))} files, {_folder_size(folder):,} B)")
                 echo(f"    to {repo_type} repo {repo or f'<hub.{key} not set>'} @ {recipe.version}")
         else:
@@ -250,7 +250,7 @@ def train_and_push(
                 role: preflight_push(
                     result.artifacts[role],
                     getattr(recipe.hub, key),
-                    repo_type=repo_type,  # type: ignore[arg-type]
+                    repo_type=repo_type,
                     tag=recipe.version,
                     endpoint=endpoint,
                 )
