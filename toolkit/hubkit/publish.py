@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, TypeVar
 
-from .artifacts import MANIFEST, list_files, read_manifest, sha256_file
+from .artifacts import list_files, sha256_file
 from .endpoint import current_endpoint, disable_xet_if_local
 from .errors import HubkitError
 
@@ -196,14 +196,13 @@ def preflight_push(
     from huggingface_hub.errors import HFValidationError
     from huggingface_hub.utils import validate_repo_id
 
-    from .merge import merging, require_verified
+    from .merge import require_verified_if_merged
 
     try:
         validate_repo_id(repo_id)
     except HFValidationError as exc:
         raise HubkitError(f"{repo_id}: not a valid repo id ({exc})") from None
-    if (root / MANIFEST).is_file() and read_manifest(root).get("kind") == merging.KIND:
-        require_verified(root)
+    require_verified_if_merged(root)
     plan = PushPlan(root, local, repo_id, repo_type, revision, tag, endpoint, token)
     if read_hub:
         _with_retries(plan, retries, lambda api: _check_remote(api, plan))

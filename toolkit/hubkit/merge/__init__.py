@@ -7,7 +7,7 @@ model against what it was made from, and ``require_verified`` is what publishing
 
 from .merging import merge_adapter, merge_models
 from .taint import load_registry, read_lineage, run_gate
-from .verify import require_verified, verify_merge
+from .verify import require_verified, require_verified_if_merged, verify_merge
 
 __all__ = [
     "load_registry",
@@ -15,6 +15,7 @@ __all__ = [
     "merge_models",
     "read_lineage",
     "require_verified",
+    "require_verified_if_merged",
     "run_gate",
     "verify_merge",
 ]

@@ -250,12 +250,10 @@ def _require_verified_inputs(inputs: Sequence[ModelInput]) -> None:
     """Refuse a hubkit merged input (an adapter fold, or an earlier model merge) that has not
     passed its equivalence check: a model merge's own check is only structural, so a wrong
     fold would otherwise be passed on unseen."""
-    from .verify import require_verified  # not at the top: verify.py imports this module
+    from .verify import require_verified_if_merged  # not at the top: verify.py imports this module
 
     for model in inputs:
-        manifest = model.path / MANIFEST
-        if manifest.is_file() and read_json(manifest).get("kind") == KIND:
-            require_verified(model.path)
+        require_verified_if_merged(model.path)
 
 
 def merge_models(

@@ -19,7 +19,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from ..artifacts import digest_of, read_json, read_manifest, write_json, write_manifest
+from ..artifacts import MANIFEST, digest_of, read_json, read_manifest, write_json, write_manifest
 from ..errors import HubkitError
 from ..prompts import format_prompt
 from .checkpoint import Checkpoint, model_file_hashes, resolve_model
@@ -176,3 +176,11 @@ def require_verified(merged_dir: str | os.PathLike[str]) -> dict[str, Any]:
     if digest_of(model_file_hashes(folder)) != summary.get("weights_sha256"):
         raise HubkitError(f"{folder}: weights or tokenizer changed since `hubkit verify merge`; run it again")
     return summary
+
+
+def require_verified_if_merged(folder: str | os.PathLike[str]) -> None:
+    """``require_verified`` when ``folder`` is a hubkit merged model; any other folder (a dataset,
+    an adapter, a model made elsewhere) has no equivalence check to pass."""
+    manifest = Path(folder) / MANIFEST
+    if manifest.is_file() and read_json(manifest).get("kind") == KIND:
+        require_verified(folder)
