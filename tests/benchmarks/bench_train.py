@@ -7,7 +7,11 @@ in the same process:
 - **platypus**: Platypus/alpaca-lora's ``finetune.py`` loop: each row tokenized alone (prompt
   tokens masked to -100, EOS appended), ``transformers.Trainer`` with ``DataCollatorForSeq2Seq``
   (per-batch padding to a multiple of 8), no packing, at each ``--micro-batch`` (the paper
-  trained at micro batch 1, alpaca-lora's default is 4).
+  trained at micro batch 1, alpaca-lora's default is 4);
+- **platypus, as run**: the same at micro batch 1 with the gradient checkpointing the real
+  script trained with: it loads the base in 8 bit, and ``prepare_model_for_int8_training``
+  then turns on (reentrant) checkpointing. 8-bit weights need bitsandbytes on a GPU, so the
+  weights stay fp32 here and only the checkpointing is reproduced;
 - **hubkit**: ``hubkit.train.build_trainer`` on ``recipes/tiny.yaml``: TRL prompt-completion
   rows, best-fit packing into ``data.max_length`` rows, padding-free batches through
   ``sdpa_varlen`` (one causal attention per packed example, ``hubkit.attention``);
@@ -62,7 +66,15 @@ def sample_rows() -> list[dict[str, str]]:
     ]
 
 
-def platypus_style(base: Path, rows: list[dict], recipe: Any, micro: int, accumulation: int, out: Path):
+def platypus_style(
+    base: Path,
+    rows: list[dict],
+    recipe: Any,
+    micro: int,
+    accumulation: int,
+    out: Path,
+    checkpointing: bool = False,
+):
     """finetune.py's data path and Trainer set-up, with the recipe's optimizer settings."""
     import torch
     from datasets import Dataset
@@ -100,7 +112,11 @@ def platypus_style(base: Path, rows: list[dict], recipe: Any, micro: int, accumu
         generate_and_tokenize_prompt, remove_columns=["instruction", "input", "output"]
     )
     torch.manual_seed(0)
-    model = get_peft_model(AutoModelForCausalLM.from_pretrained(base), lora_config(recipe.lora))
+    model = AutoModelForCausalLM.from_pretrained(base)
+    if checkpointing:  # what prepare_model_for_int8_training does to a model loaded in 8 bit
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": True})
+        model.enable_input_require_grads()
+    model = get_peft_model(model, lora_config(recipe.lora))
     t = recipe.training
     args = TrainingArguments(
         output_dir=str(out),
@@ -206,7 +222,8 @@ def main() -> None:
     variants = {
         "hubkit": ("hubkit (packing, sdpa_varlen)", []),
         "hubkit-dense": ("hubkit, dense sdpa mask", ["model.attn_implementation=sdpa"]),
-        **{f"platypus-{m}": (f"platypus style, micro {m}", m) for m in args.micro_batch},
+        **{f"platypus-{m}": (f"platypus style, micro {m}", (m, False)) for m in args.micro_batch},
+        "platypus-as-run": ("platypus as run (micro 1, ckpt)", (1, True)),
     }
     results: dict[str, list[dict]] = {name: [] for name in variants}
     with tempfile.TemporaryDirectory() as tmp:
@@ -226,9 +243,15 @@ def main() -> None:
                     trainer = build_trainer(variant, base, data, args_i)
                     tokenizer = trainer.processing_class
                 else:
-                    micro, accumulate = setting, max(1, args.batch // setting)
+                    micro, checkpointing = setting
                     trainer, tokenizer = platypus_style(
-                        Path(base.load_from), train_rows, recipe, micro, accumulate, tmp / name
+                        Path(base.load_from),
+                        train_rows,
+                        recipe,
+                        micro,
+                        max(1, args.batch // micro),
+                        tmp / name,
+                        checkpointing,
                     )
                 results[name].append(run(trainer, tokenizer, heldout))
 
@@ -248,11 +271,11 @@ def main() -> None:
             f"{hub['non_pad_tokens_per_s'] / r['non_pad_tokens_per_s']:>8.2f}x "
             f"{r['final_train_loss']:>10} {r['heldout_loss']:>9}"
         )
-    for m in args.micro_batch:
-        plat = summary[f"platypus-{m}"]
+    for name in (f"platypus-{m}" for m in [*args.micro_batch, "as-run"]):
+        plat = summary[name]
         ratio = hub["non_pad_tokens_per_s"] / plat["non_pad_tokens_per_s"]
         print(
-            f"vs platypus micro {m}: {ratio:.2f}x tokens/s (target >= 2x); "
+            f"vs {variants[name][0]}: {ratio:.2f}x tokens/s (target >= 2x); "
             f"held-out loss {hub['heldout_loss'] - plat['heldout_loss']:+.4f} (target <= 0)"
         )
 
