@@ -425,10 +425,12 @@ def test_killed_run_resumes_from_checkpoint(tmp_path, tiny_llama, dataset):
 
 
 @pytest.mark.parametrize("restore_callbacks", [False, True])
-def test_run_resumed_at_its_last_step_reports_the_whole_run(tmp_path, tiny_llama, dataset, restore_callbacks):
-    """A crash after the final checkpoint, before the adapter: the re-run's metrics cover the first
-    run's steps and seconds too, not only what the re-run did (transformers' ``training_loss``),
-    also when transformers restores the callbacks from the checkpoint."""
+def test_run_resumed_at_its_last_step_saves_that_checkpoint(tmp_path, tiny_llama, dataset, restore_callbacks):
+    """A crash after the final checkpoint, before the adapter: the re-run runs no step (transformers
+    5 would run one past ``max_steps``), writes the checkpoint's weights, and its metrics cover the
+    first run's steps and seconds, also when transformers restores the callbacks from the checkpoint."""
+    import torch
+    from safetensors.torch import load_file
     from transformers import TrainerCallback
 
     from hubkit.train import TRAINING_CLOCK, train
@@ -437,29 +439,34 @@ def test_run_resumed_at_its_last_step_reports_the_whole_run(tmp_path, tiny_llama
         def on_train_end(self, args, state, control, **kwargs):
             raise RuntimeError("crash after the last checkpoint")
 
-    class Timer(TrainerCallback):
-        seconds = 0.0
+    class CountSteps(TrainerCallback):
+        steps = 0
 
-        def on_train_begin(self, args, state, control, **kwargs):
-            Timer.seconds = -time.perf_counter()
-
-        def on_train_end(self, args, state, control, **kwargs):
-            Timer.seconds += time.perf_counter()
+        def on_step_begin(self, args, state, control, **kwargs):
+            CountSteps.steps += 1
 
     overrides = [f"model.name_or_path={tiny_llama}", "training.max_steps=4", "training.save_steps=4"]
+    overrides += ["training.lr_scheduler_type=constant", "training.warmup_steps=0"]  # a step would move them
     overrides.append(f"training.restore_callback_states_from_checkpoint={str(restore_callbacks).lower()}")
     recipe, out = load_recipe(TINY, overrides), tmp_path / "adapter"
     with pytest.raises(RuntimeError, match="crash"):
         train(recipe, dataset=dataset, out=out, callbacks=[Crash()], echo=lambda _: None)
-    saved = read_json(tmp_path / "adapter.checkpoints" / "checkpoint-4" / "trainer_state.json")
+    checkpoint = tmp_path / "adapter.checkpoints" / "checkpoint-4"
+    saved = read_json(checkpoint / "trainer_state.json")
     first = saved["stateful_callbacks"][TRAINING_CLOCK]["args"]["seconds"]
     logged = [entry["loss"] for entry in saved["log_history"] if "loss" in entry]
+    weights = load_file(checkpoint / "adapter_model.safetensors")
 
-    metrics = train(recipe, dataset=dataset, out=out, callbacks=[Timer()], echo=lambda _: None).metrics
-    losses = [entry["loss"] for entry in metrics["loss"]]  # transformers 5.24 runs one more step
-    assert metrics["resumed_from"] == "checkpoint-4" and len(logged) == 4 and losses[:4] == logged
-    assert metrics["train_loss"] == pytest.approx(sum(losses) / len(losses))
-    assert first > 0 and metrics["wall_time_s"] >= first + Timer.seconds - 0.01
+    said: list[str] = []
+    metrics = train(recipe, dataset=dataset, out=out, callbacks=[CountSteps()], echo=said.append).metrics
+    assert CountSteps.steps == 0 and metrics["global_step"] == 4
+    assert "checkpoint-4 holds all 4 steps: saving it, nothing left to train" in said
+    written = load_file(out / "adapter_model.safetensors")
+    assert written.keys() == weights.keys() and all(torch.equal(written[k], weights[k]) for k in weights)
+    losses = [entry["loss"] for entry in metrics["loss"]]
+    assert metrics["resumed_from"] == "checkpoint-4" and len(logged) == 4 and losses == logged
+    assert metrics["train_loss"] == pytest.approx(sum(logged) / 4)
+    assert first > 0 and metrics["wall_time_s"] == pytest.approx(first, abs=1e-3)
 
 
 def test_two_gpus_in_one_process_are_refused_before_weights_load(tmp_path, monkeypatch, tiny_llama, dataset):

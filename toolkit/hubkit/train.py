@@ -475,6 +475,29 @@ def _training_clock() -> TrainerCallback:
     return HubkitTrainingClock()
 
 
+class _RunComplete(Exception):
+    """The checkpoint resumed from already holds every step of the run."""
+
+
+def _stop_if_complete() -> TrainerCallback:
+    """A callback that ends ``train`` before its first step when the resumed checkpoint reached
+    ``max_steps``.
+
+    transformers 5 starts another step on such a resume (its loop only tests ``max_steps`` after
+    a step), which moves the weights past the run that was saved. ``on_train_begin`` comes after
+    the checkpoint's weights, optimizer and state are loaded (FSDP and ZeRO-3 included), so what
+    is left is to save them; it must come after the training clock's, which restores the seconds.
+    """
+    from transformers import TrainerCallback
+
+    class HubkitStopIfComplete(TrainerCallback):
+        def on_train_begin(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+            if state.global_step >= state.max_steps > 0:
+                raise _RunComplete
+
+    return HubkitStopIfComplete()
+
+
 def _mean_train_loss(
     log_history: Sequence[dict[str, Any]], resumed_at: int, segment_loss: float, global_step: int
 ) -> float:
@@ -589,7 +612,7 @@ def train(
     state.wait_for_everyone()
     resume = _last_complete_checkpoint(checkpoints)
 
-    trainer = build_trainer(recipe, base, data, args, [*callbacks, _training_clock()])
+    trainer = build_trainer(recipe, base, data, args, [*callbacks, _training_clock(), _stop_if_complete()])
     params = ParamCount.of(trainer.model)
     say(str(params))
     global_batch = args.per_device_train_batch_size * args.gradient_accumulation_steps * args.world_size
@@ -598,7 +621,11 @@ def train(
         + (f", resuming from {resume}" if resume else "")
     )
 
-    result = trainer.train(resume_from_checkpoint=str(resume) if resume else None)
+    try:
+        segment_loss = trainer.train(resume_from_checkpoint=str(resume) if resume else None).training_loss
+    except _RunComplete:
+        say(f"{resume.name} holds all {trainer.state.global_step} steps: saving it, nothing left to train")
+        segment_loss = 0.0  # no step ran: the mean covers the checkpoint's logged steps only
     resumed_at = _checkpoint_step(resume) if resume else 0
     wall = trainer.state.stateful_callbacks[TRAINING_CLOCK]["args"]["seconds"]
     staging = checkpoints / "final"
@@ -615,7 +642,7 @@ def train(
             if "loss" in entry
         ],
         "train_loss": _mean_train_loss(
-            trainer.state.log_history, resumed_at, result.training_loss, trainer.state.global_step
+            trainer.state.log_history, resumed_at, segment_loss, trainer.state.global_step
         ),
         "global_step": trainer.state.global_step,
         "resumed_from": resume.name if resume else None,
