@@ -25,8 +25,9 @@ saw, computed the same way for all), so "faster" is checked at equal or lower lo
 
     .venv/bin/python tests/benchmarks/bench_train.py [--rows 240] [--batch 16] [--spread 3 --max-length 1024]
 
-On a GPU, compare with FlashAttention's varlen kernel too:
-``--threads 16 --set model.attn_implementation=flash_attention_2``.
+On a GPU, ``--shape 1b --threads 16``: the same on a seeded ~1.2B-parameter Llama (hidden 2048,
+22 layers, Llama-2's head size 128), in bf16 for both loops; with FlashAttention installed, add
+``--set model.attn_implementation=flash_attention_2``.
 
 Not collected by pytest (not a test_*.py file).
 """
@@ -48,6 +49,7 @@ sys.path.insert(0, str(ROOT / "toolkit"))
 
 from hubkit.prompts import format_prompt  # noqa: E402
 from hubkit.recipe import load_recipe  # noqa: E402
+from hubkit.tiny import build_tiny_llama, sample_corpus  # noqa: E402
 from hubkit.train import (  # noqa: E402
     DatasetArtifact,
     build_sft_config,
@@ -57,6 +59,11 @@ from hubkit.train import (  # noqa: E402
 )
 
 RECIPE = ROOT / "recipes" / "tiny.yaml"
+# hubkit.tiny.build_tiny_llama sizes; "tiny" is the recipe's own hubkit:tiny-llama
+SHAPES: dict[str, dict[str, int]] = {
+    "tiny": {},
+    "1b": {"hidden_size": 2048, "intermediate_size": 5632, "num_layers": 22, "num_heads": 16},
+}
 
 
 def sample_rows() -> list[dict[str, str]]:
@@ -112,7 +119,7 @@ def platypus_style(
         generate_and_tokenize_prompt, remove_columns=["instruction", "input", "output"]
     )
     torch.manual_seed(0)
-    model = AutoModelForCausalLM.from_pretrained(base)
+    model = AutoModelForCausalLM.from_pretrained(base, dtype=recipe.model.dtype)
     if checkpointing:  # what prepare_model_for_int8_training does to a model loaded in 8 bit
         model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": True})
         model.enable_input_require_grads()
@@ -129,6 +136,8 @@ def platypus_style(
         weight_decay=t["weight_decay"],
         logging_steps=1,
         save_strategy="no",
+        bf16=bool(t.get("bf16")),
+        use_cpu=bool(t.get("use_cpu")),
         report_to="none",
         disable_tqdm=True,
         seed=0,
@@ -150,7 +159,8 @@ def heldout_loss(model: Any, tokenizer: Any, rows: list[dict]) -> float:
             ids = tokenizer(format_prompt(row) + row["output"])["input_ids"] + [tokenizer.eos_token_id]
             labels = [-100] * len(prompt) + ids[len(prompt) :]
             n = sum(1 for x in labels[1:] if x != -100)
-            loss = model(input_ids=torch.tensor([ids]), labels=torch.tensor([labels])).loss
+            tensors = {"input_ids": [ids], "labels": [labels]}
+            loss = model(**{k: torch.tensor(v, device=model.device) for k, v in tensors.items()}).loss
             total, count = total + loss.item() * n, count + n
     return total / count
 
@@ -200,6 +210,10 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3, help="alternating runs of each; medians reported")
     parser.add_argument("--threads", type=int, default=1, help="torch threads (1: steadier on a shared box)")
     parser.add_argument(
+        "--shape", choices=SHAPES, default="tiny", help="model size (1b: for a GPU; bf16 for both loops)"
+    )
+    parser.add_argument("--layers", type=int, default=None, help="fewer layers of that shape (a quick try)")
+    parser.add_argument(
         "--set",
         dest="overrides",
         action="append",
@@ -229,6 +243,11 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         os.chdir(tmp)  # hubkit:tiny-llama is built under runs/tiny/base-model
+        if args.shape != "tiny":
+            shape = {**SHAPES[args.shape], **({"num_layers": args.layers} if args.layers else {})}
+            folder = build_tiny_llama(tmp / f"base-{args.shape}", sample_corpus(), **shape)
+            overrides += [f"model.name_or_path={folder}", "model.dtype=bfloat16", "training.bf16=true"]
+            recipe = load_recipe(RECIPE, overrides)
         base = resolve_base_model(recipe)
         # about `batch` examples per optimizer step for all: packed rows hold several examples
         per_row = max(1.0, recipe.data.max_length / _mean_length(base.load_from, train_rows))

@@ -582,8 +582,9 @@ def train(
     Everything a user can get wrong (recipe keys, base model, dataset, leak certificate) is
     checked before weights load. An adapter already made from the same inputs is kept
     (unless ``force``); an interrupted run resumes from its last complete checkpoint in
-    ``<out>.checkpoints/`` (with the same process count, else it stops), and its metrics' mean
-    loss and training seconds cover every segment. Several GPUs need one process each
+    ``<out>.checkpoints/`` (with the same process count, else it stops; one that holds every
+    step is saved as it is, and ``callbacks`` then see no ``on_train_end``), and its metrics'
+    mean loss and training seconds cover every segment. Several GPUs need one process each
     (``accelerate launch``). Under ``accelerate launch`` only the main process writes.
     """
     out = Path(out) if out is not None else recipe.run_dir() / "adapter"
