@@ -485,8 +485,10 @@ def _stop_if_complete() -> TrainerCallback:
 
     transformers 5 starts another step on such a resume (its loop only tests ``max_steps`` after
     a step), which moves the weights past the run that was saved. ``on_train_begin`` comes after
-    the checkpoint's weights, optimizer and state are loaded (FSDP and ZeRO-3 included), so what
-    is left is to save them; it must come after the training clock's, which restores the seconds.
+    transformers has loaded the checkpoint's weights, optimizer and state (for FSDP and ZeRO-3
+    too, into the wrapped model), so what is left is to save them. It is listed after the
+    training clock, which adds its entry to a restored state that lacks one (transformers moves
+    the clock to the end of the list only when the state has it).
     """
     from transformers import TrainerCallback
 
