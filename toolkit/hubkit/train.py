@@ -505,10 +505,11 @@ def _mean_train_loss(
 ) -> float:
     """Mean loss per step over all of a resumed run's segments, not only this call's.
 
-    transformers' ``training_loss`` averages the steps this call ran (none or one for a run
-    resumed at ``max_steps``); earlier segments live on in the restored ``log_history``, each
-    logged loss weighted by the steps since the log before it. Steps a segment ran after its last log and
-    before its checkpoint were never logged and are left out.
+    transformers' ``training_loss`` averages the steps this call ran (none for a run resumed
+    at ``max_steps``, whose ``segment_loss`` is then 0); earlier segments live on in the
+    restored ``log_history``, each logged loss weighted by the steps since the log before it.
+    Steps a segment ran after its last log and before its checkpoint were never logged and
+    are left out.
     """
     total, counted, last = 0.0, 0, 0
     for entry in log_history:
