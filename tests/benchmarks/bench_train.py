@@ -8,10 +8,11 @@ in the same process:
   tokens masked to -100, EOS appended), ``transformers.Trainer`` with ``DataCollatorForSeq2Seq``
   (per-batch padding to a multiple of 8), no packing, at each ``--micro-batch`` (the paper
   trained at micro batch 1, alpaca-lora's default is 4);
-- **platypus, as run**: the same at micro batch 1 with the gradient checkpointing the real
-  script trained with: it loads the base in 8 bit, and ``prepare_model_for_int8_training``
-  then turns on (reentrant) checkpointing. 8-bit weights need bitsandbytes on a GPU, so the
-  weights stay fp32 here and only the checkpointing is reproduced;
+- **platypus, as run**: the same at micro batch 1, loaded as the real script loaded it: the
+  base in 8 bit (bitsandbytes ``load_in_8bit``; its CPU backend off a GPU), then
+  ``prepare_model_for_int8_training`` (now peft's ``prepare_model_for_kbit_training``), which
+  turns on reentrant gradient checkpointing. The rest of the model keeps the recipe's dtype
+  (finetune.py's fp16 is slow or missing on CPU);
 - **hubkit**: ``hubkit.train.build_trainer`` on ``recipes/tiny.yaml``: TRL prompt-completion
   rows, best-fit packing into ``data.max_length`` rows, padding-free batches through
   ``sdpa_varlen`` (one causal attention per packed example, ``hubkit.attention``);
@@ -23,6 +24,7 @@ Reported: non-pad tokens/s (tokens that are not padding, over the trainer's trai
 train loss at the last step, and the held-out loss (mean response-token NLL on rows neither
 saw, computed the same way for all), so "faster" is checked at equal or lower loss.
 
+    .venv/bin/pip install -e '.[bench]'   # bitsandbytes, for the 8-bit "as run" loop
     .venv/bin/python tests/benchmarks/bench_train.py [--rows 240] [--batch 16] [--spread 3 --max-length 1024]
 
 On a GPU, ``--shape 1b --threads 16``: the same on a seeded ~1.2B-parameter Llama (hidden 2048,
@@ -35,6 +37,7 @@ Not collected by pytest (not a test_*.py file).
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import os
 import statistics
@@ -80,7 +83,7 @@ def platypus_style(
     micro: int,
     accumulation: int,
     out: Path,
-    checkpointing: bool = False,
+    as_run: bool = False,
 ):
     """finetune.py's data path and Trainer set-up, with the recipe's optimizer settings."""
     import torch
@@ -94,6 +97,7 @@ def platypus_style(
         TrainingArguments,
     )
 
+    t = recipe.training
     tokenizer = AutoTokenizer.from_pretrained(base)
     cutoff = recipe.data.max_length
 
@@ -119,12 +123,22 @@ def platypus_style(
         generate_and_tokenize_prompt, remove_columns=["instruction", "input", "output"]
     )
     torch.manual_seed(0)
-    model = AutoModelForCausalLM.from_pretrained(base, dtype=recipe.model.dtype)
-    if checkpointing:  # what prepare_model_for_int8_training does to a model loaded in 8 bit
-        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": True})
-        model.enable_input_require_grads()
+    if as_run:  # finetune.py: load_in_8bit=True, then prepare_model_for_int8_training
+        from peft import prepare_model_for_kbit_training
+        from transformers import BitsAndBytesConfig
+
+        model = AutoModelForCausalLM.from_pretrained(
+            base,
+            dtype=recipe.model.dtype,
+            quantization_config=BitsAndBytesConfig(load_in_8bit=True),
+            device_map="cpu" if t.get("use_cpu") or not torch.cuda.is_available() else 0,
+        )
+        model = prepare_model_for_kbit_training(
+            model, gradient_checkpointing_kwargs={"use_reentrant": True}
+        )
+    else:
+        model = AutoModelForCausalLM.from_pretrained(base, dtype=recipe.model.dtype)
     model = get_peft_model(model, lora_config(recipe.lora))
-    t = recipe.training
     args = TrainingArguments(
         output_dir=str(out),
         per_device_train_batch_size=micro,
@@ -222,6 +236,8 @@ def main() -> None:
         help="extra recipe override, e.g. model.attn_implementation=flash_attention_2",
     )
     args = parser.parse_args()
+    if importlib.util.find_spec("bitsandbytes") is None:
+        raise SystemExit("bench_train.py: 'platypus as run' needs bitsandbytes: pip install -e '.[bench]'")
 
     import torch
 
@@ -237,7 +253,7 @@ def main() -> None:
         "hubkit": ("hubkit (packing, sdpa_varlen)", []),
         "hubkit-dense": ("hubkit, dense sdpa mask", ["model.attn_implementation=sdpa"]),
         **{f"platypus-{m}": (f"platypus style, micro {m}", (m, False)) for m in args.micro_batch},
-        "platypus-as-run": ("platypus as run (micro 1, ckpt)", (1, True)),
+        "platypus-as-run": ("platypus as run (8-bit, ckpt)", (1, True)),
     }
     results: dict[str, list[dict]] = {name: [] for name in variants}
     with tempfile.TemporaryDirectory() as tmp:
@@ -262,7 +278,7 @@ def main() -> None:
                     trainer = build_trainer(variant, base, data, args_i)
                     tokenizer = trainer.processing_class
                 else:
-                    micro, checkpointing = setting
+                    micro, as_run = setting
                     trainer, tokenizer = platypus_style(
                         Path(base.load_from),
                         train_rows,
@@ -270,7 +286,7 @@ def main() -> None:
                         micro,
                         max(1, args.batch // micro),
                         tmp / name,
-                        checkpointing,
+                        as_run,
                     )
                 results[name].append(run(trainer, tokenizer, heldout))
 
