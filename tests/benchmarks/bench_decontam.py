@@ -18,7 +18,7 @@ Each measurement runs in its own process (peak RSS is per process):
   on the whole test x train matrix in one call (the issue's reading, and the faster); with
   ``--as-written``, also as the notebook's own loop on the same embeddings, one
   ``cosine_similarity`` call per test item, each normalising the whole training matrix again
-  (~17 more minutes here), checked to find the same pairs.
+  (~15 more minutes here), checked to find the same pairs.
 
 Then: does hubkit find every (test item, train row) pair the baseline finds; and on the
 planted rows, recall and precision per category for hubkit, next to a 13-gram overlap check
