@@ -306,7 +306,7 @@ def main() -> None:
             f"{hub['non_pad_tokens_per_s'] / r['non_pad_tokens_per_s']:>8.2f}x "
             f"{r['final_train_loss']:>10} {r['heldout_loss']:>9}"
         )
-    for name in (f"platypus-{m}" for m in [*args.micro_batch, "as-run"]):
+    for name in (n for n in variants if n.startswith("platypus")):
         plat = summary[name]
         ratio = hub["non_pad_tokens_per_s"] / plat["non_pad_tokens_per_s"]
         print(
