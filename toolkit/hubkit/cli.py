@@ -268,12 +268,12 @@ def _merge_recipe(recipe_path: str | None, registries: tuple[str, ...]) -> dict[
 
 
 def _report_merge(folder) -> None:
-    from .artifacts import read_json
+    from .schemas import MergedProvenance
 
-    provenance = read_json(folder / "provenance.json")
-    click.echo(f"Merged ({provenance['method']}) into {folder}")
-    for record in provenance["taint_gate"]["inputs"]:
-        click.echo(f"  {record['id']}: {record['verdict']} ({record['reason']})")
+    provenance = MergedProvenance.read(folder)
+    click.echo(f"Merged ({provenance.method}) into {folder}")
+    for record in provenance.taint_gate.inputs:
+        click.echo(f"  {record.id}: {record.verdict} ({record.reason})")
     click.echo(f"Next: hubkit verify merge {folder}")
 
 

@@ -10,16 +10,18 @@ from __future__ import annotations
 import os
 import re
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from .errors import HubkitError
+from .errors import HubkitError, format_validation_error
 from .prompts import TEMPLATES
 
 DEFAULT_BENCHMARKS = ["arc", "hellaswag", "mmlu", "truthfulqa", "gsm8k"]
-CATEGORIES = ("duplicate", "gray_area", "similar_different")
+# What the leak check calls a flagged row; the decontam rules, the CLI and the cards read these.
+Category = Literal["duplicate", "gray_area", "similar_different"]
+CATEGORIES: tuple[Category, ...] = get_args(Category)
 
 
 class _Section(BaseModel):
@@ -114,7 +116,7 @@ class DecontamSection(_Section):
 
     benchmarks: list[str] = Field(default_factory=lambda: list(DEFAULT_BENCHMARKS))
     threshold: float = Field(default=0.8, gt=0, le=1)
-    keep: list[Literal["duplicate", "gray_area", "similar_different"]] = Field(default_factory=list)
+    keep: list[Category] = Field(default_factory=list)
     benchmark_files: dict[str, str] = Field(default_factory=dict)
     on_hit: Literal["stop", "remove"] = "stop"
 
@@ -253,18 +255,6 @@ def apply_overrides(raw: dict[str, Any], overrides: list[str], source: str) -> d
     return raw
 
 
-def _format_error(exc: ValidationError, source: str) -> str:
-    err = exc.errors()[0]
-    key = ".".join(str(p) for p in err["loc"]) or "<root>"
-    if err["type"] == "extra_forbidden":
-        return f"{source}: unknown key '{key}'"
-    if err["type"] == "missing":
-        return f"{source}: missing required key '{key}'"
-    if err["type"] == "value_error":  # a validator's own message; pydantic prefixes "Value error, "
-        return f"{source}: {key}: {err['ctx']['error']}"
-    return f"{source}: {key}: {err['msg']}"
-
-
 def recipe_from_dict(raw: Any, source: str = "<memory>", base_dir: str | os.PathLike[str] = ".") -> Recipe:
     """Validate a raw mapping as a recipe; errors name the key and ``source``."""
     if not isinstance(raw, dict):
@@ -272,7 +262,7 @@ def recipe_from_dict(raw: Any, source: str = "<memory>", base_dir: str | os.Path
     try:
         return Recipe.model_validate({**raw, "source": source, "base_dir": str(base_dir)})
     except ValidationError as exc:
-        raise HubkitError(_format_error(exc, source)) from None
+        raise HubkitError(format_validation_error(exc, source)) from None
 
 
 def _merge(base: dict[str, Any], child: dict[str, Any]) -> dict[str, Any]:

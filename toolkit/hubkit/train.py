@@ -23,9 +23,8 @@ from importlib import metadata
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from . import __version__
+from . import __version__, schemas
 from .artifacts import (
-    MANIFEST,
     atomic_folder,
     digest_of,
     hash_files,
@@ -38,8 +37,9 @@ from .artifacts import (
 from .attention import SDPA_VARLEN, register_sdpa_varlen
 from .errors import HubkitError
 from .prompts import to_prompt_completion
-from .provenance import DATA_FILE, load_leak_certificate, require_passing_certificate
+from .provenance import load_leak_certificate, require_passing_certificate
 from .recipe import LoraSection, Recipe
+from .schemas import DATA_FILE
 
 if TYPE_CHECKING:
     from datasets import Dataset
@@ -117,7 +117,7 @@ class DatasetArtifact:
     path: Path
     rows: list[dict[str, Any]]
     sha256: str
-    certificate: dict[str, Any] | None
+    certificate: schemas.LeakCertificate | None
     manifest_content_hash: str | None
     # Hub datasets the rows came from, for the taint gate: the artifact's own Hub id when it was
     # fetched from the Hub, then the Hub sources its manifest lists (`hubkit data build` records them).
@@ -175,17 +175,14 @@ def _build_tiny_llama(dest: Path) -> None:
     with atomic_folder(dest) as tmp:
         build_tiny_llama(tmp, corpus)
         # Known provenance for the taint gate: random weights that saw no training data.
-        write_json(
-            tmp / "provenance.json",
-            {
-                "kind": "base-model",
-                "name": TINY_LLAMA,
-                "weights": "random initialisation (torch seed 0); trained on no data",
-                "datasets": [],
-                "tokenizer_corpus_sha256": digest_of(corpus),
-                "hubkit_version": __version__,
-            },
+        provenance = schemas.BaseModelProvenance(
+            name=TINY_LLAMA,
+            weights="random initialisation (torch seed 0); trained on no data",
+            datasets=[],
+            tokenizer_corpus_sha256=digest_of(corpus),
+            hubkit_version=__version__,
         )
+        write_json(tmp / provenance.FILE, provenance.to_json_dict())
 
 
 def resolve_base_model(recipe: Recipe) -> BaseModelRef:
@@ -281,15 +278,14 @@ def load_dataset_artifact(
             )
     if table.num_rows == 0:
         raise HubkitError(f"{data}: no rows")
-    manifest = read_json(folder / MANIFEST) if (folder / MANIFEST).is_file() else {}
-    sources = manifest.get("sources") or []
-    hub_sources = [s["hub_id"] for s in sources if isinstance(s, dict) and isinstance(s.get("hub_id"), str)]
+    manifest = schemas.DatasetManifest.read(folder) if (folder / schemas.MANIFEST).is_file() else None
+    hub_sources = [s.hub_id for s in manifest.sources if s.hub_id] if manifest else []
     return DatasetArtifact(
         folder,
         table.to_pylist(),
         sha256_file(data),
         certificate,
-        manifest.get("content_hash"),
+        manifest.content_hash if manifest else None,
         tuple(dict.fromkeys(i for i in (hub_id, *hub_sources) if i)),
     )
 
@@ -602,7 +598,7 @@ def train(
     inputs = _training_inputs(recipe, base, data, allow_unchecked_data)
     if not force and is_up_to_date(out, inputs):
         say(f"Adapter up to date: {out}")
-        return TrainResult(out, True, read_json(out / "metrics.json"))
+        return TrainResult(out, True, schemas.TrainingMetrics.read(out).to_json_dict())
 
     _refuse_data_parallel(args, recipe.source)
     stamp = {**inputs, "processes": state.num_processes}
@@ -639,56 +635,54 @@ def train(
     state.wait_for_everyone()
 
     run_hardware = hardware(state.num_processes)
-    metrics = {
-        "loss": [
+    metrics = schemas.TrainingMetrics(
+        loss=[
             {k: entry[k] for k in ("step", "loss", "learning_rate", "num_input_tokens_seen") if k in entry}
             for entry in trainer.state.log_history
             if "loss" in entry
         ],
-        "train_loss": _mean_train_loss(
+        train_loss=_mean_train_loss(
             trainer.state.log_history, resumed_at, segment_loss, trainer.state.global_step
         ),
-        "global_step": trainer.state.global_step,
-        "resumed_from": resume.name if resume else None,
-        "tokens_seen": trainer.state.num_input_tokens_seen,
-        "wall_time_s": round(wall, 3),
-        "global_batch_size": global_batch,
-        "trainable_parameters": {
-            "trainable": params.trainable,
-            "total": params.total,
-            "percent": params.percent,
-        },
-        "hardware": run_hardware,
-    }
+        global_step=trainer.state.global_step,
+        resumed_from=resume.name if resume else None,
+        tokens_seen=trainer.state.num_input_tokens_seen,
+        wall_time_s=round(wall, 3),
+        global_batch_size=global_batch,
+        trainable_parameters=schemas.ParameterCount(
+            trainable=params.trainable, total=params.total, percent=params.percent
+        ),
+        hardware=run_hardware,
+    )
     if state.is_main_process:
-        provenance = {
-            "base_model": {
-                "name_or_path": base.name_or_path,
-                "revision": recipe.model.revision,
-                "resolved_revision": base.revision,
-                "files": _base_model_files(base),
-            },
-            "dataset": {
-                "path": str(data.path),
-                "hub_id": hub_id,
-                "data_sha256": data.sha256,
-                "manifest_content_hash": data.manifest_content_hash,
-                "rows": len(data.rows),
-            },
+        provenance = schemas.AdapterProvenance(
+            base_model=schemas.BaseModelRecord(
+                name_or_path=base.name_or_path,
+                revision=recipe.model.revision,
+                resolved_revision=base.revision,
+                files=_base_model_files(base),
+            ),
+            dataset=schemas.DatasetRecord(
+                path=str(data.path),
+                hub_id=hub_id,
+                data_sha256=data.sha256,
+                manifest_content_hash=data.manifest_content_hash,
+                rows=len(data.rows),
+            ),
             # the taint gate's lineage: the data trained on, not what the recipe names
-            "datasets": list(data.hub_datasets),
-            "leak_certificate": data.certificate,
-            "allow_unchecked_data": allow_unchecked_data,
-            "recipe": recipe.to_dict(),
-            "libraries": library_versions(),
-            "hardware": run_hardware,
-        }
+            datasets=list(data.hub_datasets),
+            leak_certificate=data.certificate,
+            allow_unchecked_data=allow_unchecked_data,
+            recipe=recipe.to_dict(),  # every key, defaults included: the recipe as it ran
+            libraries=library_versions(),
+            hardware=run_hardware,
+        )
         with atomic_folder(out) as tmp:
             for item in staging.iterdir():
                 if item.name not in _NOT_IN_ARTIFACT:
                     shutil.move(str(item), tmp / item.name)
-            write_json(tmp / "metrics.json", metrics)
-            write_json(tmp / "provenance.json", provenance)
+            for record in (metrics, provenance):
+                write_json(tmp / record.FILE, record.to_json_dict())
             write_manifest(
                 tmp,
                 "adapter",
@@ -696,9 +690,9 @@ def train(
                 base_model=base.name_or_path,
                 dataset_sha256=data.sha256,
                 allow_unchecked_data=allow_unchecked_data,
-                leak_check_passed=bool(data.certificate and data.certificate.get("passed")),
+                leak_check_passed=bool(data.certificate and data.certificate.passed),
             )
         shutil.rmtree(checkpoints, ignore_errors=True)
         say(f"Adapter written: {out}")
     state.wait_for_everyone()
-    return TrainResult(out, False, metrics)
+    return TrainResult(out, False, metrics.to_json_dict())

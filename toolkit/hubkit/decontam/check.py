@@ -18,23 +18,21 @@ import numpy as np
 
 from .. import __version__
 from ..artifacts import (
-    MANIFEST,
     atomic_folder,
     is_up_to_date,
-    read_json,
     sha256_file,
     write_json,
     write_manifest,
 )
 from ..errors import HubkitError
-from ..provenance import CERTIFICATE, DATA_FILE
 from ..recipe import CATEGORIES, DEFAULT_BENCHMARKS, Recipe
+from ..schemas import DATA_FILE, MANIFEST, DatasetManifest, LeakCertificate, LeakReport
 from .benchmarks import LOADERS, Benchmark, load_benchmarks
 from .categories import SEVERITY, categorize
 from .embed import DEFAULT_MODEL, Embedder
 from .search import similar_pairs
 
-REPORT_JSON = "leak_report.json"
+REPORT_JSON = LeakReport.FILE
 REPORT_MD = "leak_report.md"
 # Categories that leak a benchmark answer: a dataset keeping any of them does not pass.
 LEAKING = ("duplicate", "gray_area")
@@ -267,8 +265,8 @@ def _inputs(
 
 def _stored(out: Path) -> CheckResult:
     """The result of an earlier check, read back from the artifact it wrote."""
-    report = read_json(out / REPORT_JSON)
-    certificate = read_json(out / CERTIFICATE)
+    report = LeakReport.read(out).to_json_dict()
+    certificate = LeakCertificate.read(out).to_json_dict()
     return CheckResult(
         rows_checked=report["rows_checked"],
         hits=report["hits"],
@@ -293,31 +291,31 @@ def _write_clean(
 ) -> tuple[Path, dict[str, Any]]:
     from ..data import write_rows
 
-    built = read_json(source / MANIFEST) if (source / MANIFEST).is_file() else {}
+    built = DatasetManifest.read(source).to_json_dict() if (source / MANIFEST).is_file() else {}
     report = result.report
     with atomic_folder(out) as tmp:
         write_rows(rows, tmp / DATA_FILE)
-        certificate = {
-            "passed": result.passed,
-            "dataset_sha256": sha256_file(tmp / DATA_FILE),
-            "input_dataset_sha256": inputs["dataset"],
-            "benchmarks": {b.name: b.record() for b in benchmarks},
-            "embedding_model": embedder.model_id,
-            "embedding_model_revision": embedder.revision,
-            "threshold": report["threshold"],
-            "removed_categories": [c for c in CATEGORIES if c not in report["keep"]],
-            "kept_categories": report["keep"],
-            "rows_checked": report["rows_checked"],
-            "rows_flagged": report["rows_flagged"],
-            "rows_removed": report["removed"],
-            "rows_kept_flagged": report["kept_flagged"],
-            "hits": len(report["hits"]),
-            "summary": report["summary"],
-            "hubkit_version": __version__,
-        }
-        write_json(tmp / REPORT_JSON, report)
+        certificate = LeakCertificate(
+            passed=result.passed,
+            dataset_sha256=sha256_file(tmp / DATA_FILE),
+            input_dataset_sha256=inputs["dataset"],
+            benchmarks={b.name: b.record() for b in benchmarks},
+            embedding_model=embedder.model_id,
+            embedding_model_revision=embedder.revision,
+            threshold=report["threshold"],
+            removed_categories=[c for c in CATEGORIES if c not in report["keep"]],
+            kept_categories=report["keep"],
+            rows_checked=report["rows_checked"],
+            rows_flagged=report["rows_flagged"],
+            rows_removed=report["removed"],
+            rows_kept_flagged=report["kept_flagged"],
+            hits=len(report["hits"]),
+            summary=report["summary"],
+            hubkit_version=__version__,
+        ).to_json_dict()
+        write_json(tmp / REPORT_JSON, LeakReport(**report).to_json_dict())
         (tmp / REPORT_MD).write_text(_markdown(report), encoding="utf-8")
-        write_json(tmp / CERTIFICATE, certificate)
+        write_json(tmp / LeakCertificate.FILE, certificate)
         carried = {k: built[k] for k in ("recipe", "sources", "dedup", "embedding") if k in built}
         write_manifest(
             tmp,

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from ..artifacts import (
-    MANIFEST,
+    artifact_kind,
     atomic_folder,
     digest_of,
     hash_files,
@@ -27,12 +27,13 @@ from ..artifacts import (
 )
 from ..errors import HubkitError
 from ..recipe import TaintEntry
+from ..schemas import PROVENANCE, Manifest, MergedProvenance
 from .checkpoint import Checkpoint, ShardWriter, copy_model_files, parse_size, resolve_model
 from .lora import LoraAdapter
-from .taint import PROVENANCE, ModelInput, load_registry, run_gate, trained_base
+from .taint import ModelInput, load_registry, run_gate, trained_base
 
 Method = Literal["linear", "task_arithmetic"]
-KIND = "merged"
+KIND = MergedProvenance.model_fields["kind"].default
 
 
 def _versions() -> dict[str, str]:
@@ -47,9 +48,8 @@ def _versions() -> dict[str, str]:
 
 def _digest(model: ModelInput) -> str:
     """What an input was, for the manifest: its hubkit content hash, Hub commit, or file hashes."""
-    manifest = model.path / MANIFEST
-    if manifest.is_file():
-        return read_json(manifest)["content_hash"]
+    if artifact_kind(model.path) is not None:
+        return Manifest.read(model.path).content_hash
     if model.revision:
         return f"{model.id}@{model.revision}"
     return digest_of(hash_files(model.path))
@@ -62,8 +62,7 @@ def _check_out(out: Path, inputs: Sequence[ModelInput]) -> None:
         if target == model.path or model.path in target.parents:
             raise HubkitError(f"--out {out}: is inside the input {model.id}; pick another folder")
     if target.exists():
-        manifest = target / MANIFEST
-        if not manifest.is_file() or read_json(manifest).get("kind") != KIND:
+        if artifact_kind(target) != KIND:
             raise HubkitError(
                 f"--out {out}: exists and is not a merged model; remove it or pick another folder"
             )
@@ -131,15 +130,14 @@ def _write_artifact(
     with atomic_folder(out) as tmp:
         write_weights(tmp)
         copy_model_files(files_from, tmp, tokenizer_from)
-        provenance = {
-            "kind": KIND,
+        provenance = MergedProvenance(
             **fields,
-            "inputs": records,
-            "taint_gate": gate,
-            "allow_unverified": [r["id"] for r in gate["inputs"] if r["override"]],
-            "versions": _versions(),
-        }
-        write_json(tmp / PROVENANCE, provenance)
+            inputs=records,
+            taint_gate=gate,
+            allow_unverified=[r["id"] for r in gate["inputs"] if r["override"]],
+            libraries=_versions(),
+        )
+        write_json(tmp / PROVENANCE, provenance.to_json_dict())
         write_manifest(
             tmp,
             KIND,

@@ -22,8 +22,8 @@ from pydantic import ValidationError
 from ..artifacts import digest_of, read_json
 from ..errors import HubkitError
 from ..recipe import TaintEntry
+from ..schemas import PROVENANCE
 
-PROVENANCE = "provenance.json"
 CARD = "README.md"
 CONFIG = "config.json"
 # A symlink to recipes/taint_registry.yaml, so the default registry ships inside the package.
