@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Literal
 from . import schemas
 from .artifacts import read_json
 from .errors import HubkitError
+from .methods import MERGE_METHODS
 from .prompts import TEMPLATES
 from .provenance import CERTIFICATE, load_leak_certificate
 from .recipe import CATEGORIES, Recipe
@@ -654,19 +655,25 @@ class MergedCardContext:
     def overrides(self) -> list[MergeInput]:
         return [m for m in self.inputs if m.gate.override]
 
+    @property
+    def intro(self) -> str:
+        """What was merged, as the card's first line says it."""
+        return MERGE_METHODS[self.method].intro.format(n=len(self.inputs))
+
     def metadata(self) -> CardData:
         from huggingface_hub import ModelCardData
 
-        lora = self.method == "lora"  # an adapter folded into its base is a fine-tune of the base
-        base = _hub_ids([m.id for m in self.inputs if m.role == "base" or not lora])
+        # an adapter folded into its base is a fine-tune of the base; a merge is made of all inputs
+        method = MERGE_METHODS[self.method]
+        base = _hub_ids(method.base_models([(m.id, m.role) for m in self.inputs]))
         return ModelCardData(
             license=self.license,
             language=[LANGUAGE],
             library_name="transformers",
             pipeline_tag="text-generation",
-            tags=_tags(["hubkit", "peft", "lora"] if lora else ["hubkit", "merge"], self.tags),
+            tags=_tags(list(method.tags), self.tags),
             base_model=_one_or_many(base),
-            base_model_relation=("finetune" if lora else "merge") if base else None,
+            base_model_relation=method.relation if base else None,
             datasets=self.datasets or None,
             **_model_index_data(self.name, self.scores),
         )
@@ -686,7 +693,7 @@ def merged_context(
     )
     where = folder / schemas.MergedProvenance.FILE
     # A model merge records its recipe; an adapter merge carries the adapter's training recipe.
-    if provenance.method == "lora" and provenance.recipe is None:
+    if MERGE_METHODS[provenance.method].inputs == "adapter" and provenance.recipe is None:
         adapter = _needed(provenance.adapter_provenance, where, "adapter_provenance", card)
         field = "adapter_provenance.recipe"
         recipe: Recipe = schemas.parse_part(

@@ -14,6 +14,8 @@ import click
 
 from . import __version__
 from .errors import HubkitError
+from .methods import MERGE_METHODS, MODEL_MERGES
+from .recipe import CATEGORIES, DataSection, DecontamSection, MergeSection, default
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
@@ -329,12 +331,22 @@ def merge_adapter_command(
     multiple=True,
     callback=_parse_weights,
     metavar="W1 W2 ...",
-    help="One weight per model (default: equal; 1 each for task_arithmetic).",
+    help="One weight per model (default: 1 each).",
 )
 @click.option(
-    "--method", type=click.Choice(["linear", "task_arithmetic"]), default="linear", show_default=True
+    "--method",
+    type=click.Choice(MODEL_MERGES),
+    default=default(MergeSection, "method"),
+    show_default=True,
+    help="; ".join(f"{name}: {MERGE_METHODS[name].formula}" for name in MODEL_MERGES) + ".",
 )
-@click.option("--base", default=None, help="Base model for task_arithmetic (its task vectors start here).")
+@click.option(
+    "--base",
+    default=None,
+    help="Base model for "
+    + " or ".join(m for m in MODEL_MERGES if MERGE_METHODS[m].needs_base)
+    + " (its task vectors start here).",
+)
 @_merge_options
 def merge_models_command(
     models: tuple[str, ...],
@@ -347,11 +359,9 @@ def merge_models_command(
     max_shard_size: str | None,
     recipe_path: str | None,
 ) -> None:
-    """Merge MODELS (folders or Hub ids) of one architecture, tensor by tensor.
+    """Merge MODELS (folders or Hub ids) of one architecture, tensor by tensor, by --method.
 
-    linear: sum(w_i * W_i) / sum(w_i), the Stable-Platypus2 kind of merge.
-    task_arithmetic: W_base + sum(w_i * (W_i - W_base)). Different architectures or shapes
-    are refused before anything is written.
+    Different architectures or shapes are refused before anything is written.
     """
     from .merge import merge_models
 
@@ -486,16 +496,27 @@ def data_build(recipe: str, overrides: tuple[str, ...], out: str | None, force: 
 @click.option(
     "--benchmarks",
     default=None,
-    help="Comma-separated benchmarks [default: arc,hellaswag,mmlu,truthfulqa,gsm8k, or the recipe's].",
+    help=f"Comma-separated benchmarks [default: {','.join(default(DecontamSection, 'benchmarks'))}, "
+    "or the recipe's].",
 )
-@click.option("--threshold", type=float, default=None, help="Cosine threshold for a hit [default: 0.8].")
+@click.option(
+    "--threshold",
+    type=float,
+    default=None,
+    help=f"Cosine threshold for a hit [default: {default(DecontamSection, 'threshold')}, or the recipe's].",
+)
 @click.option(
     "--keep",
     multiple=True,
-    type=click.Choice(["duplicate", "gray_area", "similar_different"]),
+    type=click.Choice(CATEGORIES),
     help="Keep rows of this category (repeatable); recorded in the report and certificate.",
 )
-@click.option("--model", default=None, help="sentence-transformers model [default: all-MiniLM-L6-v2].")
+@click.option(
+    "--model",
+    default=None,
+    help=f"sentence-transformers model [default: {default(DataSection, 'embedding_model')}, "
+    "or the recipe's].",
+)
 @click.option(
     "--benchmark-file",
     "benchmark_files",

@@ -16,6 +16,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from .errors import HubkitError, format_validation_error
+from .methods import MODEL_MERGES
 from .prompts import TEMPLATES
 
 DEFAULT_BENCHMARKS = ["arc", "hellaswag", "mmlu", "truthfulqa", "gsm8k"]
@@ -82,7 +83,8 @@ class DedupSection(_Section):
 class DataSection(_Section):
     sources: list[SourceSpec] = Field(default_factory=list)
     dedup: DedupSection = DedupSection()
-    embedding_model: str = "all-MiniLM-L6-v2"
+    # the sentence-transformers model near-dedup and the leak check embed with (bundled, offline)
+    embedding_model: str = "sentence-transformers/all-MiniLM-L6-v2"
     prompt_template: str = "alpaca"
     max_length: int = Field(default=4096, gt=0)
     # The dataset artifact `hubkit train` reads (a folder, relative to the recipe file, or a Hub
@@ -152,10 +154,18 @@ class MergeSection(_Section):
 
     models: list[str] = Field(default_factory=list)
     weights: list[float] = Field(default_factory=list)
-    method: Literal["linear", "task_arithmetic"] = "linear"
+    method: str = "linear"
     base: str | None = None
     taint_registry: list[TaintEntry] = Field(default_factory=list)
     allow_unverified: list[str] = Field(default_factory=list)
+
+    @field_validator("method")
+    @classmethod
+    def _known_method(cls, name: str) -> str:
+        """A model merge of ``hubkit.methods`` (an adapter is folded by ``merge adapter``)."""
+        if name not in MODEL_MERGES:
+            raise ValueError(f"unknown merge method {name!r} (known: {', '.join(MODEL_MERGES)})")
+        return name
 
 
 class EvalSection(_Section):
@@ -215,6 +225,12 @@ _Loader.add_implicit_resolver(
     re.compile(r"^[-+]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)[eE][-+]?[0-9]+$"),
     list("-+0123456789."),
 )
+
+
+def default(section: type[BaseModel], field: str) -> Any:
+    """A recipe section's default for ``field``: the one place a default is written, which the
+    API's keyword defaults and the CLI's help read."""
+    return section.model_fields[field].get_default(call_default_factory=True)
 
 
 def _parse_scalar(key: str, text: str) -> Any:

@@ -31,14 +31,18 @@ from pydantic import (
     Field,
     ValidationError,
     create_model,
+    field_validator,
     model_validator,
 )
 
 from . import __version__
 from .errors import HubkitError, format_validation_error
+from .methods import MERGE_METHODS
 from .recipe import CATEGORIES, Recipe
 
 SCHEMA_VERSION = 1
+# The artifact kinds a manifest names (and the ``Literal`` of each kind's manifest spells).
+DATASET, ADAPTER, MERGED = "dataset", "adapter", "merged"
 MANIFEST = "manifest.json"
 PROVENANCE = "provenance.json"  # each artifact's own: an adapter's, a merged model's, the tiny base's
 DATA_FILE = "data.parquet"
@@ -196,7 +200,7 @@ class DedupRecord(_Record):
 
 
 class DatasetManifest(Manifest):
-    kind: Literal["dataset"] = "dataset"
+    kind: Literal["dataset"] = DATASET
     recipe: Recipe | None = None
     sources: list[SourceRecord] = Field(default_factory=list)
     dedup: DedupRecord | None = None
@@ -204,7 +208,7 @@ class DatasetManifest(Manifest):
 
 
 class AdapterManifest(Manifest):
-    kind: Literal["adapter"] = "adapter"
+    kind: Literal["adapter"] = ADAPTER
     base_model: str | None = None
     dataset_sha256: str | None = None
     allow_unchecked_data: bool | None = None
@@ -221,15 +225,15 @@ class VerificationSummary(_Record):
 
 
 class MergedManifest(Manifest):
-    kind: Literal["merged"] = "merged"
+    kind: Literal["merged"] = MERGED
     method: str | None = None
     verification: VerificationSummary | None = None
 
 
 MANIFESTS: dict[str, type[Manifest]] = {
-    "dataset": DatasetManifest,
-    "adapter": AdapterManifest,
-    "merged": MergedManifest,
+    DATASET: DatasetManifest,
+    ADAPTER: AdapterManifest,
+    MERGED: MergedManifest,
 }
 
 
@@ -370,8 +374,8 @@ class MergedProvenance(ArtifactFile):
     """
 
     FILE: ClassVar[str] = PROVENANCE
-    kind: Literal["merged"] = "merged"
-    method: str
+    kind: Literal["merged"] = MERGED
+    method: str  # a key of hubkit.methods.MERGE_METHODS
     inputs: list[MergeInputRecord]
     taint_gate: TaintGate
     allow_unverified: list[str] = Field(default_factory=list)
@@ -391,6 +395,13 @@ class MergedProvenance(ArtifactFile):
     adapter_provenance: dict[str, Any] | None = None
     # model merges
     models: list[str] | None = None
+
+    @field_validator("method")
+    @classmethod
+    def _known_method(cls, name: str) -> str:
+        if name not in MERGE_METHODS:
+            raise ValueError(f"unknown merge method {name!r} (this hubkit knows {', '.join(MERGE_METHODS)})")
+        return name
 
 
 class VerificationRecord(ArtifactFile):

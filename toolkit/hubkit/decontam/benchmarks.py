@@ -30,6 +30,7 @@ from typing import Any
 
 from ..artifacts import digest_of
 from ..errors import HubkitError
+from ..rows import read_records
 
 
 @dataclass(frozen=True)
@@ -193,8 +194,6 @@ def _hub_commit(hub_id: str) -> str | None:
 
 
 def _from_file(name: str, path: Path) -> list[dict[str, Any]]:
-    from ..data import read_records
-
     if not path.exists():
         raise HubkitError(f"benchmark {name!r}: {path}: file not found")
     if path.suffix == ".txt":

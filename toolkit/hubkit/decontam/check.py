@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from pydantic import ValidationError
 
 from .. import __version__
 from ..artifacts import (
@@ -24,8 +25,9 @@ from ..artifacts import (
     write_json,
     write_manifest,
 )
-from ..errors import HubkitError
-from ..recipe import CATEGORIES, DEFAULT_BENCHMARKS, Recipe
+from ..errors import HubkitError, format_validation_error
+from ..recipe import CATEGORIES, DEFAULT_BENCHMARKS, DecontamSection, Recipe, default
+from ..rows import question_text, write_rows
 from ..schemas import DATA_FILE, MANIFEST, DatasetManifest, LeakCertificate, LeakReport
 from .benchmarks import LOADERS, Benchmark, load_benchmarks
 from .categories import SEVERITY, categorize
@@ -87,8 +89,6 @@ def _find_hits(
     A row is embedded as instruction + input (as Platypus did) and, when it has an input, also
     as the instruction alone: a question whose choices sit in the input still matches.
     """
-    from ..data import question_text
-
     texts = [question_text(row) for row in rows]
     owner = list(range(len(rows))) + [i for i, row in enumerate(rows) if row["input"]]
     queries = texts + [rows[i]["instruction"] for i in owner[len(rows) :]]
@@ -190,7 +190,7 @@ def check_dataset(
     out_dir: str | os.PathLike[str] | None = None,
     *,
     benchmarks: Sequence[str] = DEFAULT_BENCHMARKS,
-    threshold: float = 0.8,
+    threshold: float = default(DecontamSection, "threshold"),
     keep: Sequence[str] = (),
     model: str = DEFAULT_MODEL,
     benchmark_files: dict[str, str] | None = None,
@@ -203,11 +203,10 @@ def check_dataset(
 
     A cleaned artifact already made from the same data, benchmarks, model, threshold and
     ``keep`` is kept (unless ``force``) and its stored result returned."""
-    if not 0 < threshold <= 1:
-        raise HubkitError(f"threshold: {threshold} is not in (0, 1]")
-    unknown = sorted(set(keep) - set(CATEGORIES))
-    if unknown:
-        raise HubkitError(f"keep: unknown category {unknown[0]!r}; known: {', '.join(CATEGORIES)}")
+    try:  # the recipe's decontam section says what a valid threshold and keep are
+        DecontamSection(threshold=threshold, keep=list(keep))
+    except ValidationError as exc:
+        raise HubkitError(format_validation_error(exc, "decontam")) from None
     if not benchmarks:
         raise HubkitError("benchmarks: name at least one benchmark to check against")
     names = list(dict.fromkeys(benchmarks))
@@ -289,8 +288,6 @@ def _write_clean(
     result: CheckResult,
     inputs: dict[str, Any],
 ) -> tuple[Path, dict[str, Any]]:
-    from ..data import write_rows
-
     built = DatasetManifest.read(source).to_json_dict() if (source / MANIFEST).is_file() else {}
     report = result.report
     with atomic_folder(out) as tmp:

@@ -24,9 +24,10 @@ import numpy as np
 
 from ..artifacts import digest_of, hash_files
 from ..errors import HubkitError
+from ..recipe import DataSection, default
 
 logger = logging.getLogger(__name__)
-DEFAULT_MODEL = "sentence-transformers/all-MiniLM-L6-v2"
+DEFAULT_MODEL: str = default(DataSection, "embedding_model")
 # Texts written to the cache per shard (bounds the work a crash loses).
 SHARD_ROWS = 16384
 # Padded tokens per forward pass. Texts go in batches of equal token length, so short texts

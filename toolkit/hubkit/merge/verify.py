@@ -21,10 +21,11 @@ from typing import Any
 
 from ..artifacts import artifact_kind, digest_of, load_manifest, write_json, write_manifest
 from ..errors import HubkitError
+from ..methods import MERGE_METHODS
 from ..prompts import format_prompt
+from ..schemas import MERGED as KIND
 from ..schemas import MergedManifest, MergedProvenance, MergeInputRecord, VerificationRecord
 from .checkpoint import Checkpoint, model_file_hashes, resolve_model
-from .merging import KIND
 
 VERIFICATION = VerificationRecord.FILE
 PROBES = (
@@ -113,7 +114,7 @@ def verify_merge(merged_dir: str | os.PathLike[str]) -> dict[str, Any]:
     got = _logits(_load(folder), tokenizer)
     gc.collect()
     result: dict[str, Any] = {"method": method, "dtype": dtype, "reference": reference_record.id}
-    if method == "lora":
+    if MERGE_METHODS[method].verification == "adapter":
         result["check"] = (
             "logits on fixed probes equal base + adapter (peft, unmerged); tensor names, shapes and dtypes "
             "equal the base's; tensors the adapter does not touch are bit-identical"
