@@ -13,12 +13,43 @@ from typing import Any
 import click
 
 from . import __version__
+from .console import NORMAL, QUIET, VERBOSE, cli_run, console, verbose_from_env
 from .errors import HubkitError
 from .methods import MERGE_METHODS, MODEL_MERGES
 from .recipe import CATEGORIES, DataSection, DecontamSection, MergeSection, default
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+class _Command(click.Command):
+    """A hubkit command: ``--verbose`` / ``--quiet``, and its run inside ``console.cli_run``."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.params += [
+            click.Option(
+                ["-v", "--verbose"],
+                is_flag=True,
+                help="Show the libraries' own logging, progress bars and warnings (also HUBKIT_VERBOSE=1).",
+            ),
+            click.Option(["-q", "--quiet"], is_flag=True, help="Print only the result and errors."),
+        ]
+
+    def invoke(self, ctx: click.Context) -> Any:
+        verbose, quiet = ctx.params.pop("verbose"), ctx.params.pop("quiet")
+        if verbose and quiet:
+            raise click.UsageError("give --verbose or --quiet, not both")
+        level = QUIET if quiet else VERBOSE if verbose or verbose_from_env() else NORMAL
+        with cli_run(level):
+            return super().invoke(ctx)
+
+
+class _Group(click.Group):
+    command_class = _Command
+    group_class = type  # subgroups are _Group too
+
+
+@click.group(
+    cls=_Group, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100}
+)
 @click.version_option(__version__, prog_name="hubkit")
 def cli() -> None:
     """hubkit: curate leak-free instruction data, train LoRA adapters, merge behind
@@ -196,7 +227,7 @@ def _is_number(text: str) -> bool:
     return True
 
 
-class _WeightsCommand(click.Command):
+class _WeightsCommand(_Command):
     """Lets ``--weights`` take one number per model (``--weights 0.6 0.4``), as the models do."""
 
     def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
@@ -624,25 +655,32 @@ def train_and_push_command(
     if endpoint and local_hub:
         raise click.UsageError("give --endpoint or --local-hub, not both")
     recipe = load_recipe(recipe_path, list(overrides))
-    options = {"dry_run": dry_run, "force": force, "allow_unverified": allow_unverified, "echo": click.echo}
+    out = console()
+    options = {"dry_run": dry_run, "force": force, "allow_unverified": allow_unverified, "echo": out.line}
     if local_hub is None:
-        click.echo(train_and_push(recipe, endpoint=endpoint, **options).summary())
+        result = train_and_push(recipe, endpoint=endpoint, **options)
+        out.result(result.summary())
+        if not dry_run:
+            out.result(result.next_steps())
         return
     from .endpoint import use_endpoint
     from .hub import LocalHub
 
     with LocalHub(local_hub) as hub:
         use_endpoint(hub.endpoint)
-        click.echo(f"Local Hub at {hub.endpoint} (repos in {local_hub})")
+        out.line(f"Local Hub at {hub.endpoint} (repos in {local_hub})")
         result = train_and_push(recipe, endpoint=hub.endpoint, **options)
-        click.echo(result.summary())
         if not dry_run:
+            out.begin("load-back")
             check = load_back(result)
-            click.echo(
+            out.end(
                 f"Loaded back with datasets/transformers/peft: {check['dataset_rows']} rows; "
                 "merged model and adapter logits equal the local ones."
             )
-            click.echo(f"Generation from {result.pushes['merged'].repo_id}: {check['generation']!r}")
+            out.line(f"Generation from {result.pushes['merged'].repo_id}: {check['generation']!r}")
+        out.result(result.summary())
+        if not dry_run:
+            out.result(result.next_steps(serve=local_hub))
 
 
 def main() -> None:

@@ -35,6 +35,7 @@ from .artifacts import (
     write_manifest,
 )
 from .attention import SDPA_VARLEN, register_sdpa_varlen
+from .console import console
 from .errors import HubkitError
 from .prompts import to_prompt_completion
 from .provenance import load_leak_certificate, require_passing_certificate
@@ -319,8 +320,10 @@ def build_sft_config(recipe: Recipe, output_dir: str | os.PathLike[str]) -> SFTC
     """``SFTConfig`` from the recipe's ``training`` section; TRL/transformers validate the values.
 
     hubkit only names the key and file at fault, and sets what it owns: the checkpoint folder,
-    ``max_length`` from ``data.max_length``, and counting non-pad tokens for the metrics.
+    ``max_length`` from ``data.max_length``, and counting non-pad tokens for the metrics; pinned
+    memory defaults to on only with an accelerator (torch warns on every CPU run otherwise).
     """
+    import torch
     from trl import SFTConfig
 
     hints = typing.get_type_hints(SFTConfig)
@@ -336,7 +339,11 @@ def build_sft_config(recipe: Recipe, output_dir: str | os.PathLike[str]) -> SFTC
             not isinstance(value, scalar[0]) or (isinstance(value, bool) and bool not in scalar[0])
         ):
             raise HubkitError(f"{where}: expected {scalar[1]}, got {value!r}")
-    kwargs = {"include_num_input_tokens_seen": "non_padding", **recipe.training}
+    kwargs = {
+        "include_num_input_tokens_seen": "non_padding",
+        "dataloader_pin_memory": torch.accelerator.is_available(),
+        **recipe.training,
+    }
     try:
         return SFTConfig(output_dir=str(output_dir), max_length=recipe.data.max_length, **kwargs)
     except (TypeError, ValueError) as exc:
@@ -613,6 +620,8 @@ def train(
     resume = _last_complete_checkpoint(checkpoints)
 
     trainer = build_trainer(recipe, base, data, args, [*callbacks, _training_clock(), _stop_if_complete()])
+    if state.is_main_process:
+        console().show_training(trainer)
     params = ParamCount.of(trainer.model)
     say(str(params))
     global_batch = args.per_device_train_batch_size * args.gradient_accumulation_steps * args.world_size

@@ -270,13 +270,14 @@ class Embedder:
         keys = [text_key(t) for t in texts]
         missing = self.cache.missing(keys)
         if missing:
-            from tqdm.auto import tqdm
+            from ..console import console
 
             text_of = dict(zip(keys, texts, strict=True))
             pending = [text_of[k] for k in missing]
             done: list[bytes] = []
             vectors: list[np.ndarray] = []
-            with tqdm(total=len(missing), desc=desc, unit="text", disable=not self.progress) as bar:
+            bar = console().progress(total=len(missing), desc=desc, unit="text", disable=not self.progress)
+            with bar:
                 for batch, batch_vectors in self._encoded(pending):
                     vectors.append(batch_vectors)
                     done += [missing[i] for i in batch]
