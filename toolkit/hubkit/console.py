@@ -129,7 +129,7 @@ class Console:
             mininterval=self.interval,
             maxinterval=self.interval,
             leave=False,
-            bar_format="  {desc}: {n_fmt}/{total_fmt} {unit} [{elapsed}, {rate_fmt}{postfix}]",
+            bar_format="  {desc}: {n_fmt}/{total_fmt} {unit}s [{elapsed}, {rate_fmt}{postfix}]",
             **kwargs,
         )
 
@@ -173,7 +173,7 @@ def _training_progress(console: Console) -> TrainerCallback:
         def on_train_begin(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
             if state.is_world_process_zero:
                 self.bar = console.progress(
-                    total=state.max_steps, initial=state.global_step, desc="training", unit="step"
+                    total=state.max_steps, initial=state.global_step, desc="train", unit="step"
                 )
                 self.started, self.tokens_before = time.perf_counter(), state.num_input_tokens_seen
 
