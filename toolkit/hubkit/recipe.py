@@ -15,7 +15,7 @@ from typing import Any, Literal, get_args
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from .errors import HubkitError, format_validation_error
+from .errors import HubkitError, InputNotFound, format_validation_error
 from .methods import MODEL_MERGES
 from .prompts import TEMPLATES
 
@@ -295,7 +295,7 @@ def _read_raw(path: Path, seen: tuple[Path, ...] = ()) -> Any:
     try:
         raw = yaml.load(path.read_text(encoding="utf-8"), Loader=_Loader)
     except FileNotFoundError:
-        raise HubkitError(f"{path}: recipe file not found") from None
+        raise InputNotFound(f"{path}: recipe file not found") from None
     except (OSError, yaml.YAMLError) as exc:
         raise HubkitError(f"{path}: not a readable YAML recipe ({exc.__class__.__name__})") from None
     if not isinstance(raw, dict) or "extends" not in raw:

@@ -36,7 +36,7 @@ from pydantic import (
 )
 
 from . import __version__
-from .errors import HubkitError, format_validation_error
+from .errors import HubkitError, InputNotFound, format_validation_error
 from .methods import MERGE_METHODS
 from .recipe import CATEGORIES, Recipe
 
@@ -108,7 +108,7 @@ class ArtifactFile(_Record):
             text = path.read_bytes()
         except FileNotFoundError:
             need = f", needed by {needed_by}" if needed_by else ""
-            raise HubkitError(f"{path}: not found{need}{hint}") from None
+            raise InputNotFound(f"{path}: not found{need}{hint}") from None
         except OSError as exc:
             raise HubkitError(f"{path}: not readable ({exc.strerror})") from None
         try:
