@@ -113,3 +113,36 @@ def test_on_a_terminal_a_stage_has_a_header_and_a_live_bar():
 @pytest.mark.parametrize("interactive", [False, True])
 def test_quiet_prints_only_the_result(interactive):
     assert _lines(QUIET, interactive) == "summary\n"
+
+
+@pytest.mark.parametrize(
+    ("args", "env", "level"),
+    [([], "", NORMAL), (["--quiet"], "1", QUIET), (["-v"], "", VERBOSE), ([], "1", VERBOSE)],
+)
+def test_every_command_takes_verbose_and_quiet(monkeypatch, tmp_path, args, env, level):
+    from contextlib import contextmanager
+
+    from hubkit import cli
+
+    levels = []
+
+    @contextmanager
+    def recording(run_level):
+        levels.append(run_level)
+        yield Console(run_level)
+
+    monkeypatch.setattr(cli, "cli_run", recording)
+    monkeypatch.setenv("HUBKIT_VERBOSE", env)
+    monkeypatch.setattr(sys, "argv", ["hubkit", "card", "dataset", str(tmp_path), *args])
+    with pytest.raises(SystemExit):
+        cli.main()
+    assert levels == [level]
+
+
+def test_verbose_and_quiet_together_are_refused(monkeypatch, tmp_path, capsys):
+    from hubkit import cli
+
+    monkeypatch.setattr(sys, "argv", ["hubkit", "card", "dataset", str(tmp_path), "-v", "-q"])
+    with pytest.raises(SystemExit) as exit_:
+        cli.main()
+    assert exit_.value.code == 2 and "give --verbose or --quiet, not both" in capsys.readouterr().err

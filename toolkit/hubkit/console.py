@@ -124,12 +124,12 @@ class Console:
             iterable,
             total=total,
             desc=prefix + desc,
-            file=_LogLines(self.out),
+            file=_LogLines(self.out, self.interval),
             delay=self.interval,
             mininterval=self.interval,
             maxinterval=self.interval,
             leave=False,
-            bar_format="  {desc}: {n_fmt}/{total_fmt} {unit}s [{elapsed}, {rate_fmt}{postfix}]",
+            bar_format="{desc}: {n_fmt}/{total_fmt} {unit}s [{elapsed}, {rate_fmt}{postfix}]",
             **kwargs,
         )
 
@@ -147,15 +147,19 @@ class Console:
 
 
 class _LogLines:
-    """A file for tqdm that turns each refresh (``\\r`` + text) into one line of a log."""
+    """A file for tqdm that turns a refresh (``\\r`` + text) into one line of a log, at most one
+    per ``interval`` (tqdm's monitor thread and its miniters tuning refresh in between)."""
 
-    def __init__(self, out: TextIO) -> None:
-        self.out = out
+    def __init__(self, out: TextIO, interval: float) -> None:
+        self.out, self.interval = out, interval
+        self.last = -float("inf")
 
     def write(self, text: str) -> None:
-        text = text.replace("\r", "").strip("\n")
-        if text.strip():
-            self.out.write(text.rstrip() + "\n")
+        text = text.replace("\r", "").strip()
+        now = time.monotonic()
+        if text and now - self.last >= self.interval:
+            self.out.write(f"  {text}\n")
+            self.last = now
 
     def flush(self) -> None:
         self.out.flush()
