@@ -17,7 +17,7 @@ import os
 import sys
 import time
 import warnings
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, TextIO
@@ -257,35 +257,34 @@ def _libraries_quiet() -> Iterator[None]:
             restore()
 
 
-def _quiet_transformers() -> Any:
-    from transformers.utils import logging as tf_logging
-
-    level, bars = tf_logging.get_verbosity(), tf_logging.is_progress_bar_enabled()
-    tf_logging.set_verbosity_error()
-    tf_logging.disable_progress_bar()
+def _quiet(
+    logs: Any, bars_on: bool, enable: Callable[[], None], disable: Callable[[], None]
+) -> Callable[[], None]:
+    """Set a library's verbosity to ERROR and its bars off; returns what puts both back."""
+    level = logs.get_verbosity()
+    logs.set_verbosity_error()
+    disable()
 
     def restore() -> None:
-        tf_logging.set_verbosity(level)
-        if bars:
-            tf_logging.enable_progress_bar()
+        logs.set_verbosity(level)
+        if bars_on:
+            enable()
 
     return restore
 
 
-def _quiet_datasets() -> Any:
-    from datasets import utils as ds_utils
-    from datasets.utils import logging as ds_logging
+def _quiet_transformers() -> Callable[[], None]:
+    from transformers.utils import logging as tf
 
-    level, bars = ds_logging.get_verbosity(), not ds_utils.are_progress_bars_disabled()
-    ds_logging.set_verbosity_error()
-    ds_utils.disable_progress_bars()
+    return _quiet(tf, tf.is_progress_bar_enabled(), tf.enable_progress_bar, tf.disable_progress_bar)
 
-    def restore() -> None:
-        ds_logging.set_verbosity(level)
-        if bars:
-            ds_utils.enable_progress_bars()
 
-    return restore
+def _quiet_datasets() -> Callable[[], None]:
+    from datasets import utils
+    from datasets.utils import logging as ds
+
+    bars_on = not utils.are_progress_bars_disabled()
+    return _quiet(ds, bars_on, utils.enable_progress_bars, utils.disable_progress_bars)
 
 
 _QUIETERS = {"transformers": _quiet_transformers, "datasets": _quiet_datasets}
