@@ -113,7 +113,9 @@ class DecontamSection(_Section):
     cleaned data, as Platypus did; the certificate records what was removed)."""
 
     benchmarks: list[str] = Field(default_factory=lambda: list(DEFAULT_BENCHMARKS))
-    threshold: float = Field(default=0.8, gt=0, le=1)
+    # multiview: views and a two-stage rule per benchmark (decontam/rule.py); platypus: one cut
+    method: Literal["multiview", "platypus"] = "multiview"
+    threshold: float = Field(default=0.8, gt=0, le=1)  # the platypus method's cut
     keep: list[Literal["duplicate", "gray_area", "similar_different"]] = Field(default_factory=list)
     benchmark_files: dict[str, str] = Field(default_factory=dict)
     on_hit: Literal["stop", "remove"] = "stop"

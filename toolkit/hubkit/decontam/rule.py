@@ -1,0 +1,129 @@
+"""Which (training row, benchmark item) pairs are leaks: two stages on a row's best view.
+
+1. **Candidates** (recall first): a pair whose best view (see ``views``) scores at least the
+   benchmark's ``candidate`` cosine.
+2. **Decision** on evidence beyond the cosine, in this order:
+   - ``cosine``: the best view scores at least ``sure``: a hit on the cosine alone;
+   - ``answer``: the training output gives the item's gold answer (``categories.answer_verdict``);
+   - ``numbers``: at least ``numbers`` of the item's numbers (digits, or "three", "dozen", ...)
+     appear in the training text; an item with no number passes. With ``numbers`` 0, every
+     candidate is a hit.
+   A candidate with none of these is no hit. Word overlap and the length ratio are recorded with
+   each hit (and decide its category, see ``categories``), not used to decide.
+
+Parameters per benchmark, tuned on the development sets only (../shared/data/benchmarks/
+rephrased: the GPT-4 rephrasings of MMLU abstract algebra and sociology against the other
+subjects' questions, GSM8K test items 0-659 against GSM8K-train questions 3,000-5,999; the
+held-out sets, US history and GSM8K 660+ against GSM8K-train questions 0-2,999, only report):
+
+- GSM8K: the rephrasings keep the numbers, similar training questions do not. On the
+  development set, (candidate 0.78, sure 0.85, numbers 0.75) gives F1 0.979 (642/659
+  rephrasings, 11/3,000 false positives); its neighbours (0.75-0.78, 0.85-0.88, 0.75-0.8)
+  give 0.977-0.979, the single cut 0.8 gives 0.974.
+- multiple choice (MMLU; ARC, HellaSwag, TruthfulQA, for which no labelled rephrasings exist,
+  take the same): best-view F1 is 0.995-1.0 for candidates from 0.55 to 0.65 on both
+  development subjects; 0.6 is the middle. Those negatives (other subjects) are easy, so no
+  number or word evidence could be fitted: a candidate is a hit.
+
+``--platypus`` replaces all of this with the paper's single cut: the item view at cosine >= 0.8.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Any, Literal
+
+from .categories import answer_verdict, numbers, overlap, words
+
+Method = Literal["multiview", "platypus"]
+METHODS: tuple[Method, ...] = ("multiview", "platypus")
+PLATYPUS_THRESHOLD = 0.8
+
+
+@dataclass(frozen=True)
+class Rule:
+    """One benchmark's two-stage parameters (see the module docstring)."""
+
+    candidate: float  # best-view cosine that makes a pair a candidate
+    sure: float  # best-view cosine that is a hit without further evidence
+    numbers: float  # share of the item's numbers the row must state (0: every candidate is a hit)
+
+
+_CHOICE = Rule(candidate=0.6, sure=0.6, numbers=0.0)
+RULES: dict[str, Rule] = {
+    "arc": _CHOICE,
+    "hellaswag": _CHOICE,
+    "mmlu": _CHOICE,
+    "truthfulqa": _CHOICE,
+    "gsm8k": Rule(candidate=0.78, sure=0.85, numbers=0.75),
+}
+
+_SPELLED = {
+    "one": 1, "two": 2, "three": 3, "four": 4, "five": 5, "six": 6, "seven": 7, "eight": 8,
+    "nine": 9, "ten": 10, "eleven": 11, "twelve": 12, "twenty": 20, "thirty": 30, "forty": 40,
+    "fifty": 50, "hundred": 100, "thousand": 1000, "dozen": 12, "twice": 2, "double": 2,
+    "triple": 3, "half": 0.5,
+}  # fmt: skip
+
+
+def stated_numbers(text: str) -> set[float]:
+    """The numbers a text states, in digits or as common number words."""
+    return numbers(text) | {float(_SPELLED[w]) for w in words(text) if w in _SPELLED}
+
+
+@dataclass(frozen=True)
+class Evidence:
+    """What a candidate pair's decision rests on; recorded with each hit."""
+
+    cosine: float
+    view: str
+    numbers_found: float  # share of the item's numbers stated by the row (1.0: item has none)
+    word_overlap: float  # ``categories.overlap`` of the row against the view's text
+    answer: str  # same / different / unknown: does the output give the gold answer
+    length_ratio: float  # row words / view words
+    decided_by: str = ""  # cosine / answer / numbers, or "" when no hit
+
+    def record(self) -> dict[str, Any]:
+        return {k: round(v, 3) if isinstance(v, float) else v for k, v in asdict(self).items()}
+
+
+def evidence(
+    rule: Rule,
+    cosine: float,
+    view: str,
+    training: str,
+    output: str,
+    view_text: str,
+    answers: tuple[str, ...],
+    numeric: bool,
+    wrong: tuple[str, ...] = (),
+) -> Evidence:
+    """The evidence on one candidate pair and the rule's decision (``decided_by``)."""
+    wanted = stated_numbers(view_text)
+    found = len(wanted & stated_numbers(training)) / len(wanted) if wanted else 1.0
+    verdict = answer_verdict(output, answers, numeric, wrong)
+    ratio = len(words(training)) / max(1, len(words(view_text)))
+    if cosine >= rule.sure:
+        reason = "cosine"
+    elif verdict == "same":
+        reason = "answer"
+    elif found >= rule.numbers:
+        reason = "numbers"
+    else:
+        reason = ""
+    return Evidence(cosine, view, found, overlap(training, view_text).score, verdict, ratio, reason)
+
+
+def rule_record(names: list[str], method: Method, threshold: float) -> dict[str, Any]:
+    """The decision rule as the report and certificate record it."""
+    if method == "platypus":
+        return {"method": method, "views": ["item"], "threshold": threshold}
+    from .views import VIEWS
+
+    return {
+        "method": method,
+        "views": list(VIEWS),
+        "benchmarks": {name: asdict(RULES[name]) for name in names},
+        "decision": "hit when cosine >= sure, else when the output gives the gold answer, "
+        "else when the row states >= numbers of the item's numbers; candidates need cosine >= candidate",
+    }
