@@ -93,8 +93,8 @@ class Score:
 
 def score(leak_set: LeakSet, embedder: Embedder, method: str = "multiview", threshold: float = 0.8) -> Score:
     """Run ``find_hits`` (the shipped defaults, or ``platypus`` at ``threshold``) on one set."""
-    rows = [{"instruction": t, "input": "", "output": "", "data_source": "positive"} for t, _ in leak_set.positives]
-    rows += [{"instruction": q, "input": "", "output": o, "data_source": "negative"} for q, o in leak_set.negatives]
+    pairs = [(t, "") for t, _ in leak_set.positives] + leak_set.negatives
+    rows = [{"instruction": q, "input": "", "output": o, "data_source": ""} for q, o in pairs]
     hits = find_hits(rows, [leak_set.benchmark], embedder, method, threshold)  # type: ignore[arg-type]
     n = len(leak_set.positives)
     found = {h["row"] for h in hits if h["row"] < n and h["item"] == leak_set.positives[h["row"]][1]}

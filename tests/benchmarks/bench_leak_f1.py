@@ -27,8 +27,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--json", type=Path, help="also write the figures here")
     args = parser.parse_args()
-    from hubkit.decontam import Embedder
     from leak_sets import leak_sets, score
+
+    from hubkit.decontam import Embedder
 
     embedder = Embedder(progress=False)
     start = time.perf_counter()
@@ -56,7 +57,8 @@ def main() -> None:
     print("\nF1 multiview / platypus 0.8:")
     for f in figures:
         if f["method"] == "multiview":
-            print(f"  {f['set']}: {f['f1']:.3f} / {base[f['set']]:.3f} = {f['f1'] / max(base[f['set']], 1e-9):.2f}x")
+            before = base[f["set"]]
+            print(f"  {f['set']}: {f['f1']:.3f} / {before:.3f} = {f['f1'] / max(before, 1e-9):.2f}x")
     print(f"\n{embedder.embedded} texts embedded (the rest cached); {time.perf_counter() - start:.1f} s")
     if args.json:
         args.json.write_text(json.dumps(figures, indent=1), encoding="utf-8")

@@ -169,19 +169,49 @@ def _markdown(report: dict[str, Any]) -> str:
     for name, counts in report["summary"].items():
         lines.append(f"| {name} | " + " | ".join(str(counts[c]) for c in CATEGORIES) + " |")
     lines += ["", "Counts are flagged training rows (a row counts once per benchmark, by its worst hit).", ""]
+    lines += _rule_markdown(report.get("rule"), report.get("source"))
     if report["hits"]:
         lines += [
             "## Hits",
             "",
-            "| row | benchmark | item | score | category | training text | benchmark question |",
-            "|---|---|---|---|---|---|---|",
+            "| row | benchmark | item | score | view | decided by | numbers found | category | training text "
+            "| benchmark question |",
+            "|---|---|---|---|---|---|---|---|---|---|",
+        ]
+        for h in report["hits"]:
+            ev = h.get("evidence") or {}
+            lines.append(
+                f"| {h['row']} | {h['benchmark']} | {h['item']} | {h['score']:.3f} | {h.get('view', 'item')} "
+                f"| {ev.get('decided_by', 'cosine')} | {ev.get('numbers_found', '')} | {h['category']} "
+                f"| {cell(h['training_text'])} | {cell(h['benchmark_question'])} |"
+            )
+    return "\n".join(lines) + "\n"
+
+
+def _rule_markdown(rule: dict[str, Any] | None, source: dict[str, Any] | None) -> list[str]:
+    """The decision rule and (for a file or Hub dataset) the column mapping, as report lines."""
+    lines = []
+    if source and source.get("kind") != "artifact":
+        guessed = set(source.get("guessed_columns", []))
+        mapped = ", ".join(
+            f"{k} = `{v}`" + (" (guessed)" if k in guessed else "") for k, v in source["columns"].items()
+        )
+        lines += [f"Source: {source['kind']} `{source['name']}`; columns: {mapped}.", ""]
+    if rule and rule.get("method") == "multiview":
+        lines += [
+            f"Method: multiview (views: {', '.join(rule['views'])}); {rule['decision']}.",
+            "",
+            "| benchmark | candidate | sure | numbers |",
+            "|---|---|---|---|",
         ]
         lines += [
-            f"| {h['row']} | {h['benchmark']} | {h['item']} | {h['score']:.3f} | {h['category']} | "
-            f"{cell(h['training_text'])} | {cell(h['benchmark_question'])} |"
-            for h in report["hits"]
+            f"| {name} | {r['candidate']:g} | {r['sure']:g} | {r['numbers']:g} |"
+            for name, r in rule["benchmarks"].items()
         ]
-    return "\n".join(lines) + "\n"
+        lines.append("")
+    elif rule:
+        lines += [f"Method: platypus (the question alone, cosine >= {rule['threshold']:g}).", ""]
+    return lines
 
 
 def check_dataset(
