@@ -47,14 +47,15 @@ def rephrased(shared: Path, name: str) -> list[str]:
     return [re.sub(r"^(Question|Answer):\s*", "", t.split("\nAnswer:")[0].strip()) for t in texts]
 
 
-def leak_sets(shared: Path, gsm8k_negatives: int = 3000) -> list[LeakSet]:
-    """The sets of the issue's table, split into development and held-out parts."""
+def leak_sets(shared: Path, gsm8k_negatives: int = 3000, dev_negatives: int = 3000) -> list[LeakSet]:
+    """The sets of the issue's table, split into development and held-out parts
+    (``gsm8k_negatives`` held-out and ``dev_negatives`` development GSM8K-train questions)."""
     b = shared / "benchmarks"
     gsm = load_benchmark("gsm8k", b / "gsm8k" / "test.jsonl")
     reph = rephrased(shared, "rephrase_gsm8k.jsonl")
     train = _jsonl(shared / "train" / "gsm8k_train.jsonl")
     held_neg = [(r["question"], r["answer"]) for r in train[:gsm8k_negatives]]
-    dev_neg = [(r["question"], r["answer"]) for r in train[3000 : 3000 + gsm8k_negatives]]
+    dev_neg = [(r["question"], r["answer"]) for r in train[3000 : 3000 + dev_negatives]]
     pos = [(t, i) for i, t in enumerate(reph) if t]
     sets = [
         LeakSet("gsm8k 0-659", "development", gsm, [p for p in pos if p[1] < GSM8K_SPLIT], dev_neg),

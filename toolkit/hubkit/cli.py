@@ -582,10 +582,11 @@ def data_check(
         result = check_dataset(
             dataset, out, source=source, **{k: v for k, v in options.items() if v is not None}
         )
-        if result.report.get("source", {}).get("guessed_columns"):
-            mapped = result.report["source"]["columns"]
-            shown = ", ".join(f"{k}={v}" for k, v in mapped.items())
-            click.echo(f"Columns: {shown} (guessed; --columns to change)")
+        read = result.report.get("source", {})
+        if read.get("guessed_columns"):
+            guessed = read["guessed_columns"]
+            shown = ", ".join(f"{k}={v}" + " (guessed)" * (k in guessed) for k, v in read["columns"].items())
+            click.echo(f"Columns: {shown}; --columns FIELD=COLUMN,... to change")
     for name, counts in result.summary.items():
         click.echo(f"  {name}: " + ", ".join(f"{n} {category}" for category, n in counts.items()))
     flagged = result.removed + result.kept_flagged
