@@ -10,7 +10,7 @@ item is indexed as:
 | ``item`` | the question as the benchmark prompts it (today's Platypus text) | all |
 | ``question`` | the final question line alone, when a passage precedes it | items with a passage |
 | ``passage`` | the passage alone, as overlapping windows of ``WINDOW_WORDS`` words | items with a passage |
-| ``choices`` | the question followed by its lettered choices | ARC, MMLU, HellaSwag |
+| ``choices`` | the question followed by its lettered choices | ARC, MMLU |
 | ``ending`` | the context followed by its gold ending | HellaSwag |
 
 An item "has a passage" when its text has at least two non-empty lines and the lines before
@@ -32,8 +32,9 @@ PASSAGE_WORDS = 25
 # all-MiniLM-L6-v2 reads 256 word pieces: 120 words (~160-200 pieces) fit with room to spare.
 WINDOW_WORDS = 120
 WINDOW_STRIDE = 60
-# Benchmarks whose items are answered by picking a choice, so a row may copy the choices too.
-WITH_CHOICES = ("arc", "mmlu", "hellaswag")
+# Benchmarks whose questions a row may copy with their choices. (HellaSwag's "choices" are four
+# endings of ~40 words: its ``ending`` view covers a row that copies the context and the gold one.)
+WITH_CHOICES = ("arc", "mmlu")
 
 
 def split_passage(text: str) -> tuple[str, str] | None:
