@@ -5,30 +5,14 @@ from __future__ import annotations
 
 import csv
 import json
-import sys
 from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from test_decontam import run_cli
 
 from hubkit.artifacts import read_json
-
-
-def run_cli(args: list[str], capsys) -> tuple[int, str, str]:
-    """``hubkit ARGS`` through the console entry point, in this process."""
-    from hubkit.cli import main
-
-    argv, sys.argv = sys.argv, ["hubkit", *args]
-    try:
-        main()
-        code = 0
-    except SystemExit as exc:
-        code = exc.code or 0
-    finally:
-        sys.argv = argv
-    out, err = capsys.readouterr()
-    return int(code), out, err
 
 
 @pytest.fixture(scope="module")

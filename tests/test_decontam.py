@@ -180,9 +180,10 @@ def test_clean_artifact_report_and_certificate(planted, checked, bench_files):
     assert set(certificate["benchmarks"]) == {"arc", "hellaswag", "mmlu", "truthfulqa", "gsm8k"}
     assert certificate["embedding_model"] == "sentence-transformers/all-MiniLM-L6-v2"
     assert certificate["embedding_model_revision"].startswith("sha256:")
-    assert certificate["threshold"] == 0.6 and certificate["rows_removed"] == flagged
+    assert certificate["threshold"] == 0.65 and certificate["rows_removed"] == flagged
     assert certificate["rule"]["method"] == "multiview"
     assert certificate["rule"]["benchmarks"]["gsm8k"] == {"candidate": 0.78, "sure": 0.85, "numbers": 0.75}
+    assert certificate["rule"]["benchmarks"]["mmlu"] == {"candidate": 0.65, "sure": 0.8, "numbers": 0.75}
     report = read_json(out / "leak_report.json")
     assert report["rule"] == certificate["rule"]
     for hit in report["hits"]:  # each hit carries the evidence its decision rests on
