@@ -298,11 +298,15 @@ def main() -> None:
     write_rows(rows, work / "dataset" / "data.parquet")
     cache = work / "cache"
     cold = measure("hubkit", work / "dataset", cache)
-    print(f"hubkit cold: {cold['seconds']:.1f} s, {cold['hits']} hits", file=sys.stderr)
+    rss = f"{cold['peak_rss_mib']:.0f} MiB"
+    print(f"hubkit cold: {cold['seconds']:.1f} s, {cold['hits']} hits, {rss}", file=sys.stderr)
     warm = measure("hubkit", work / "dataset", cache)
-    print(f"hubkit warm: {warm['seconds']:.2f} s", file=sys.stderr)
+    print(f"hubkit warm: {warm['seconds']:.2f} s, {warm['peak_rss_mib']:.0f} MiB", file=sys.stderr)
     single = measure("hubkit-platypus", work / "dataset", work / "cache-platypus")
-    print(f"hubkit --platypus cold (the question view only): {single['seconds']:.1f} s", file=sys.stderr)
+    print(
+        f"hubkit --platypus cold (the question view only): {single['seconds']:.1f} s, {single['hits']} hits",
+        file=sys.stderr,
+    )
     base = measure("platypus", work / "dataset", cache)
     print(
         f"platypus: {base['seconds']:.1f} s as written, {base['seconds_whole_matrix']:.1f} s as one"
