@@ -545,8 +545,8 @@ def data_check(
     gives the defaults, runs/<name>/dataset is checked and runs/<name>/dataset-clean written.
     Each benchmark item is matched in several views (question, question with choices, passage
     windows, context with ending); candidates over a per-benchmark cosine are hits when the
-    cosine is high or the evidence (gold answer stated, the item's numbers) says so; with
-    --platypus, one cut on the question alone. Hits are categorised as duplicate, gray_area or
+    cosine is high or the row states the item's numbers; with --platypus, one cut on the
+    question alone. Hits are categorised as duplicate, gray_area or
     similar_different. With --out, flagged rows are removed (unless --keep) and the folder gets
     data.parquet, manifest.json, leak_report.json/.md and leak_certificate.json. Without
     --out, a dataset with hits exits with status 1.
