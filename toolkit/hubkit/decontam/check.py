@@ -31,7 +31,17 @@ from ..recipe import CATEGORIES, DEFAULT_BENCHMARKS, Recipe
 from .benchmarks import LOADERS, Benchmark, load_benchmarks
 from .categories import SEVERITY, categorize
 from .embed import DEFAULT_MODEL, Embedder
-from .rule import METHODS, PLATYPUS_THRESHOLD, RULES, Method, evidence, rule_record
+from .rule import (
+    METHODS,
+    PLATYPUS_THRESHOLD,
+    RULES,
+    Evidence,
+    Method,
+    decide,
+    length_ratio,
+    rule_record,
+    stated_numbers,
+)
 from .search import ROUNDING, similar_pairs
 from .source import SourceOptions, read_source
 from .views import item_views
@@ -92,21 +102,24 @@ def find_hits(
         if score >= cut[bench.name] - ROUNDING and score > best.get(key, (-1.0, 0))[0]:
             best[key] = (score, col)
     hits = []
+    row_numbers: dict[int, set[float]] = {}
     for (i, _, j), (score, col) in sorted(best.items()):
         bench, _, view, view_text = columns[col]
         item = bench.items[j]
         output = rows[i]["output"]
-        found = None
         if method == "multiview":
-            found = evidence(
-                RULES[bench.name], score, view, texts[i], output, view_text,
-                item.answers, bench.numeric, item.wrong,
-            )
-            if not found.decided_by:
+            if i not in row_numbers:
+                row_numbers[i] = stated_numbers(texts[i])
+            reason, numbers_found = decide(RULES[bench.name], score, row_numbers[i], view_text)
+            if not reason:
                 continue
         category, likeness, verdict = categorize(
             texts[i], output, view_text, item.answers, bench.numeric, item.wrong
         )
+        found = None
+        if method == "multiview":
+            ratio = length_ratio(texts[i], view_text)
+            found = Evidence(score, view, numbers_found, likeness.score, verdict, ratio, reason)
         hits.append(
             {
                 "row": i,

@@ -41,7 +41,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import Any, Literal
 
-from .categories import answer_verdict, numbers, overlap, words
+from .categories import numbers, words
 
 Method = Literal["multiview", "platypus"]
 METHODS: tuple[Method, ...] = ("multiview", "platypus")
@@ -81,7 +81,7 @@ def stated_numbers(text: str) -> set[float]:
 
 @dataclass(frozen=True)
 class Evidence:
-    """What a candidate pair's decision rests on; recorded with each hit."""
+    """What a hit's decision rests on, recorded with it (word overlap and answer: ``categorize``'s)."""
 
     cosine: float
     view: str
@@ -95,29 +95,19 @@ class Evidence:
         return {k: round(v, 3) if isinstance(v, float) else v for k, v in asdict(self).items()}
 
 
-def evidence(
-    rule: Rule,
-    cosine: float,
-    view: str,
-    training: str,
-    output: str,
-    view_text: str,
-    answers: tuple[str, ...],
-    numeric: bool,
-    wrong: tuple[str, ...] = (),
-) -> Evidence:
-    """The evidence on one candidate pair and the rule's decision (``decided_by``)."""
+def decide(rule: Rule, cosine: float, row_numbers: set[float], view_text: str) -> tuple[str, float]:
+    """The rule's decision on one candidate: (``cosine`` / ``numbers`` / "" for no hit, and the
+    share of the view's numbers among ``row_numbers``, the training text's ``stated_numbers``)."""
     wanted = stated_numbers(view_text)
-    found = len(wanted & stated_numbers(training)) / len(wanted) if wanted else 1.0
-    verdict = answer_verdict(output, answers, numeric, wrong)
-    ratio = len(words(training)) / max(1, len(words(view_text)))
+    found = len(wanted & row_numbers) / len(wanted) if wanted else 1.0
     if cosine >= rule.sure:
-        reason = "cosine"
-    elif found >= rule.numbers:
-        reason = "numbers"
-    else:
-        reason = ""
-    return Evidence(cosine, view, found, overlap(training, view_text).score, verdict, ratio, reason)
+        return "cosine", found
+    return ("numbers" if found >= rule.numbers else ""), found
+
+
+def length_ratio(training: str, view_text: str) -> float:
+    """Words of the training text per word of the view."""
+    return len(words(training)) / max(1, len(words(view_text)))
 
 
 def rule_record(names: list[str], method: Method, threshold: float) -> dict[str, Any]:
