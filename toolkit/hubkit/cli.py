@@ -531,11 +531,26 @@ def data_build(recipe: str, overrides: tuple[str, ...], out: str | None, force: 
     "or the recipe's].",
 )
 @click.option(
+    "--platypus",
+    is_flag=True,
+    help="The paper's method instead: one cosine cut (--threshold) on the question alone.",
+)
+@click.option(
     "--threshold",
     type=float,
     default=None,
-    help=f"Cosine threshold for a hit [default: {default(DecontamSection, 'threshold')}, or the recipe's].",
+    help=f"With --platypus: the cosine of a hit [default: {default(DecontamSection, 'threshold')}, "
+    "or the recipe's].",
 )
+@click.option(
+    "--columns",
+    default=None,
+    metavar="FIELD=COLUMN,...",
+    help="File or Hub dataset: instruction=...,input=...,output=... [default: guessed from common names].",
+)
+@click.option("--config", default=None, help="Hub dataset: the config to load.")
+@click.option("--split", default="train", show_default=True, help="Hub dataset: the split to check.")
+@click.option("--revision", default=None, help="Hub dataset: a branch, tag or commit.")
 @click.option(
     "--keep",
     multiple=True,
@@ -561,7 +576,12 @@ def data_build(recipe: str, overrides: tuple[str, ...], out: str | None, force: 
 def data_check(
     dataset: str,
     benchmarks: str | None,
+    platypus: bool,
     threshold: float | None,
+    columns: str | None,
+    config: str | None,
+    split: str,
+    revision: str | None,
     keep: tuple[str, ...],
     model: str | None,
     benchmark_files: tuple[str, ...],
@@ -571,9 +591,13 @@ def data_check(
 ) -> None:
     """Compare every question of DATASET with every benchmark test question (embedding cosine).
 
-    DATASET is a dataset artifact folder, or a recipe file: then its decontam section gives the
-    defaults, runs/<name>/dataset is checked and runs/<name>/dataset-clean written. Every pair
-    at or above the threshold is a hit, categorised as duplicate, gray_area or
+    DATASET is a dataset artifact folder, a local jsonl/json/csv/parquet file or a Hub dataset id
+    (see --columns, --config, --split, --revision), or a recipe file: then its decontam section
+    gives the defaults, runs/<name>/dataset is checked and runs/<name>/dataset-clean written.
+    Each benchmark item is matched in several views (question, question with choices, passage
+    windows, context with ending); candidates over a per-benchmark cosine are hits when the
+    cosine is high or the row states the item's numbers; with --platypus, one cut on the
+    question alone. Hits are categorised as duplicate, gray_area or
     similar_different. With --out, flagged rows are removed (unless --keep) and the folder gets
     data.parquet, manifest.json, leak_report.json/.md and leak_certificate.json. Without
     --out, a dataset with hits exits with status 1.
@@ -588,6 +612,7 @@ def data_check(
         files[name] = path
     options = {
         "benchmarks": [b.strip() for b in benchmarks.split(",") if b.strip()] if benchmarks else None,
+        "method": "platypus" if platypus else None,
         "threshold": threshold,
         "keep": list(keep) or None,
         "model": model,
@@ -601,7 +626,18 @@ def data_check(
     elif overrides:
         raise HubkitError("--set applies to a recipe; DATASET is a folder")
     else:
-        result = check_dataset(dataset, out, **{k: v for k, v in options.items() if v is not None})
+        from .decontam import SourceOptions
+        from .decontam.source import parse_columns
+
+        source = SourceOptions(parse_columns(columns), config, split, revision)
+        result = check_dataset(
+            dataset, out, source=source, **{k: v for k, v in options.items() if v is not None}
+        )
+        read = result.report.get("source", {})
+        if read.get("guessed_columns"):
+            guessed = read["guessed_columns"]
+            shown = ", ".join(f"{k}={v}" + " (guessed)" * (k in guessed) for k, v in read["columns"].items())
+            click.echo(f"Columns: {shown}; --columns FIELD=COLUMN,... to change")
     for name, counts in result.summary.items():
         click.echo(f"  {name}: " + ", ".join(f"{n} {category}" for category, n in counts.items()))
     flagged = result.removed + result.kept_flagged

@@ -32,6 +32,7 @@ DEFAULT_BENCHMARKS = ["arc", "hellaswag", "mmlu", "truthfulqa", "gsm8k"]
 # What the leak check calls a flagged row; the decontam rules, the CLI and the cards read these.
 Category = Literal["duplicate", "gray_area", "similar_different"]
 CATEGORIES: tuple[Category, ...] = get_args(Category)
+DecontamMethod = Literal["multiview", "platypus"]
 
 
 def one_of(what: str, known: Collection[str]) -> AfterValidator:
@@ -130,7 +131,9 @@ class DecontamSection(_Section):
     cleaned data, as Platypus did; the certificate records what was removed)."""
 
     benchmarks: list[str] = Field(default_factory=lambda: list(DEFAULT_BENCHMARKS))
-    threshold: float = Field(default=0.8, gt=0, le=1)
+    # multiview: views and a two-stage rule per benchmark (decontam/rule.py); platypus: one cut
+    method: DecontamMethod = "multiview"
+    threshold: float = Field(default=0.8, gt=0, le=1)  # the platypus method's cut
     keep: list[Category] = Field(default_factory=list)
     benchmark_files: dict[str, str] = Field(default_factory=dict)
     on_hit: Literal["stop", "remove"] = "stop"

@@ -155,7 +155,9 @@ class LeakCertificate(ArtifactFile):
     benchmarks: dict[str, dict[str, Any]] | list[str] | None = None
     embedding_model: str | None = None
     embedding_model_revision: str | None = None
-    threshold: float | None = None
+    threshold: float | None = None  # the lowest cosine the check considered
+    rule: dict[str, Any] | None = None  # method, views and per-benchmark thresholds (decontam/rule.py)
+    source: dict[str, Any] | None = None  # what was checked: an artifact, a file or a Hub dataset
     removed_categories: list[str] = Field(default_factory=list)
     kept_categories: list[str] = Field(default_factory=list)
     rows_checked: int | None = None
@@ -252,7 +254,9 @@ class LeakReport(ArtifactFile):
     summary: dict[str, CategoryCounts]  # type: ignore[valid-type]
     rows_checked: int | None = None
     kept_flagged: int | None = None
-    hits: list[dict[str, Any]] = Field(default_factory=list)
+    rule: dict[str, Any] | None = None
+    source: dict[str, Any] | None = None
+    hits: list[dict[str, Any]] = Field(default_factory=list)  # each with its view and evidence
 
 
 # --------------------------------------------------------------------------- adapter

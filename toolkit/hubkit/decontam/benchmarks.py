@@ -36,11 +36,14 @@ from ..rows import read_records
 @dataclass(frozen=True)
 class Item:
     """One benchmark question, its gold answer(s), and its wrong ones (the other choices):
-    a training output must show one of those to count as giving a different answer."""
+    a training output must show one of those to count as giving a different answer.
+    ``choices`` are a multiple-choice item's options in their order (for the views a training
+    row may copy, see ``views``)."""
 
     question: str
     answers: tuple[str, ...]
     wrong: tuple[str, ...] = ()
+    choices: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -75,7 +78,7 @@ def _arc(row: dict[str, Any]) -> Item:
 def _choice_item(question: str, choices: list[Any], gold: int) -> Item:
     """A multiple-choice item: the gold choice, and the others as its wrong answers."""
     texts = [str(c) for c in choices]
-    return Item(question, (texts[gold],), tuple(texts[:gold] + texts[gold + 1 :]))
+    return Item(question, (texts[gold],), tuple(texts[:gold] + texts[gold + 1 :]), tuple(texts))
 
 
 def _hellaswag_text(text: str) -> str:
