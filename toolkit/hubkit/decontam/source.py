@@ -129,7 +129,7 @@ def _from_hub(hub_id: str, options: SourceOptions) -> list[dict[str, Any]]:
 
 def read_source(source: str | os.PathLike[str], options: SourceOptions | None = None) -> Dataset:
     """The rows of ``source`` (an artifact folder, a local file or a Hub dataset id), mapped."""
-    from ..data import FILE_SUFFIXES, read_records
+    from ..rows import FILE_SUFFIXES, read_records
 
     path, name = Path(source), str(source)
     options = options or SourceOptions()
