@@ -1,0 +1,428 @@
+"""Leaderboard evaluation: a model (and optionally a LoRA adapter) scored with lm-evaluation-harness
+on the Open LLM Leaderboard (v1) tasks, from the same local benchmark files the leak check read.
+
+``evaluate_model`` loads the model once (lm-eval's ``HFLM``; an adapter through peft, not merged),
+runs each task through ``lm_eval.simple_evaluate`` with hubkit's task configs (``eval_tasks/``:
+the leaderboard's prompts, shots and metrics, reading local files through ``eval_docs``) and
+writes an eval artifact: lm-eval's ``results.json`` and a ``manifest.json`` (``EvalManifest``)
+binding the scores to the model's weights, the adapter, the task versions and settings and the
+benchmark hashes, the same hashes the leak certificate records. An artifact made from the same
+inputs is kept, so a model is scored once.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from importlib.resources import files
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
+
+from pydantic import BaseModel, ConfigDict, ValidationError
+
+from .artifacts import (
+    atomic_folder,
+    digest_of,
+    is_up_to_date,
+    read_json,
+    sha256_file,
+    write_json,
+    write_manifest,
+)
+from .errors import HubkitError
+
+if TYPE_CHECKING:
+    from .cards import EvalScore
+
+RESULTS = "results.json"
+
+
+@dataclass(frozen=True)
+class EvalTask:
+    """One leaderboard benchmark as hubkit runs it: its lm-eval task (or group) and the split
+    the leaderboard drew few-shot examples from, where the local copy has no such split."""
+
+    key: str
+    lm_eval_task: str
+    leaderboard_shots_from: str | None  # None: 0-shot
+
+
+TASKS: dict[str, EvalTask] = {
+    t.key: t
+    for t in (
+        EvalTask("arc", "hubkit_arc_challenge", "train"),
+        EvalTask("hellaswag", "hubkit_hellaswag", "train"),
+        EvalTask("mmlu", "hubkit_mmlu", "dev"),
+        EvalTask("truthfulqa", "hubkit_truthfulqa_mc2", None),
+        EvalTask("winogrande", "hubkit_winogrande", "train"),
+        EvalTask("gsm8k", "hubkit_gsm8k", "train"),
+    )
+}
+# Few-shot examples of a local file come from the file itself, the scored item left out.
+SHOTS_FROM_LOCAL = "the evaluated split, the scored item left out"
+
+
+def task_dir() -> Path:
+    """hubkit's lm-eval task configs (pass to ``lm_eval --include_path`` to run them by hand)."""
+    return Path(str(files("hubkit").joinpath("eval_tasks")))
+
+
+def mmlu_subjects() -> list[str]:
+    """The 57 MMLU subjects, as hubkit's configs name them (``eval_tasks/mmlu/mmlu_<subject>.yaml``)."""
+    return sorted(p.stem.removeprefix("mmlu_") for p in (task_dir() / "mmlu").glob("mmlu_*.yaml"))
+
+
+# --------------------------------------------------------------------------- the manifest
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class ModelRecord(_Strict):
+    """What was scored: where it came from and the sha256 of its files (digest of the file hashes)."""
+
+    name: str
+    revision: str | None = None
+    sha256: str
+
+
+class BenchmarkRecord(_Strict):
+    """The benchmark file a task read, pinned as the leak certificate pins it."""
+
+    source: str
+    revision: str | None = None
+    sha256: str
+    items: int
+
+
+class TaskRecord(_Strict):
+    key: str
+    lm_eval_task: str
+    version: str
+    num_fewshot: int
+    shots_from: str | None
+    leaderboard_shots_from: str | None
+    items_scored: int
+    seconds: float
+    metric: str
+    score: float  # percent, as the leaderboard shows it
+    benchmark: BenchmarkRecord
+
+
+class EvalManifest(_Strict):
+    """``manifest.json`` of an eval artifact (``hubkit eval``); validated when read."""
+
+    FILE: ClassVar[str] = "manifest.json"
+    SCHEMA_VERSION: ClassVar[int] = 1
+
+    schema_version: Literal[1] = 1
+    kind: Literal["eval"]
+    hubkit_version: str
+    inputs: dict[str, Any]
+    files: dict[str, str]
+    content_hash: str
+    model: ModelRecord
+    adapter: ModelRecord | None
+    tasks: list[TaskRecord]
+    skipped: dict[str, str]
+    limit: int | None
+    average: float | None
+    lm_eval_version: str
+    batch_size: str
+    device: str
+    wall_time_s: float
+
+    @classmethod
+    def read(cls, folder: str | os.PathLike[str]) -> EvalManifest:
+        """The manifest of an eval artifact folder; a bad one is a one-line error naming the field."""
+        path = Path(folder) / cls.FILE
+        if not Path(folder).is_dir():
+            raise HubkitError(f"{folder}: eval artifact folder not found")
+        try:
+            return cls.model_validate(read_json(path))
+        except ValidationError as exc:
+            error = exc.errors()[0]
+            field = ".".join(str(p) for p in error["loc"]) or "(top level)"
+            raise HubkitError(f"{path}: field {field!r}: {error['msg']}") from None
+
+
+# --------------------------------------------------------------------------- resolving inputs
+
+
+def resolve_tasks(
+    names: Sequence[str] | None, benchmark_files: Mapping[str, str]
+) -> tuple[list[str], dict[str, str]]:
+    """The tasks to run and the ones skipped with why: Winogrande needs a file (hubkit bundles none)."""
+    requested = list(names) if names else list(TASKS)
+    unknown = [n for n in requested if n not in TASKS]
+    if unknown:
+        raise HubkitError(f"unknown task {unknown[0]!r}; known: {', '.join(TASKS)}")
+    extra = sorted(set(benchmark_files) - set(TASKS))
+    if extra:
+        raise HubkitError(f"benchmark file given for unknown task {extra[0]!r}; known: {', '.join(TASKS)}")
+    skipped = {}
+    run = []
+    for name in dict.fromkeys(requested):
+        if name not in benchmark_files:
+            if name == "winogrande" and not names:
+                skipped[name] = "no Winogrande file given (--benchmark-file winogrande=PATH)"
+                continue
+            raise HubkitError(
+                f"benchmark {name!r}: no local file given; pass --benchmark-file {name}=PATH "
+                "(or a recipe whose decontam.benchmark_files names it)"
+            )
+        run.append(name)
+    return run, skipped
+
+
+def _benchmark_record(name: str, path: str, shots: int) -> BenchmarkRecord:
+    """Hash a task's file as the leak check does (same loader, same digest) and check it holds
+    enough items for the leaderboard's shots plus the scored one."""
+    from .data import read_records
+    from .decontam.benchmarks import LOADERS, load_benchmark
+
+    if name in LOADERS:
+        record = load_benchmark(name, path).record()
+        bench = BenchmarkRecord(**record)
+    else:  # winogrande: not a leak-check benchmark; the file's own bytes pin it
+        bench = BenchmarkRecord(source=path, sha256=sha256_file(path), items=len(read_records(path)))
+    if name == "mmlu":
+        folder = Path(path)
+        for subject in mmlu_subjects():
+            part = folder / f"{subject}_test.csv"
+            if not part.is_file():
+                raise HubkitError(f"benchmark 'mmlu': {part}: file not found (MMLU has 57 subjects)")
+            _enough(name, part, len(read_records(part)), shots)
+    else:
+        _enough(name, Path(path), bench.items, shots)
+    return bench
+
+
+def _enough(name: str, path: Path, items: int, shots: int) -> None:
+    if items <= shots:
+        raise HubkitError(
+            f"benchmark {name!r}: {path}: {items} items; {shots}-shot scoring needs at least {shots + 1} "
+            "(the shots come from the same file, the scored item left out)"
+        )
+
+
+def _model_record(ref: str, kind: str) -> tuple[Path, ModelRecord]:
+    from .merge.checkpoint import model_file_hashes, resolve_model
+
+    folder, revision = resolve_model(ref)
+    if (
+        kind == "model"
+        and (folder / "adapter_config.json").is_file()
+        and not (folder / "config.json").is_file()
+    ):
+        raise HubkitError(
+            f"{ref}: a LoRA adapter, not a model; give its base model as MODEL and this folder as --adapter"
+        )
+    if kind == "adapter":
+        if not (folder / "adapter_config.json").is_file():
+            raise HubkitError(f"--adapter {ref}: no adapter_config.json (not a peft adapter)")
+        hashes = {
+            rel: digest
+            for rel, digest in model_file_hashes(folder).items()
+            if rel.startswith("adapter_") or rel.endswith(".safetensors")
+        }
+    else:
+        if not (folder / "config.json").is_file():
+            raise HubkitError(f"{ref}: no config.json (not a transformers model folder)")
+        hashes = model_file_hashes(folder)
+    return folder, ModelRecord(name=ref, revision=revision, sha256=digest_of(hashes))
+
+
+# --------------------------------------------------------------------------- running
+
+
+@dataclass
+class EvalResult:
+    """An eval artifact: where it is, its manifest, and whether this call scored it or found it."""
+
+    folder: Path
+    manifest: EvalManifest
+    reused: bool
+
+    def table(self) -> str:
+        lines = [f"{'task':<11} {'shots':>5} {'items':>6} {'items/s':>8}  {'metric':<10} {'score':>6}"]
+        for t in self.manifest.tasks:
+            rate = t.items_scored / t.seconds if t.seconds else float("nan")
+            lines.append(
+                f"{t.key:<11} {t.num_fewshot:>5} {t.items_scored:>6} {rate:>8.1f}  "
+                f"{t.metric:<10} {t.score:>6.2f}"
+            )
+        if self.manifest.average is not None:
+            lines.append(f"{'average':<11} {'':>5} {'':>6} {'':>8}  {'':<10} {self.manifest.average:>6.2f}")
+        for key, why in self.manifest.skipped.items():
+            lines.append(f"{key:<11} skipped: {why}")
+        if self.manifest.limit is not None:
+            lines.append(f"partial: the first {self.manifest.limit} items of each task (--limit)")
+        return "\n".join(lines)
+
+
+def _merge_results(parts: list[dict[str, Any]]) -> dict[str, Any]:
+    """One lm-eval results document from per-task runs: the per-task tables joined, the run-wide
+    fields (config, versions, date) from the last run."""
+    merged: dict[str, Any] = {}
+    for part in parts:
+        for key, value in part.items():
+            if isinstance(value, dict) and isinstance(merged.get(key), dict):
+                merged[key].update(value)
+            else:
+                merged[key] = value
+    return merged
+
+
+def default_out(model: str, adapter: str | None) -> Path:
+    """``runs/eval/<model>[+<adapter>]``: one folder per thing scored."""
+    name = Path(model.rstrip("/")).name + (f"+{Path(adapter.rstrip('/')).name}" if adapter else "")
+    return Path("runs") / "eval" / name
+
+
+def evaluate_model(
+    model: str,
+    *,
+    adapter: str | None = None,
+    tasks: Sequence[str] | None = None,
+    benchmark_files: Mapping[str, str] | None = None,
+    limit: int | None = None,
+    batch_size: str | int = "auto",
+    device: str | None = None,
+    out: str | os.PathLike[str] | None = None,
+    force: bool = False,
+    echo: Callable[[str], Any] = print,
+) -> EvalResult:
+    """Score ``model`` (+ ``adapter``) on the leaderboard tasks and write the eval artifact.
+
+    ``benchmark_files`` maps a task (arc, hellaswag, mmlu, truthfulqa, winogrande, gsm8k) to
+    its local file (MMLU: the folder of ``<subject>_test.csv``). Everything is checked before
+    the model loads; an artifact already made from the same model, adapter, files, tasks and
+    limit is returned as it is unless ``force``.
+    """
+    import lm_eval
+
+    from .cards import LEADERBOARD_V1, read_eval_results
+
+    LEADERBOARD = {t.key: t for t in LEADERBOARD_V1}
+    files_ = {k: str(v) for k, v in (benchmark_files or {}).items()}
+    if limit is not None and limit < 1:
+        raise HubkitError(f"--limit {limit}: must be at least 1")
+    run, skipped = resolve_tasks(tasks, files_)
+    model_dir, model_record = _model_record(model, "model")
+    adapter_dir, adapter_record = _model_record(adapter, "adapter") if adapter else (None, None)
+    shots = {key: LEADERBOARD[key].shots for key in run}
+    benches = {key: _benchmark_record(key, files_[key], shots[key]) for key in run}
+    inputs = {
+        "model": model_record.sha256,
+        "adapter": adapter_record.sha256 if adapter_record else None,
+        "tasks": {key: benches[key].sha256 for key in run},
+        "limit": limit,
+        "lm_eval": lm_eval.__version__,
+        "task_configs": digest_of({p.name: sha256_file(p) for p in sorted(task_dir().rglob("*yaml"))}),
+    }
+    folder = Path(out) if out is not None else default_out(model, adapter)
+    if not force and is_up_to_date(folder, inputs):
+        return EvalResult(folder, EvalManifest.read(folder), reused=True)
+
+    from lm_eval.models.huggingface import HFLM
+    from lm_eval.tasks import TaskManager
+
+    device = device or _default_device()
+    started = time.perf_counter()
+    echo(f"Loading {model}" + (f" + adapter {adapter}" if adapter else "") + f" on {device}")
+    lm = HFLM(
+        pretrained=str(model_dir),
+        peft=str(adapter_dir) if adapter_dir else None,
+        batch_size=batch_size,
+        device=device,
+    )
+    manager = TaskManager(
+        include_path=str(task_dir()), include_defaults=False, metadata={"benchmark_files": files_}
+    )
+    parts, seconds = [], {}
+    for key in run:
+        echo(f"{key}: {shots[key]}-shot, {TASKS[key].lm_eval_task}")
+        t0 = time.perf_counter()
+        parts.append(
+            lm_eval.simple_evaluate(
+                model=lm,
+                tasks=[TASKS[key].lm_eval_task],
+                limit=limit,
+                task_manager=manager,
+                log_samples=False,
+            )
+        )
+        seconds[key] = time.perf_counter() - t0
+    results = _merge_results(parts)
+    with atomic_folder(folder) as tmp:
+        write_json(tmp / RESULTS, results)
+        scores = {s.task.key: s for s in read_eval_results(tmp / RESULTS)}
+        records = []
+        for key in run:
+            name = TASKS[key].lm_eval_task
+            n_samples = results["n-samples"]
+            items = sum(v["effective"] for k, v in n_samples.items() if k == name or k.startswith(f"{name}_"))
+            records.append(
+                TaskRecord(
+                    key=key,
+                    lm_eval_task=name,
+                    version=str(results["versions"].get(name, _group_version(results, name))),
+                    num_fewshot=shots[key],
+                    shots_from=SHOTS_FROM_LOCAL if shots[key] else None,
+                    leaderboard_shots_from=TASKS[key].leaderboard_shots_from,
+                    items_scored=items,
+                    seconds=round(seconds[key], 3),
+                    metric=scores[key].task.metric,
+                    score=scores[key].value,
+                    benchmark=benches[key],
+                )
+            )
+        values = [r.score for r in records]
+        write_manifest(
+            tmp,
+            "eval",
+            inputs,
+            schema_version=EvalManifest.SCHEMA_VERSION,
+            model=model_record.model_dump(),
+            adapter=adapter_record.model_dump() if adapter_record else None,
+            tasks=[r.model_dump() for r in records],
+            skipped=skipped,
+            limit=limit,
+            average=round(sum(values) / len(values), 2) if values else None,
+            lm_eval_version=lm_eval.__version__,
+            batch_size=str(batch_size),
+            device=device,
+            wall_time_s=round(time.perf_counter() - started, 3),
+        )
+    return EvalResult(folder, EvalManifest.read(folder), reused=False)
+
+
+def _group_version(results: Mapping[str, Any], name: str) -> Any:
+    """A group's version (MMLU): lm-eval records the subtasks' versions, all the same."""
+    versions = {v for k, v in results["versions"].items() if k.startswith(f"{name}_")}
+    return versions.pop() if len(versions) == 1 else "mixed"
+
+
+def _default_device() -> str:
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def artifact_scores(folder: str | os.PathLike[str]) -> list[EvalScore]:
+    """The leaderboard scores of an eval artifact, for a card's ``model-index``: read from its
+    ``results.json`` (whose hash must be the manifest's) and marked partial after ``--limit``."""
+    from dataclasses import replace
+
+    from .cards import read_eval_results
+
+    folder = Path(folder)
+    manifest = EvalManifest.read(folder)
+    results = folder / RESULTS
+    if not results.is_file() or sha256_file(results) != manifest.files.get(RESULTS):
+        raise HubkitError(f"{results}: missing or changed since `hubkit eval` wrote it (sha256 differs)")
+    return [replace(score, limit=manifest.limit) for score in read_eval_results(results)]
