@@ -224,6 +224,7 @@ class EvalScore:
     task: LeaderboardTask
     value: float
     limit: int | None = None  # scored on the first ``limit`` items only (``hubkit eval --limit``)
+    shots_from: str | None = None  # where ``hubkit eval`` drew few-shot examples from
 
     def to_eval_result(self) -> EvalResult:
         from huggingface_hub import EvalResult

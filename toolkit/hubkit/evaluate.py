@@ -425,4 +425,8 @@ def artifact_scores(folder: str | os.PathLike[str]) -> list[EvalScore]:
     results = folder / RESULTS
     if not results.is_file() or sha256_file(results) != manifest.files.get(RESULTS):
         raise HubkitError(f"{results}: missing or changed since `hubkit eval` wrote it (sha256 differs)")
-    return [replace(score, limit=manifest.limit) for score in read_eval_results(results)]
+    shots_from = {t.key: t.shots_from for t in manifest.tasks}
+    return [
+        replace(score, limit=manifest.limit, shots_from=shots_from.get(score.task.key))
+        for score in read_eval_results(results)
+    ]
