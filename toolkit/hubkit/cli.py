@@ -596,7 +596,10 @@ def _benchmark_files(items: tuple[str, ...]) -> dict[str, str]:
 )
 @click.option("--limit", type=int, default=None, help="Score only the first N items of each task (partial).")
 @click.option(
-    "--batch-size", default="auto", show_default=True, help="Batch size, or auto (largest that fits)."
+    "--batch-size",
+    default="auto",
+    show_default=True,
+    help="Batch size, or auto: the largest that fits on a GPU (lm-eval's probe), 16 on CPU.",
 )
 @click.option("--device", default=None, help="cuda, cuda:1, cpu ... [default: cuda if available].")
 @click.option("--out", default=None, help="Eval artifact folder [default: runs/eval/<model>[+<adapter>]].")
@@ -623,8 +626,12 @@ def eval_command(
     manifest.json (weights and adapter hashes, task versions, shots, limit, benchmark hashes as
     in the leak certificate); `hubkit card ... --eval-results DIR` puts the scores on a card.
     """
+    import logging
+
     from .evaluate import evaluate_model
 
+    # lm-eval warns once per task (57 for MMLU) that custom loaders take --metadata: hubkit passes it.
+    logging.getLogger("lm_eval.api.task").setLevel(logging.ERROR)
     files: dict[str, str] = {}
     if recipe is not None:
         from .decontam.check import _recipe_ref

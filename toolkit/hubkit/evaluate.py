@@ -60,6 +60,7 @@ TASKS: dict[str, EvalTask] = {
         EvalTask("gsm8k", "hubkit_gsm8k", "train"),
     )
 }
+CPU_AUTO_BATCH_SIZE = 16  # what --batch-size auto means on a CPU
 # Few-shot examples of a local file come from the file itself, the scored item left out.
 SHOTS_FROM_LOCAL = "the evaluated split, the scored item left out"
 
@@ -332,6 +333,10 @@ def evaluate_model(
     from lm_eval.tasks import TaskManager
 
     device = device or _default_device()
+    if batch_size == "auto" and device == "cpu":
+        # lm-eval's auto probes for an out-of-memory error, which a CPU never raises: it would run
+        # 5 passes of 64 x max-length tokens per task and always pick 64.
+        batch_size = CPU_AUTO_BATCH_SIZE
     started = time.perf_counter()
     echo(f"Loading {model}" + (f" + adapter {adapter}" if adapter else "") + f" on {device}")
     lm = HFLM(
