@@ -35,6 +35,7 @@ from .errors import HubkitError
 
 if TYPE_CHECKING:
     from .cards import EvalScore
+    from .recipe import Recipe
 
 RESULTS = "results.json"
 
@@ -284,6 +285,62 @@ def default_out(model: str, adapter: str | None) -> Path:
     return Path("runs") / "eval" / name
 
 
+@dataclass
+class _Plan:
+    """Everything checked before a model loads, and the inputs that identify the scores."""
+
+    run: list[str]
+    skipped: dict[str, str]
+    files: dict[str, str]
+    model_dir: Path
+    model: ModelRecord
+    adapter_dir: Path | None
+    adapter: ModelRecord | None
+    shots: dict[str, int]
+    benches: dict[str, BenchmarkRecord]
+    inputs: dict[str, Any]
+
+
+def _plan(
+    model: str,
+    adapter: str | None,
+    tasks: Sequence[str] | None,
+    benchmark_files: Mapping[str, str] | None,
+    limit: int | None,
+) -> _Plan:
+    import lm_eval
+
+    from .cards import LEADERBOARD_V1
+
+    files_ = {k: str(v) for k, v in (benchmark_files or {}).items()}
+    if limit is not None and limit < 1:
+        raise HubkitError(f"--limit {limit}: must be at least 1")
+    run, skipped = resolve_tasks(tasks, files_)
+    model_dir, model_record = _model_record(model, "model")
+    adapter_dir, adapter_record = _model_record(adapter, "adapter") if adapter else (None, None)
+    leaderboard = {t.key: t for t in LEADERBOARD_V1}
+    shots = {key: leaderboard[key].shots for key in run}
+    benches = {key: _benchmark_record(key, files_[key], shots[key]) for key in run}
+    inputs = {
+        "model": model_record.sha256,
+        "adapter": adapter_record.sha256 if adapter_record else None,
+        "tasks": {key: benches[key].sha256 for key in run},
+        "limit": limit,
+        "lm_eval": lm_eval.__version__,
+        "task_configs": digest_of({p.name: sha256_file(p) for p in sorted(task_dir().rglob("*yaml"))}),
+    }
+    return _Plan(
+        run, skipped, files_, model_dir, model_record, adapter_dir, adapter_record, shots, benches, inputs
+    )
+
+
+def cache_dir() -> Path:
+    """``$HUBKIT_CACHE/eval``: scores of models hubkit did not make (a base), by what they were made from."""
+    from .decontam.embed import cache_root
+
+    return cache_root() / "eval"
+
+
 def evaluate_model(
     model: str,
     *,
@@ -294,6 +351,7 @@ def evaluate_model(
     batch_size: str | int = "auto",
     device: str | None = None,
     out: str | os.PathLike[str] | None = None,
+    cache: bool = False,
     force: bool = False,
     echo: Callable[[str], Any] = print,
 ) -> EvalResult:
@@ -302,35 +360,36 @@ def evaluate_model(
     ``benchmark_files`` maps a task (arc, hellaswag, mmlu, truthfulqa, winogrande, gsm8k) to
     its local file (MMLU: the folder of ``<subject>_test.csv``). Everything is checked before
     the model loads; an artifact already made from the same model, adapter, files, tasks and
-    limit is returned as it is unless ``force``.
+    limit is returned as it is unless ``force``. ``cache`` puts it under ``cache_dir()``, named
+    by those inputs, instead of ``out``.
     """
-    import lm_eval
-
-    from .cards import LEADERBOARD_V1, read_eval_results
-
-    LEADERBOARD = {t.key: t for t in LEADERBOARD_V1}
-    files_ = {k: str(v) for k, v in (benchmark_files or {}).items()}
-    if limit is not None and limit < 1:
-        raise HubkitError(f"--limit {limit}: must be at least 1")
-    run, skipped = resolve_tasks(tasks, files_)
-    model_dir, model_record = _model_record(model, "model")
-    adapter_dir, adapter_record = _model_record(adapter, "adapter") if adapter else (None, None)
-    shots = {key: LEADERBOARD[key].shots for key in run}
-    benches = {key: _benchmark_record(key, files_[key], shots[key]) for key in run}
-    inputs = {
-        "model": model_record.sha256,
-        "adapter": adapter_record.sha256 if adapter_record else None,
-        "tasks": {key: benches[key].sha256 for key in run},
-        "limit": limit,
-        "lm_eval": lm_eval.__version__,
-        "task_configs": digest_of({p.name: sha256_file(p) for p in sorted(task_dir().rglob("*yaml"))}),
-    }
-    folder = Path(out) if out is not None else default_out(model, adapter)
-    if not force and is_up_to_date(folder, inputs):
+    plan = _plan(model, adapter, tasks, benchmark_files, limit)
+    if cache:
+        folder = cache_dir() / digest_of(plan.inputs)[:32]
+    else:
+        folder = Path(out) if out is not None else default_out(model, adapter)
+    if not force and is_up_to_date(folder, plan.inputs):
         return EvalResult(folder, EvalManifest.read(folder), reused=True)
+    _score(plan, folder, model, adapter, limit, batch_size, device, echo)
+    return EvalResult(folder, EvalManifest.read(folder), reused=False)
 
+
+def _score(
+    plan: _Plan,
+    folder: Path,
+    model: str,
+    adapter: str | None,
+    limit: int | None,
+    batch_size: str | int,
+    device: str | None,
+    echo: Callable[[str], Any],
+) -> None:
+    """Load the model once, run each task through ``simple_evaluate``, write the artifact."""
+    import lm_eval
     from lm_eval.models.huggingface import HFLM
     from lm_eval.tasks import TaskManager
+
+    from .cards import read_eval_results
 
     device = device or _default_device()
     if batch_size == "auto" and device == "cpu":
@@ -340,17 +399,17 @@ def evaluate_model(
     started = time.perf_counter()
     echo(f"Loading {model}" + (f" + adapter {adapter}" if adapter else "") + f" on {device}")
     lm = HFLM(
-        pretrained=str(model_dir),
-        peft=str(adapter_dir) if adapter_dir else None,
+        pretrained=str(plan.model_dir),
+        peft=str(plan.adapter_dir) if plan.adapter_dir else None,
         batch_size=batch_size,
         device=device,
     )
     manager = TaskManager(
-        include_path=str(task_dir()), include_defaults=False, metadata={"benchmark_files": files_}
+        include_path=str(task_dir()), include_defaults=False, metadata={"benchmark_files": plan.files}
     )
     parts, seconds = [], {}
-    for key in run:
-        echo(f"{key}: {shots[key]}-shot, {TASKS[key].lm_eval_task}")
+    for key in plan.run:
+        echo(f"{key}: {plan.shots[key]}-shot, {TASKS[key].lm_eval_task}")
         t0 = time.perf_counter()
         parts.append(
             lm_eval.simple_evaluate(
@@ -367,7 +426,7 @@ def evaluate_model(
         write_json(tmp / RESULTS, results)
         scores = {s.task.key: s for s in read_eval_results(tmp / RESULTS)}
         records = []
-        for key in run:
+        for key in plan.run:
             name = TASKS[key].lm_eval_task
             n_samples = results["n-samples"]
             items = sum(v["effective"] for k, v in n_samples.items() if k == name or k.startswith(f"{name}_"))
@@ -376,26 +435,26 @@ def evaluate_model(
                     key=key,
                     lm_eval_task=name,
                     version=str(results["versions"].get(name, _group_version(results, name))),
-                    num_fewshot=shots[key],
-                    shots_from=SHOTS_FROM_LOCAL if shots[key] else None,
+                    num_fewshot=plan.shots[key],
+                    shots_from=SHOTS_FROM_LOCAL if plan.shots[key] else None,
                     leaderboard_shots_from=TASKS[key].leaderboard_shots_from,
                     items_scored=items,
                     seconds=round(seconds[key], 3),
                     metric=scores[key].task.metric,
                     score=scores[key].value,
-                    benchmark=benches[key],
+                    benchmark=plan.benches[key],
                 )
             )
         values = [r.score for r in records]
         write_manifest(
             tmp,
             "eval",
-            inputs,
+            plan.inputs,
             schema_version=EvalManifest.SCHEMA_VERSION,
-            model=model_record.model_dump(),
-            adapter=adapter_record.model_dump() if adapter_record else None,
+            model=plan.model.model_dump(),
+            adapter=plan.adapter.model_dump() if plan.adapter else None,
             tasks=[r.model_dump() for r in records],
-            skipped=skipped,
+            skipped=plan.skipped,
             limit=limit,
             average=round(sum(values) / len(values), 2) if values else None,
             lm_eval_version=lm_eval.__version__,
@@ -403,7 +462,6 @@ def evaluate_model(
             device=device,
             wall_time_s=round(time.perf_counter() - started, 3),
         )
-    return EvalResult(folder, EvalManifest.read(folder), reused=False)
 
 
 def _group_version(results: Mapping[str, Any], name: str) -> Any:
@@ -435,3 +493,74 @@ def artifact_scores(folder: str | os.PathLike[str]) -> list[EvalScore]:
         replace(score, limit=manifest.limit, shots_from=shots_from.get(score.task.key))
         for score in read_eval_results(results)
     ]
+
+
+# --------------------------------------------------------------------------- in train-and-push
+
+
+@dataclass
+class RecipeEval:
+    """The eval stage of train-and-push: each model's eval artifact, and the gate's verdict."""
+
+    results: dict[str, EvalResult]  # "merged", "adapter", then each merge input by name
+    refused: str | None  # why the eval gate stops the push (None: passed, or no gate)
+
+    def detail(self) -> str:
+        """Averages for the summary table, the merged model's first."""
+        parts = []
+        for label, result in self.results.items():
+            avg = result.manifest.average
+            parts.append(f"{label} {'-' if avg is None else f'{avg:.2f}'}" + (" =" if result.reused else ""))
+        return "average " + ", ".join(parts) + (f"; REFUSED: {self.refused}" if self.refused else "")
+
+
+def recipe_benchmark_files(recipe: Recipe) -> dict[str, str]:
+    """The files the recipe's leak check read (``decontam.benchmark_files``) and ``eval.benchmark_files``."""
+    from .decontam.check import _recipe_ref
+
+    named = {**recipe.decontam.benchmark_files, **recipe.eval.benchmark_files}
+    return {k: _recipe_ref(recipe, v) for k, v in named.items() if k in TASKS}
+
+
+def evaluate_recipe(
+    recipe: Recipe,
+    merged: Path,
+    adapter: Path,
+    base: str,
+    merge_inputs: Mapping[str, str],
+    *,
+    force: bool = False,
+    echo: Callable[[str], Any] = print,
+) -> RecipeEval:
+    """Score the merged model, the adapter on its base, and each merge input (``merge_inputs``:
+    name -> model; models hubkit did not make are cached by hash, so a re-run does not score
+    them again), then apply ``eval.gate``: the merged average may be at most ``max_drop``
+    points below the best input's."""
+    section = recipe.eval
+    options = {
+        "tasks": section.tasks,
+        "benchmark_files": recipe_benchmark_files(recipe),
+        "limit": section.limit,
+        "batch_size": section.batch_size,
+        "device": section.device,
+        "echo": echo,
+    }
+    out = recipe.run_dir() / "eval"
+    results = {
+        "merged": evaluate_model(str(merged), out=out / "merged", force=force, **options),
+        "adapter": evaluate_model(base, adapter=str(adapter), out=out / "adapter", force=force, **options),
+    }
+    if section.gate is None:
+        return RecipeEval(results, None)
+    for name, ref in merge_inputs.items():
+        results[name] = evaluate_model(ref, cache=True, **options)
+    merged_avg = results["merged"].manifest.average
+    best_name = max(merge_inputs, key=lambda n: results[n].manifest.average or 0.0)
+    best = results[best_name].manifest.average
+    refused = None
+    if merged_avg is not None and best is not None and best - merged_avg > section.gate.max_drop:
+        refused = (
+            f"merged average {merged_avg:.2f} is {best - merged_avg:.2f} points below {best_name}'s "
+            f"{best:.2f} (eval.gate.max_drop {section.gate.max_drop:g})"
+        )
+    return RecipeEval(results, refused)

@@ -25,7 +25,7 @@ from .errors import HubkitError
 from .publish import PushResult, RepoType, preflight_push, upload
 from .recipe import Recipe
 
-STAGES = ("data-build", "data-check", "train", "merge", "verify", "cards", "push")
+STAGES = ("data-build", "data-check", "train", "merge", "verify", "eval", "cards", "push")
 REPOS: tuple[tuple[str, str, RepoType], ...] = (  # (role, hub.KEY, repo type)
     ("dataset", "dataset_repo", "dataset"),
     ("adapter", "adapter_repo", "model"),
@@ -227,12 +227,37 @@ def train_and_push(
         diff = summary.get("max_abs_logit_diff")
         note["detail"] = "passed" + (f", max |logit diff| {diff:.2e}" if diff is not None else "")
 
+    scores: dict[str, Path] = {}
+    if recipe.eval.tasks:  # after verify, before anything is written for the Hub: the eval gate
+        from .evaluate import evaluate_recipe
+        from .train import resolve_base_model
+
+        with stage("eval") as note:
+            base = resolve_base_model(recipe).load_from
+            inputs = (
+                {"merged-adapter": str(run / "merged-adapter")}
+                | {ref: merge_ref(recipe, ref) for ref in recipe.merge.models}
+                if recipe.merge.models
+                else {"base": base}
+            )
+            evaluation = evaluate_recipe(
+                recipe, merged, trained.out, base, inputs, force="eval" in force, echo=echo
+            )
+            scores = {role: evaluation.results[role].folder for role in ("adapter", "merged")}
+            result.artifacts |= {f"eval-{label}": r.folder for label, r in evaluation.results.items()}
+            reused = all(r.reused for r in evaluation.results.values())
+            note["status"] = "refused" if evaluation.refused else "skipped" if reused else "ran"
+            note["detail"] = evaluation.detail()
+        if evaluation.refused:
+            raise HubkitError(f"eval gate: {evaluation.refused}; nothing pushed\n{result.summary()}")
+
     from .cards import write_card
 
     with stage("cards") as note:
         eval_results = recipe.resolve(recipe.eval.results) if recipe.eval.results else None
         for role, _, _ in REPOS:
-            write_card(role, result.artifacts[role], eval_results if role != "dataset" else None)
+            card_scores = None if role == "dataset" else scores.get(role, eval_results)
+            write_card(role, result.artifacts[role], card_scores)
         note["detail"] = "README.md in each artifact"
 
     with stage("push") as note:
