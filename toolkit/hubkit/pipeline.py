@@ -228,11 +228,13 @@ def train_and_push(
         note["detail"] = "passed" + (f", max |logit diff| {diff:.2e}" if diff is not None else "")
 
     scores: dict[str, Path] = {}
-    if recipe.eval.tasks:  # after verify, before anything is written for the Hub: the eval gate
-        from .evaluate import evaluate_recipe
-        from .train import resolve_base_model
+    refused = None
+    with stage("eval") as note:  # after verify, before anything is written for the Hub: the eval gate
+        note["status"], note["detail"] = "skipped", "no eval.tasks in the recipe"
+        if recipe.eval.tasks:
+            from .evaluate import evaluate_recipe
+            from .train import resolve_base_model
 
-        with stage("eval") as note:
             base = resolve_base_model(recipe).load_from
             inputs = (
                 {"merged-adapter": str(run / "merged-adapter")}
@@ -246,10 +248,11 @@ def train_and_push(
             scores = {role: evaluation.results[role].folder for role in ("adapter", "merged")}
             result.artifacts |= {f"eval-{label}": r.folder for label, r in evaluation.results.items()}
             reused = all(r.reused for r in evaluation.results.values())
-            note["status"] = "refused" if evaluation.refused else "skipped" if reused else "ran"
+            refused = evaluation.refused
+            note["status"] = "refused" if refused else "skipped" if reused else "ran"
             note["detail"] = evaluation.detail()
-        if evaluation.refused:
-            raise HubkitError(f"eval gate: {evaluation.refused}; nothing pushed\n{result.summary()}")
+    if refused:
+        raise HubkitError(f"eval gate: {refused}; nothing pushed\n{result.summary()}")
 
     from .cards import write_card
 
