@@ -9,6 +9,7 @@ the scores (marked partial) and huggingface_hub reads them back.
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -192,3 +193,42 @@ def test_task_configs_carry_the_leaderboard_settings() -> None:
     group = yaml.safe_load((task_dir() / "mmlu" / "_mmlu.yaml").read_text())
     assert group["task"] == [f"hubkit_mmlu_{s}" for s in mmlu_subjects()] and len(group["task"]) == 57
     assert group["aggregate_metric_list"] == [{"metric": "acc", "weight_by_size": False}]
+
+
+def _eval_recipe(*sets: str):
+    from hubkit.recipe import load_recipe
+
+    recipe = Path(__file__).resolve().parents[1] / "recipes" / "tiny.yaml"
+    fast = ["training.max_steps=6", "training.save_steps=3", "eval.tasks=[truthfulqa, arc]", "eval.limit=3"]
+    return load_recipe(recipe, [*fast, "eval.batch_size=4", *sets])
+
+
+def test_train_and_push_scores_and_pushes_model_index(local_hub, tmp_path, monkeypatch) -> None:
+    """The tiny recipe with an eval section: base, adapter and merged scored after verify, the
+    gate passed, model-index pushed and read back by huggingface_hub; a re-run scores nothing."""
+    from huggingface_hub import ModelCard
+    from huggingface_hub.repocard_data import model_index_to_eval_results
+
+    from hubkit.pipeline import train_and_push
+
+    monkeypatch.chdir(tmp_path)
+    repos = [f"hub.{k}_repo=alice/ev-{k}" for k in ("dataset", "adapter", "merged")]
+    recipe = _eval_recipe(*repos, "eval.gate.max_drop=0")
+    result = train_and_push(recipe, echo=lambda _: None)
+    stage = next(s for s in result.stages if s.name == "eval")
+    assert stage.status == "ran" and stage.detail.startswith("average merged ")
+    merged = EvalManifest.read(result.artifacts["eval-merged"])
+    base = EvalManifest.read(result.artifacts["eval-base"])
+    assert result.artifacts["eval-base"].parent == Path(os.environ["HUBKIT_CACHE"]) / "eval"
+    assert merged.average >= base.average  # the gate let it through (max_drop 0)
+    for role in ("adapter", "merged"):
+        card = ModelCard.load(f"alice/ev-{role}")
+        _, results = model_index_to_eval_results(card.data.to_dict()["model-index"])
+        scored = EvalManifest.read(result.artifacts[f"eval-{role}"])
+        assert {r.metric_value for r in results} == {t.score for t in scored.tasks}
+        assert all(
+            r.dataset_args == {"num_few_shot": r.dataset_args["num_few_shot"], "limit": 3} for r in results
+        )
+
+    again = train_and_push(recipe, echo=lambda _: None)
+    assert next(s for s in again.stages if s.name == "eval").status == "skipped"
