@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -205,8 +206,9 @@ def _eval_recipe(*sets: str):
 
 def test_train_and_push_scores_and_pushes_model_index(local_hub, tmp_path, monkeypatch) -> None:
     """The tiny recipe with an eval section: base, adapter and merged scored after verify, the
-    gate passed, model-index pushed and read back by huggingface_hub; a re-run scores nothing."""
-    from huggingface_hub import ModelCard
+    gate passed, model-index pushed and read back by huggingface_hub; a re-run scores nothing;
+    a merge made worse on purpose is stopped by the gate."""
+    from huggingface_hub import HfApi, ModelCard
     from huggingface_hub.repocard_data import model_index_to_eval_results
 
     from hubkit.pipeline import train_and_push
@@ -232,3 +234,18 @@ def test_train_and_push_scores_and_pushes_model_index(local_hub, tmp_path, monke
 
     again = train_and_push(recipe, echo=lambda _: None)
     assert next(s for s in again.stages if s.name == "eval").status == "skipped"
+
+    # A merge made worse on purpose: all weight on an untrained copy of the base. The gate
+    # stops it before anything is pushed; the copy's scores come from the cache (same hash).
+    worse = Path(shutil.copytree(tmp_path / "runs" / "tiny" / "base-model", tmp_path / "untrained"))
+    (worse / "README.md").write_text("---\ndatasets:\n- openai/gsm8k\n---\n# untrained\n")
+    bad = [f"hub.{k}_repo=alice/ev-bad-{k}" for k in ("dataset", "adapter", "merged")]
+    recipe = _eval_recipe(*bad, "eval.gate.max_drop=0", f"merge.models=[{worse}]", "merge.weights=[0.0, 1.0]")
+    with pytest.raises(
+        HubkitError, match=r"eval gate: merged average .* points below merged-adapter's"
+    ) as exc:
+        train_and_push(recipe, echo=lambda _: None)
+    assert re.search(rf"eval +refused .*{re.escape(str(worse))} {base.average:.2f} =", str(exc.value))
+    api = HfApi()
+    assert not any(api.repo_exists(f"alice/ev-bad-{k}") for k in ("adapter", "merged"))
+    assert not api.repo_exists("alice/ev-bad-dataset", repo_type="dataset")
