@@ -25,6 +25,7 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 from .artifacts import (
     atomic_folder,
     digest_of,
+    hash_files,
     is_up_to_date,
     read_json,
     sha256_file,
@@ -190,6 +191,8 @@ def _benchmark_record(name: str, path: str, shots: int) -> BenchmarkRecord:
         record = load_benchmark(name, path).record()
         bench = BenchmarkRecord(**record)
     else:  # winogrande: not a leak-check benchmark; the file's own bytes pin it
+        if not Path(path).is_file():
+            raise HubkitError(f"benchmark {name!r}: {path}: file not found")
         bench = BenchmarkRecord(source=path, sha256=sha256_file(path), items=len(read_records(path)))
     if name == "mmlu":
         folder = Path(path)
@@ -226,11 +229,8 @@ def _model_record(ref: str, kind: str) -> tuple[Path, ModelRecord]:
     if kind == "adapter":
         if not (folder / "adapter_config.json").is_file():
             raise HubkitError(f"--adapter {ref}: no adapter_config.json (not a peft adapter)")
-        hashes = {
-            rel: digest
-            for rel, digest in model_file_hashes(folder).items()
-            if rel.startswith("adapter_") or rel.endswith(".safetensors")
-        }
+        # adapter_config.json (r, alpha, targets) changes what is computed as much as the weights
+        hashes = {rel: digest for rel, digest in hash_files(folder).items() if rel.startswith("adapter_")}
     else:
         if not (folder / "config.json").is_file():
             raise HubkitError(f"{ref}: no config.json (not a transformers model folder)")
