@@ -200,10 +200,12 @@ def _eval_recipe(*sets: str):
     from hubkit.recipe import load_recipe
 
     recipe = Path(__file__).resolve().parents[1] / "recipes" / "tiny.yaml"
-    fast = ["training.max_steps=6", "training.save_steps=3", "eval.tasks=[truthfulqa, arc]", "eval.limit=3"]
+    fast = ["training.max_steps=6", "training.save_steps=3", "eval.tasks=[arc]", "eval.limit=2"]
     return load_recipe(recipe, [*fast, "eval.batch_size=4", *sets])
 
 
+@pytest.mark.slow
+@pytest.mark.timeout(1200)
 def test_train_and_push_scores_and_pushes_model_index(local_hub, tmp_path, monkeypatch) -> None:
     """The tiny recipe with an eval section: base, adapter and merged scored after verify, the
     gate passed, model-index pushed and read back by huggingface_hub; a re-run scores nothing;
@@ -229,7 +231,7 @@ def test_train_and_push_scores_and_pushes_model_index(local_hub, tmp_path, monke
         scored = EvalManifest.read(result.artifacts[f"eval-{role}"])
         assert {r.metric_value for r in results} == {t.score for t in scored.tasks}
         assert all(
-            r.dataset_args == {"num_few_shot": r.dataset_args["num_few_shot"], "limit": 3} for r in results
+            r.dataset_args == {"num_few_shot": r.dataset_args["num_few_shot"], "limit": 2} for r in results
         )
 
     again = train_and_push(recipe, echo=lambda _: None)
@@ -249,3 +251,21 @@ def test_train_and_push_scores_and_pushes_model_index(local_hub, tmp_path, monke
     api = HfApi()
     assert not any(api.repo_exists(f"alice/ev-bad-{k}") for k in ("adapter", "merged"))
     assert not api.repo_exists("alice/ev-bad-dataset", repo_type="dataset")
+
+
+def test_winogrande_runs_from_a_given_file(tiny_llama: Path, tmp_path: Path) -> None:
+    """Winogrande's config (lm-eval's partial scoring functions) on a file in its jsonl format."""
+    rows = [
+        {"sentence": f"The cup did not fit in the box because the _ was too {size}.", "option1": "cup",
+         "option2": "box", "answer": answer}
+        for size, answer in (("big", "1"), ("small", "2"))
+    ] * 4  # fmt: skip
+    path = tmp_path / "winogrande.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    result = evaluate_model(
+        str(tiny_llama), tasks=["winogrande"], benchmark_files={"winogrande": str(path)}, limit=2,
+        batch_size=2, device="cpu", out=tmp_path / "eval",
+    )  # fmt: skip
+    (task,) = result.manifest.tasks
+    assert (task.key, task.num_fewshot, task.items_scored, task.metric) == ("winogrande", 5, 2, "acc")
+    assert task.benchmark.items == 8 and result.manifest.skipped == {}
