@@ -687,11 +687,11 @@ def train_and_push_command(
 ) -> None:
     """Run RECIPE end to end and publish the dataset, the adapter and the merged model.
 
-    Stages: data build, data check, train, merge (taint gate), verify, cards, push. Each
-    writes an artifact under runs/<name>/ and is skipped when that artifact is up to date,
-    so a re-run after a crash resumes. A failing leak check, taint gate or equivalence check
-    stops everything before the first byte is pushed; each repo gets one commit, tagged with
-    the recipe's version. Offline: --local-hub DIR.
+    Stages: data build, data check, train, merge (taint gate), verify, eval (with the recipe's
+    eval: section), cards, push. Each writes an artifact under runs/<name>/ and is skipped
+    when that artifact is up to date, so a re-run after a crash resumes. A failing leak check,
+    taint gate, equivalence check or eval gate stops everything before the first byte is
+    pushed; each repo gets one commit, tagged with the recipe's version. Offline: --local-hub DIR.
     """
     from .pipeline import load_back, train_and_push
     from .recipe import load_recipe

@@ -1,10 +1,10 @@
 """train-and-push: every stage of a recipe in order, gates before the first byte is pushed.
 
-data build -> data check -> train -> merge -> verify -> cards -> push. Each stage writes an
+data build -> data check -> train -> merge -> verify -> eval -> cards -> push. Each stage writes an
 artifact folder under ``runs/<name>/`` and keeps one already made from the same inputs, so
 a re-run after a crash resumes where it stopped; ``force`` redoes the stages it names. The
 recipe's cards, pushes and training settings are checked before the first stage. A failing
-leak check, a refusing taint gate or a failing equivalence check raises before anything is
+leak check, a refusing taint gate, a failing equivalence check or eval gate raises before anything is
 pushed, as does any repo's push pre-flight (all three run before the first upload), and
 each push is one commit, so every repo is either at its new commit whole or untouched.
 """
