@@ -256,10 +256,10 @@ def test_train_and_push_scores_and_pushes_model_index(local_hub, tmp_path, monke
 def test_winogrande_runs_from_a_given_file(tiny_llama: Path, tmp_path: Path) -> None:
     """Winogrande's config (lm-eval's partial scoring functions) on a file in its jsonl format."""
     rows = [
-        {"sentence": f"The cup did not fit in the box because the _ was too {size}.", "option1": "cup",
+        {"sentence": f"The cup {i} did not fit in the box because the _ was too {size}.", "option1": "cup",
          "option2": "box", "answer": answer}
-        for size, answer in (("big", "1"), ("small", "2"))
-    ] * 4  # fmt: skip
+        for i in range(4) for size, answer in (("big", "1"), ("small", "2"))
+    ]  # fmt: skip
     path = tmp_path / "winogrande.jsonl"
     path.write_text("".join(json.dumps(r) + "\n" for r in rows))
     result = evaluate_model(
