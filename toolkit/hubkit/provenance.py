@@ -9,16 +9,15 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any
 
-from .artifacts import read_json, sha256_file
-from .errors import HubkitError
+from .artifacts import sha256_file
+from .errors import GateRefused, HubkitError
+from .schemas import DATA_FILE, LeakCertificate
 
-CERTIFICATE = "leak_certificate.json"
-DATA_FILE = "data.parquet"
+CERTIFICATE = LeakCertificate.FILE
 
 
-def load_leak_certificate(dataset_dir: str | os.PathLike[str]) -> dict[str, Any] | None:
+def load_leak_certificate(dataset_dir: str | os.PathLike[str]) -> LeakCertificate | None:
     """The dataset artifact's leak certificate, or None when it has none.
 
     Raises when a certificate exists but does not match the data beside it.
@@ -27,23 +26,23 @@ def load_leak_certificate(dataset_dir: str | os.PathLike[str]) -> dict[str, Any]
     path = folder / CERTIFICATE
     if not path.is_file():
         return None
-    certificate = read_json(path)
+    certificate = LeakCertificate.read(folder)
     data = folder / DATA_FILE
     if not data.is_file():
         raise HubkitError(f"{folder}: {DATA_FILE} missing beside {CERTIFICATE}")
-    if certificate.get("dataset_sha256") != sha256_file(data):
+    if certificate.dataset_sha256 != sha256_file(data):
         raise HubkitError(f"{path}: certificate does not match {DATA_FILE} (data changed since)")
     return certificate
 
 
-def require_passing_certificate(dataset_dir: str | os.PathLike[str]) -> dict[str, Any]:
+def require_passing_certificate(dataset_dir: str | os.PathLike[str]) -> LeakCertificate:
     """Return the certificate of a dataset that passed `hubkit data check`, or refuse it."""
     certificate = load_leak_certificate(dataset_dir)
     if certificate is None:
-        raise HubkitError(
+        raise GateRefused(
             f"{dataset_dir}: no {CERTIFICATE}; run `hubkit data check` first "
             "(or pass --allow-unchecked-data, which is recorded in the provenance and the card)"
         )
-    if not certificate.get("passed"):
-        raise HubkitError(f"{Path(dataset_dir) / CERTIFICATE}: leak check did not pass; refusing it")
+    if not certificate.passed:
+        raise GateRefused(f"{Path(dataset_dir) / CERTIFICATE}: leak check did not pass; refusing it")
     return certificate

@@ -15,26 +15,26 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from pydantic import ValidationError
 
 from .. import __version__
 from ..artifacts import (
-    MANIFEST,
     atomic_folder,
     is_up_to_date,
-    read_json,
     sha256_file,
     write_json,
     write_manifest,
 )
-from ..errors import HubkitError
-from ..provenance import CERTIFICATE, DATA_FILE
-from ..recipe import CATEGORIES, DEFAULT_BENCHMARKS, Recipe
+from ..errors import HubkitError, format_validation_error
+from ..recipe import CATEGORIES, DEFAULT_BENCHMARKS, DecontamSection, Recipe, default
+from ..rows import question_text, write_rows
+from ..schemas import DATA_FILE, MANIFEST, DatasetManifest, LeakCertificate, LeakReport
 from .benchmarks import LOADERS, Benchmark, load_benchmarks
 from .categories import SEVERITY, categorize
 from .embed import DEFAULT_MODEL, Embedder
 from .search import similar_pairs
 
-REPORT_JSON = "leak_report.json"
+REPORT_JSON = LeakReport.FILE
 REPORT_MD = "leak_report.md"
 # Categories that leak a benchmark answer: a dataset keeping any of them does not pass.
 LEAKING = ("duplicate", "gray_area")
@@ -65,7 +65,7 @@ def read_dataset(folder: str | os.PathLike[str]) -> list[dict[str, str]]:
         raise HubkitError(f"{folder}: no {DATA_FILE} (not a dataset artifact; run `hubkit data build`)")
     try:
         table = pq.read_table(path)
-    except Exception as exc:  # a truncated or foreign file
+    except (OSError, ValueError) as exc:  # a truncated or foreign file (ArrowInvalid is a ValueError)
         raise HubkitError(f"{path}: unreadable parquet ({type(exc).__name__}: {exc})") from None
     for column in ("instruction", "input", "output"):
         if column not in table.column_names:
@@ -89,8 +89,6 @@ def _find_hits(
     A row is embedded as instruction + input (as Platypus did) and, when it has an input, also
     as the instruction alone: a question whose choices sit in the input still matches.
     """
-    from ..data import question_text
-
     texts = [question_text(row) for row in rows]
     owner = list(range(len(rows))) + [i for i, row in enumerate(rows) if row["input"]]
     queries = texts + [rows[i]["instruction"] for i in owner[len(rows) :]]
@@ -192,7 +190,7 @@ def check_dataset(
     out_dir: str | os.PathLike[str] | None = None,
     *,
     benchmarks: Sequence[str] = DEFAULT_BENCHMARKS,
-    threshold: float = 0.8,
+    threshold: float = default(DecontamSection, "threshold"),
     keep: Sequence[str] = (),
     model: str = DEFAULT_MODEL,
     benchmark_files: dict[str, str] | None = None,
@@ -205,11 +203,10 @@ def check_dataset(
 
     A cleaned artifact already made from the same data, benchmarks, model, threshold and
     ``keep`` is kept (unless ``force``) and its stored result returned."""
-    if not 0 < threshold <= 1:
-        raise HubkitError(f"threshold: {threshold} is not in (0, 1]")
-    unknown = sorted(set(keep) - set(CATEGORIES))
-    if unknown:
-        raise HubkitError(f"keep: unknown category {unknown[0]!r}; known: {', '.join(CATEGORIES)}")
+    try:  # the recipe's decontam section says what a valid threshold and keep are
+        DecontamSection(threshold=threshold, keep=list(keep))
+    except ValidationError as exc:
+        raise HubkitError(format_validation_error(exc, "decontam")) from None
     if not benchmarks:
         raise HubkitError("benchmarks: name at least one benchmark to check against")
     names = list(dict.fromkeys(benchmarks))
@@ -267,8 +264,8 @@ def _inputs(
 
 def _stored(out: Path) -> CheckResult:
     """The result of an earlier check, read back from the artifact it wrote."""
-    report = read_json(out / REPORT_JSON)
-    certificate = read_json(out / CERTIFICATE)
+    report = LeakReport.read(out).to_json_dict()
+    certificate = LeakCertificate.read(out).to_json_dict()
     return CheckResult(
         rows_checked=report["rows_checked"],
         hits=report["hits"],
@@ -291,33 +288,31 @@ def _write_clean(
     result: CheckResult,
     inputs: dict[str, Any],
 ) -> tuple[Path, dict[str, Any]]:
-    from ..data import write_rows
-
-    built = read_json(source / MANIFEST) if (source / MANIFEST).is_file() else {}
+    built = DatasetManifest.read(source).to_json_dict() if (source / MANIFEST).is_file() else {}
     report = result.report
     with atomic_folder(out) as tmp:
         write_rows(rows, tmp / DATA_FILE)
-        certificate = {
-            "passed": result.passed,
-            "dataset_sha256": sha256_file(tmp / DATA_FILE),
-            "input_dataset_sha256": inputs["dataset"],
-            "benchmarks": {b.name: b.record() for b in benchmarks},
-            "embedding_model": embedder.model_id,
-            "embedding_model_revision": embedder.revision,
-            "threshold": report["threshold"],
-            "removed_categories": [c for c in CATEGORIES if c not in report["keep"]],
-            "kept_categories": report["keep"],
-            "rows_checked": report["rows_checked"],
-            "rows_flagged": report["rows_flagged"],
-            "rows_removed": report["removed"],
-            "rows_kept_flagged": report["kept_flagged"],
-            "hits": len(report["hits"]),
-            "summary": report["summary"],
-            "hubkit_version": __version__,
-        }
-        write_json(tmp / REPORT_JSON, report)
+        certificate = LeakCertificate(
+            passed=result.passed,
+            dataset_sha256=sha256_file(tmp / DATA_FILE),
+            input_dataset_sha256=inputs["dataset"],
+            benchmarks={b.name: b.record() for b in benchmarks},
+            embedding_model=embedder.model_id,
+            embedding_model_revision=embedder.revision,
+            threshold=report["threshold"],
+            removed_categories=[c for c in CATEGORIES if c not in report["keep"]],
+            kept_categories=report["keep"],
+            rows_checked=report["rows_checked"],
+            rows_flagged=report["rows_flagged"],
+            rows_removed=report["removed"],
+            rows_kept_flagged=report["kept_flagged"],
+            hits=len(report["hits"]),
+            summary=report["summary"],
+            hubkit_version=__version__,
+        ).to_json_dict()
+        write_json(tmp / REPORT_JSON, LeakReport(**report).to_json_dict())
         (tmp / REPORT_MD).write_text(_markdown(report), encoding="utf-8")
-        write_json(tmp / CERTIFICATE, certificate)
+        write_json(tmp / LeakCertificate.FILE, certificate)
         carried = {k: built[k] for k in ("recipe", "sources", "dedup", "embedding") if k in built}
         write_manifest(
             tmp,

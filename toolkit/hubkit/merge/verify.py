@@ -19,14 +19,15 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from ..artifacts import MANIFEST, digest_of, read_json, read_manifest, write_json, write_manifest
-from ..errors import HubkitError
+from ..artifacts import artifact_kind, digest_of, load_manifest, write_json, write_manifest
+from ..errors import NotVerified
+from ..methods import MERGE_METHODS
 from ..prompts import format_prompt
+from ..schemas import MERGED as KIND
+from ..schemas import MergedManifest, MergedProvenance, MergeInputRecord, VerificationRecord
 from .checkpoint import Checkpoint, model_file_hashes, resolve_model
-from .merging import KIND
-from .taint import PROVENANCE
 
-VERIFICATION = "verification.json"
+VERIFICATION = VerificationRecord.FILE
 PROBES = (
     format_prompt({"instruction": "What is 12 times 7? Explain your steps.", "input": ""}),
     format_prompt(
@@ -38,13 +39,14 @@ PROBES = (
 # max |logit diff| allowed: atol + rtol * max |reference logit|, by the weights' dtype. fp32
 # differs only by summation order; half precision also by rounding the merged weights once.
 TOLERANCES = {"F32": (1e-3, 1e-5), "F16": (1e-2, 1e-2), "BF16": (2e-2, 2e-2)}
-_MANIFEST_OWN = ("kind", "inputs", "files", "content_hash", "hubkit_version")
+# What write_manifest computes afresh when the manifest is rewritten with the verification.
+_MANIFEST_OWN = {"kind", "inputs", "files", "content_hash", "hubkit_version", "schema_version"}
 
 
-def _locate(record: dict[str, Any]) -> Path:
+def _locate(record: MergeInputRecord) -> Path:
     """An input's folder: where it was at merge time, else fetched again by id and revision."""
-    path = Path(record["path"])
-    return path if path.is_dir() else resolve_model(record["id"], record.get("revision"))[0]
+    path = Path(record.path) if record.path else None
+    return path if path is not None and path.is_dir() else resolve_model(record.id, record.revision)[0]
 
 
 def _structure(merged: Checkpoint, reference: Checkpoint) -> list[str]:
@@ -98,12 +100,12 @@ def verify_merge(merged_dir: str | os.PathLike[str]) -> dict[str, Any]:
     from transformers import AutoTokenizer
 
     folder = Path(merged_dir)
-    manifest = read_manifest(folder, KIND)
-    provenance = read_json(folder / PROVENANCE)
-    method = provenance["method"]
-    records = provenance["inputs"]
-    reference_record = next((r for r in records if r["role"] == "base"), records[0])
-    reference = Checkpoint(_locate(reference_record), reference_record["id"])
+    manifest = load_manifest(folder, KIND)
+    provenance = MergedProvenance.read(folder)
+    method = provenance.method
+    records = provenance.inputs
+    reference_record = next((r for r in records if r.role == "base"), records[0])
+    reference = Checkpoint(_locate(reference_record), reference_record.id)
     merged = Checkpoint(folder)
     dtype = Counter(info.dtype for info in merged.tensors.values()).most_common(1)[0][0]
     problems = _structure(merged, reference)
@@ -111,16 +113,17 @@ def verify_merge(merged_dir: str | os.PathLike[str]) -> dict[str, Any]:
     tokenizer = AutoTokenizer.from_pretrained(folder)
     got = _logits(_load(folder), tokenizer)
     gc.collect()
-    result: dict[str, Any] = {"method": method, "dtype": dtype, "reference": reference_record["id"]}
-    if method == "lora":
+    result: dict[str, Any] = {"method": method, "dtype": dtype, "reference": reference_record.id}
+    if MERGE_METHODS[method].verification == "adapter":
         result["check"] = (
             "logits on fixed probes equal base + adapter (peft, unmerged); tensor names, shapes and dtypes "
             "equal the base's; tensors the adapter does not touch are bit-identical"
         )
         from peft import PeftModel
 
-        adapter = _locate(next(r for r in records if r["role"] == "adapter"))
-        checked, differing = _untouched_differences(merged, reference, set(provenance["touched_tensors"]))
+        adapter = _locate(next(r for r in records if r.role == "adapter"))
+        touched = provenance.touched_tensors or []
+        checked, differing = _untouched_differences(merged, reference, set(touched))
         problems += [f"{name}: untouched by the adapter but differs from the base" for name in differing]
         peft_model = PeftModel.from_pretrained(_load(reference.folder), adapter)
         want = _logits(peft_model, tokenizer)
@@ -142,7 +145,7 @@ def verify_merge(merged_dir: str | os.PathLike[str]) -> dict[str, Any]:
             # no larger than the tolerance: the merge would pass with the adapter lost
             "adapter_effect_visible": effect > tolerance,
             "untouched_tensors_checked": checked,
-            "touched_tensors": len(provenance["touched_tensors"]),
+            "touched_tensors": len(touched),
         }
     else:
         result["check"] = (
@@ -158,29 +161,31 @@ def verify_merge(merged_dir: str | os.PathLike[str]) -> dict[str, Any]:
         "probes": list(PROBES),
         "weights_sha256": digest_of(model_file_hashes(folder)),
     }
-    write_json(folder / VERIFICATION, result)
-    summary = {k: result[k] for k in ("passed", "max_abs_logit_diff", "tolerance", "weights_sha256")}
-    fields = {k: v for k, v in manifest.items() if k not in _MANIFEST_OWN}
-    write_manifest(folder, KIND, manifest["inputs"], **(fields | {"verification": summary}))
-    return result
+    record = VerificationRecord(**result)
+    write_json(folder / VERIFICATION, record.to_json_dict())
+    fields = manifest.model_dump(mode="json", include=manifest.model_fields_set - _MANIFEST_OWN)
+    write_manifest(
+        folder, KIND, manifest.inputs, **(fields | {"verification": record.summary().model_dump()})
+    )
+    return record.to_json_dict()
 
 
 def require_verified(merged_dir: str | os.PathLike[str]) -> dict[str, Any]:
     """Refuse a merged model whose equivalence check is missing, failed, or older than its weights."""
     folder = Path(merged_dir)
-    summary = read_manifest(folder, KIND).get("verification")
+    manifest = load_manifest(folder, KIND)
+    summary = manifest.verification if isinstance(manifest, MergedManifest) else None
     if not summary:
-        raise HubkitError(f"{folder}: merged model not verified; run `hubkit verify merge {folder}` first")
-    if not summary.get("passed"):
-        raise HubkitError(f"{folder}: merged model failed its equivalence check (see {VERIFICATION})")
-    if digest_of(model_file_hashes(folder)) != summary.get("weights_sha256"):
-        raise HubkitError(f"{folder}: weights or tokenizer changed since `hubkit verify merge`; run it again")
-    return summary
+        raise NotVerified(f"{folder}: merged model not verified; run `hubkit verify merge {folder}` first")
+    if not summary.passed:
+        raise NotVerified(f"{folder}: merged model failed its equivalence check (see {VERIFICATION})")
+    if digest_of(model_file_hashes(folder)) != summary.weights_sha256:
+        raise NotVerified(f"{folder}: weights or tokenizer changed since `hubkit verify merge`; run it again")
+    return summary.model_dump(mode="json")
 
 
 def require_verified_if_merged(folder: str | os.PathLike[str]) -> None:
     """``require_verified`` when ``folder`` is a hubkit merged model; any other folder (a dataset,
     an adapter, a model made elsewhere) has no equivalence check to pass."""
-    manifest = Path(folder) / MANIFEST
-    if manifest.is_file() and read_json(manifest).get("kind") == KIND:
+    if artifact_kind(folder) == KIND:
         require_verified(folder)
