@@ -18,21 +18,21 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from importlib.resources import files
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, ConfigDict
 
 from .artifacts import (
     atomic_folder,
     digest_of,
     hash_files,
     is_up_to_date,
-    read_json,
     sha256_file,
     write_json,
     write_manifest,
 )
 from .errors import HubkitError
+from .schemas import Manifest
 
 if TYPE_CHECKING:
     from .cards import EvalScore
@@ -115,18 +115,11 @@ class TaskRecord(_Strict):
     benchmark: BenchmarkRecord
 
 
-class EvalManifest(_Strict):
-    """``manifest.json`` of an eval artifact (``hubkit eval``); validated when read."""
+class EvalManifest(Manifest):
+    """``manifest.json`` of an eval artifact (``hubkit eval``), on the shared manifest schema
+    (``schemas.Manifest``: FILE, schema_version, one-line errors naming file and field)."""
 
-    FILE: ClassVar[str] = "manifest.json"
-    SCHEMA_VERSION: ClassVar[int] = 1
-
-    schema_version: Literal[1] = 1
     kind: Literal["eval"]
-    hubkit_version: str
-    inputs: dict[str, Any]
-    files: dict[str, str]
-    content_hash: str
     model: ModelRecord
     adapter: ModelRecord | None
     tasks: list[TaskRecord]
@@ -137,19 +130,6 @@ class EvalManifest(_Strict):
     batch_size: str
     device: str
     wall_time_s: float
-
-    @classmethod
-    def read(cls, folder: str | os.PathLike[str]) -> EvalManifest:
-        """The manifest of an eval artifact folder; a bad one is a one-line error naming the field."""
-        path = Path(folder) / cls.FILE
-        if not Path(folder).is_dir():
-            raise HubkitError(f"{folder}: eval artifact folder not found")
-        try:
-            return cls.model_validate(read_json(path))
-        except ValidationError as exc:
-            error = exc.errors()[0]
-            field = ".".join(str(p) for p in error["loc"]) or "(top level)"
-            raise HubkitError(f"{path}: field {field!r}: {error['msg']}") from None
 
 
 # --------------------------------------------------------------------------- resolving inputs
@@ -450,7 +430,6 @@ def _score(
             tmp,
             "eval",
             plan.inputs,
-            schema_version=EvalManifest.SCHEMA_VERSION,
             model=plan.model.model_dump(),
             adapter=plan.adapter.model_dump() if plan.adapter else None,
             tasks=[r.model_dump() for r in records],
@@ -462,6 +441,7 @@ def _score(
             device=device,
             wall_time_s=round(time.perf_counter() - started, 3),
         )
+        EvalManifest.read(tmp)  # what was written reads back as an eval manifest, or nothing lands
 
 
 def _group_version(results: Mapping[str, Any], name: str) -> Any:
