@@ -145,19 +145,28 @@ class LeaderboardTask:
 LEADERBOARD_V1 = (
     LeaderboardTask(
         "arc", "AI2 Reasoning Challenge (25-Shot)", "ai2_arc", "ARC-Challenge", "test", 25,
-        "acc_norm", "normalized accuracy", (("arc_challenge", "acc_norm"),),
+        "acc_norm", "normalized accuracy",
+        (("arc_challenge", "acc_norm"), ("hubkit_arc_challenge", "acc_norm")),
     ),
     LeaderboardTask(
         "hellaswag", "HellaSwag (10-Shot)", "hellaswag", None, "validation", 10,
-        "acc_norm", "normalized accuracy", (("hellaswag", "acc_norm"),),
+        "acc_norm", "normalized accuracy", (("hellaswag", "acc_norm"), ("hubkit_hellaswag", "acc_norm")),
     ),
     LeaderboardTask(
         "mmlu", "MMLU (5-Shot)", "cais/mmlu", "all", "test", 5,
-        "acc", "accuracy", (("mmlu", "acc"), ("hendrycksTest-*", "acc")),
+        "acc", "accuracy", (("mmlu", "acc"), ("hendrycksTest-*", "acc"), ("hubkit_mmlu", "acc")),
     ),
     LeaderboardTask(
         "truthfulqa", "TruthfulQA (0-shot)", "truthful_qa", "multiple_choice", "validation", 0,
-        "mc2", "mc2", (("truthfulqa_mc2", "acc"), ("truthfulqa_mc", "mc2")),
+        "mc2", "mc2", (("truthfulqa_mc2", "acc"), ("truthfulqa_mc", "mc2"), ("hubkit_truthfulqa_mc2", "acc")),
+    ),
+    LeaderboardTask(
+        "winogrande", "Winogrande (5-shot)", "winogrande", "winogrande_xl", "validation", 5,
+        "acc", "accuracy", (("winogrande", "acc"), ("hubkit_winogrande", "acc")),
+    ),
+    LeaderboardTask(
+        "gsm8k", "GSM8k (5-shot)", "gsm8k", "main", "test", 5, "acc", "accuracy",
+        (("gsm8k", "exact_match,strict-match"), ("hubkit_gsm8k", "exact_match,strict-match")),
     ),
 )  # fmt: skip
 
@@ -168,10 +177,13 @@ class EvalScore:
 
     task: LeaderboardTask
     value: float
+    limit: int | None = None  # scored on the first ``limit`` items only (``hubkit eval --limit``)
+    shots_from: str | None = None  # where ``hubkit eval`` drew few-shot examples from
 
     def to_eval_result(self) -> EvalResult:
         from huggingface_hub import EvalResult
 
+        args = {"num_few_shot": self.task.shots} | ({"limit": self.limit} if self.limit else {})
         return EvalResult(
             task_type="text-generation",
             task_name="Text Generation",
@@ -179,7 +191,7 @@ class EvalScore:
             dataset_name=self.task.dataset_name,
             dataset_config=self.task.dataset_config,
             dataset_split=self.task.dataset_split,
-            dataset_args={"num_few_shot": self.task.shots},
+            dataset_args=args,
             metric_type=self.task.metric,
             metric_name=self.task.metric_name,
             metric_value=self.value,
@@ -234,19 +246,23 @@ def _score(path: Path, doc: Mapping[str, Any], task: LeaderboardTask) -> EvalSco
 
 
 def read_eval_results(path: str | os.PathLike[str]) -> list[EvalScore]:
-    """ARC, HellaSwag, MMLU and TruthfulQA scores from an lm-eval-harness results JSON.
+    """Leaderboard scores from an lm-eval-harness results JSON, or a ``hubkit eval`` artifact folder.
 
     Both key styles are read (``acc_norm,none`` and the older ``acc_norm``); MMLU is the
     ``mmlu`` group, or the mean of the ``hendrycksTest-*`` subjects as leaderboard v1 took it.
     A task recorded with another few-shot count than the leaderboard's is refused.
     """
     path = Path(path)
+    if path.is_dir():  # a `hubkit eval` artifact
+        from .evaluate import artifact_scores
+
+        return artifact_scores(path)
     doc = read_json(path)
     if not isinstance(doc, Mapping) or not isinstance(doc.get("results"), Mapping):
         raise HubkitError(f"{path}: missing field 'results' (an lm-eval-harness results JSON)")
     scores = [s for s in (_score(path, doc, task) for task in LEADERBOARD_V1) if s is not None]
     if not scores:
-        raise HubkitError(f"{path}: no ARC, HellaSwag, MMLU or TruthfulQA results in it")
+        raise HubkitError(f"{path}: no ARC, HellaSwag, MMLU, TruthfulQA, Winogrande or GSM8K results in it")
     return scores
 
 

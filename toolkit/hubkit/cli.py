@@ -452,10 +452,11 @@ def card() -> None:
 
 _eval_results_option = click.option(
     "--eval-results",
-    type=click.Path(dir_okay=False, path_type=str),
+    type=click.Path(path_type=str),
     default=None,
-    help="lm-eval-harness results JSON: ARC 25-shot, HellaSwag 10-shot, MMLU 5-shot, TruthfulQA 0-shot "
-    "scores go into the card and its model-index.",
+    help="A `hubkit eval` folder or an lm-eval-harness results JSON: the leaderboard scores (ARC 25-shot, "
+    "HellaSwag 10-shot, MMLU 5-shot, TruthfulQA 0-shot, Winogrande 5-shot, GSM8K 5-shot) go into the "
+    "card and its model-index.",
 )
 
 
@@ -604,12 +605,7 @@ def data_check(
     """
     from .decontam import check_dataset, check_recipe
 
-    files = {}
-    for item in benchmark_files:
-        name, sep, path = item.partition("=")
-        if not sep or not name or not path:
-            raise HubkitError(f"--benchmark-file {item!r}: expected NAME=PATH")
-        files[name] = path
+    files = _benchmark_files(benchmark_files)
     options = {
         "benchmarks": [b.strip() for b in benchmarks.split(",") if b.strip()] if benchmarks else None,
         "method": "platypus" if platypus else None,
@@ -653,6 +649,106 @@ def data_check(
         click.echo("Warning: kept rows copy or reword benchmark questions; the certificate does not pass.")
 
 
+def _benchmark_files(items: tuple[str, ...]) -> dict[str, str]:
+    """``NAME=PATH`` options as a mapping."""
+    files = {}
+    for item in items:
+        name, sep, path = item.partition("=")
+        if not sep or not name or not path:
+            raise HubkitError(f"--benchmark-file {item!r}: expected NAME=PATH")
+        files[name] = path
+    return files
+
+
+@cli.command("eval")
+@click.argument("model")
+@click.option("--adapter", default=None, help="LoRA adapter (folder or Hub id) scored on MODEL, not merged.")
+@click.option(
+    "--tasks",
+    default=None,
+    help="Comma-separated: arc,hellaswag,mmlu,truthfulqa,winogrande,gsm8k [default: all; "
+    "winogrande only with its file].",
+)
+@click.option(
+    "--benchmark-file",
+    "benchmark_files",
+    multiple=True,
+    metavar="NAME=PATH",
+    help="A task's local benchmark file (MMLU: the folder of <subject>_test.csv); over the recipe's.",
+)
+@click.option(
+    "--recipe",
+    type=click.Path(dir_okay=False),
+    default=None,
+    help="Take the benchmark files from this recipe's decontam.benchmark_files (what `data check` read).",
+)
+@click.option("--limit", type=int, default=None, help="Score only the first N items of each task (partial).")
+@click.option(
+    "--batch-size",
+    default="auto",
+    show_default=True,
+    help="Batch size, or auto: the largest that fits on a GPU (lm-eval's probe), 16 on CPU.",
+)
+@click.option("--device", default=None, help="cuda, cuda:1, cpu ... [default: cuda if available].")
+@click.option("--out", default=None, help="Eval artifact folder [default: runs/eval/<model>[+<adapter>]].")
+@click.option("--force", is_flag=True, help="Score again even if the artifact is up to date.")
+def eval_command(
+    model: str,
+    adapter: str | None,
+    tasks: str | None,
+    benchmark_files: tuple[str, ...],
+    recipe: str | None,
+    limit: int | None,
+    batch_size: str,
+    device: str | None,
+    out: str | None,
+    force: bool,
+) -> None:
+    """Score MODEL (a folder or Hub id) on the Open LLM Leaderboard (v1) tasks with lm-evaluation-harness.
+
+    ARC-Challenge 25-shot acc_norm, HellaSwag 10-shot acc_norm, MMLU 5-shot acc (mean of the 57
+    subjects), TruthfulQA mc2 0-shot, Winogrande 5-shot acc, GSM8K 5-shot exact match, and their
+    average, on the local benchmark files the leak check read. Few-shot examples come from the
+    same file with the scored item left out (the local copies have no train/dev split); the
+    results say so. The model loads once for all tasks. Writes results.json (lm-eval's) and
+    manifest.json (weights and adapter hashes, task versions, shots, limit, benchmark hashes as
+    in the leak certificate); `hubkit card ... --eval-results DIR` puts the scores on a card.
+    """
+    import logging
+
+    from .evaluate import evaluate_model
+
+    # lm-eval warns once per task (57 for MMLU) that custom loaders take --metadata: hubkit passes it.
+    logging.getLogger("lm_eval.api.task").setLevel(logging.ERROR)
+    files: dict[str, str] = {}
+    if recipe is not None:
+        from .decontam.check import _recipe_ref
+        from .recipe import load_recipe
+
+        loaded = load_recipe(recipe)
+        files = {k: _recipe_ref(loaded, v) for k, v in loaded.decontam.benchmark_files.items()}
+    files |= _benchmark_files(benchmark_files)
+    size: str | int = batch_size
+    if batch_size != "auto":
+        if not batch_size.isdigit() or int(batch_size) < 1:
+            raise HubkitError(f"--batch-size {batch_size!r}: expected auto or a positive integer")
+        size = int(batch_size)
+    result = evaluate_model(
+        model,
+        adapter=adapter,
+        tasks=[t.strip() for t in tasks.split(",") if t.strip()] if tasks else None,
+        benchmark_files=files,
+        limit=limit,
+        batch_size=size,
+        device=device,
+        out=out,
+        force=force,
+        echo=click.echo,
+    )
+    click.echo(result.table())
+    click.echo(("Up to date: " if result.reused else "Wrote ") + str(result.folder))
+
+
 @cli.command("train-and-push")
 @click.argument("recipe_path", metavar="RECIPE", type=click.Path(dir_okay=False))
 @click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help="Override a recipe value.")
@@ -679,11 +775,11 @@ def train_and_push_command(
 ) -> None:
     """Run RECIPE end to end and publish the dataset, the adapter and the merged model.
 
-    Stages: data build, data check, train, merge (taint gate), verify, cards, push. Each
-    writes an artifact under runs/<name>/ and is skipped when that artifact is up to date,
-    so a re-run after a crash resumes. A failing leak check, taint gate or equivalence check
-    stops everything before the first byte is pushed; each repo gets one commit, tagged with
-    the recipe's version. Offline: --local-hub DIR.
+    Stages: data build, data check, train, merge (taint gate), verify, eval (with the recipe's
+    eval: section), cards, push. Each writes an artifact under runs/<name>/ and is skipped
+    when that artifact is up to date, so a re-run after a crash resumes. A failing leak check,
+    taint gate, equivalence check or eval gate stops everything before the first byte is
+    pushed; each repo gets one commit, tagged with the recipe's version. Offline: --local-hub DIR.
     """
     from .pipeline import load_back, train_and_push
     from .recipe import load_recipe

@@ -1,10 +1,10 @@
 """train-and-push: every stage of a recipe in order, gates before the first byte is pushed.
 
-data build -> data check -> train -> merge -> verify -> cards -> push. Each stage writes an
+data build -> data check -> train -> merge -> verify -> eval -> cards -> push. Each stage writes an
 artifact folder under ``runs/<name>/`` and keeps one already made from the same inputs, so
 a re-run after a crash resumes where it stopped; ``force`` redoes the stages it names. The
 recipe's cards, pushes and training settings are checked before the first stage. A failing
-leak check, a refusing taint gate or a failing equivalence check raises before anything is
+leak check, a refusing taint gate, a failing equivalence check or eval gate raises before anything is
 pushed, as does any repo's push pre-flight (all three run before the first upload), and
 each push is one commit, so every repo is either at its new commit whole or untouched.
 """
@@ -26,7 +26,7 @@ from .errors import HubkitError, NotVerified
 from .publish import PushResult, RepoType, preflight_push, upload
 from .recipe import Recipe
 
-STAGES = ("data-build", "data-check", "train", "merge", "verify", "cards", "push")
+STAGES = ("data-build", "data-check", "train", "merge", "verify", "eval", "cards", "push")
 REPOS: tuple[tuple[str, str, RepoType], ...] = (  # (role, hub.KEY, repo type)
     ("dataset", "dataset_repo", "dataset"),
     ("adapter", "adapter_repo", "model"),
@@ -266,12 +266,40 @@ def train_and_push(
         diff = summary.get("max_abs_logit_diff")
         note["detail"] = "passed" + (f", max |logit diff| {diff:.2e}" if diff is not None else "")
 
+    scores: dict[str, Path] = {}
+    refused = None
+    with stage("eval") as note:  # after verify, before anything is written for the Hub: the eval gate
+        note["status"], note["detail"] = "skipped", "no eval.tasks in the recipe"
+        if recipe.eval.tasks:
+            from .evaluate import evaluate_recipe
+            from .train import resolve_base_model
+
+            base = resolve_base_model(recipe).load_from
+            inputs = (
+                {"merged-adapter": str(run / "merged-adapter")}
+                | {ref: merge_ref(recipe, ref) for ref in recipe.merge.models}
+                if recipe.merge.models
+                else {"base": base}
+            )
+            evaluation = evaluate_recipe(
+                recipe, merged, trained.out, base, inputs, force="eval" in force, echo=echo
+            )
+            scores = {role: evaluation.results[role].folder for role in ("adapter", "merged")}
+            result.artifacts |= {f"eval-{label}": r.folder for label, r in evaluation.results.items()}
+            reused = all(r.reused for r in evaluation.results.values())
+            refused = evaluation.refused
+            note["status"] = "refused" if refused else "skipped" if reused else "ran"
+            note["detail"] = evaluation.detail()
+    if refused:
+        raise HubkitError(f"eval gate: {refused}; nothing pushed\n{result.summary()}")
+
     from .cards import write_card
 
     with stage("cards") as note:
         eval_results = recipe.resolve(recipe.eval.results) if recipe.eval.results else None
         for role, _, _ in REPOS:
-            write_card(role, result.artifacts[role], eval_results if role != "dataset" else None)
+            card_scores = None if role == "dataset" else scores.get(role, eval_results)
+            write_card(role, result.artifacts[role], card_scores)
         note["detail"] = "README.md in each artifact"
 
     with stage("push") as note:

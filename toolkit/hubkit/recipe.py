@@ -176,8 +176,25 @@ class MergeSection(_Section):
     allow_unverified: list[str] = Field(default_factory=list)
 
 
+class EvalGate(_Section):
+    """Refuse to push a merged model whose leaderboard average is more than ``max_drop`` points
+    below its best input's (the base, or each model of a model merge)."""
+
+    max_drop: float = Field(ge=0)
+
+
 class EvalSection(_Section):
+    """``results``: a user's lm-eval results JSON for the cards. ``tasks``: run ``hubkit eval`` in
+    train-and-push (after verify) on these leaderboard tasks, from ``decontam.benchmark_files``
+    (plus ``benchmark_files`` here, e.g. winogrande); absent, the stage is skipped."""
+
     results: str | None = None
+    tasks: list[str] = Field(default_factory=list)
+    limit: int | None = Field(default=None, gt=0)
+    batch_size: int | Literal["auto"] = "auto"
+    device: str | None = None
+    benchmark_files: dict[str, str] = Field(default_factory=dict)
+    gate: EvalGate | None = None
 
 
 class Recipe(_Section):
