@@ -20,10 +20,11 @@ from pathlib import Path
 import pytest
 import yaml
 
-from hubkit.cards import LEADERBOARD_V1, card_context, write_card
+from hubkit.cards import card_context, write_card
 from hubkit.decontam.benchmarks import load_benchmarks
 from hubkit.errors import HubkitError
 from hubkit.evaluate import RESULTS, TASKS, EvalManifest, evaluate_model, mmlu_subjects, task_dir
+from hubkit.scores import LEADERBOARD_V1
 
 SAMPLE = Path(str(files("hubkit").joinpath("sample_data/benchmarks")))
 FILES = {

@@ -14,25 +14,25 @@ The contexts are rendered through the Jinja2 templates of the top-level ``cards/
 
 from __future__ import annotations
 
-import fnmatch
 import os
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from importlib.resources import files
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 from . import schemas
-from .artifacts import read_json
 from .errors import HubkitError
+from .evaluate import read_eval_results
 from .methods import MERGE_METHODS
 from .prompts import TEMPLATES
 from .provenance import CERTIFICATE, load_leak_certificate
 from .recipe import CATEGORIES, Recipe
 from .schemas import DATA_FILE
+from .scores import EvalScore
 
 if TYPE_CHECKING:
-    from huggingface_hub import CardData, EvalResult, RepoCard
+    from huggingface_hub import CardData, RepoCard
 
 CardKind = Literal["dataset", "adapter", "merged"]
 CARD = "README.md"
@@ -124,146 +124,6 @@ class LeakCertificate:
             ("Embedding model", f"`{self.embedding_model}`"),
             ("Similarity threshold", f"{self.threshold:g}"),
         ]
-
-
-@dataclass(frozen=True)
-class LeaderboardTask:
-    """One Open LLM Leaderboard (v1) benchmark: how it was run and how the Hub names it."""
-
-    key: str
-    dataset_name: str
-    dataset_type: str
-    dataset_config: str | None
-    dataset_split: str
-    shots: int
-    metric: str
-    metric_name: str
-    # (lm-eval task, metric) to read, newest harness naming first; a ``*`` task is averaged.
-    sources: tuple[tuple[str, str], ...]
-
-
-LEADERBOARD_V1 = (
-    LeaderboardTask(
-        "arc", "AI2 Reasoning Challenge (25-Shot)", "ai2_arc", "ARC-Challenge", "test", 25,
-        "acc_norm", "normalized accuracy",
-        (("arc_challenge", "acc_norm"), ("hubkit_arc_challenge", "acc_norm")),
-    ),
-    LeaderboardTask(
-        "hellaswag", "HellaSwag (10-Shot)", "hellaswag", None, "validation", 10,
-        "acc_norm", "normalized accuracy", (("hellaswag", "acc_norm"), ("hubkit_hellaswag", "acc_norm")),
-    ),
-    LeaderboardTask(
-        "mmlu", "MMLU (5-Shot)", "cais/mmlu", "all", "test", 5,
-        "acc", "accuracy", (("mmlu", "acc"), ("hendrycksTest-*", "acc"), ("hubkit_mmlu", "acc")),
-    ),
-    LeaderboardTask(
-        "truthfulqa", "TruthfulQA (0-shot)", "truthful_qa", "multiple_choice", "validation", 0,
-        "mc2", "mc2", (("truthfulqa_mc2", "acc"), ("truthfulqa_mc", "mc2"), ("hubkit_truthfulqa_mc2", "acc")),
-    ),
-    LeaderboardTask(
-        "winogrande", "Winogrande (5-shot)", "winogrande", "winogrande_xl", "validation", 5,
-        "acc", "accuracy", (("winogrande", "acc"), ("hubkit_winogrande", "acc")),
-    ),
-    LeaderboardTask(
-        "gsm8k", "GSM8k (5-shot)", "gsm8k", "main", "test", 5, "acc", "accuracy",
-        (("gsm8k", "exact_match,strict-match"), ("hubkit_gsm8k", "exact_match,strict-match")),
-    ),
-)  # fmt: skip
-
-
-@dataclass(frozen=True)
-class EvalScore:
-    """A benchmark score from an lm-eval-harness run, in percent as the leaderboard showed it."""
-
-    task: LeaderboardTask
-    value: float
-    limit: int | None = None  # scored on the first ``limit`` items only (``hubkit eval --limit``)
-    shots_from: str | None = None  # where ``hubkit eval`` drew few-shot examples from
-
-    def to_eval_result(self) -> EvalResult:
-        from huggingface_hub import EvalResult
-
-        args = {"num_few_shot": self.task.shots} | ({"limit": self.limit} if self.limit else {})
-        return EvalResult(
-            task_type="text-generation",
-            task_name="Text Generation",
-            dataset_type=self.task.dataset_type,
-            dataset_name=self.task.dataset_name,
-            dataset_config=self.task.dataset_config,
-            dataset_split=self.task.dataset_split,
-            dataset_args=args,
-            metric_type=self.task.metric,
-            metric_name=self.task.metric_name,
-            metric_value=self.value,
-            source_name="lm-evaluation-harness",
-            source_url="https://github.com/EleutherAI/lm-evaluation-harness",
-        )
-
-
-def _shots(doc: Mapping[str, Any], task: str) -> set[Any]:
-    """The few-shot counts an lm-eval results file records for ``task`` (empty when it records none).
-
-    A task's own config comes first; a group (``mmlu``) has none, so its subtasks' configs
-    (``mmlu_*``) count, since newer harnesses write 0 shots for groups in ``n-shot``.
-    """
-    configs = doc.get("configs") or {}
-    if isinstance(configs.get(task), Mapping):
-        return {configs[task].get("num_fewshot")} - {None}
-    subtasks = {
-        c.get("num_fewshot")
-        for n, c in configs.items()
-        if n.startswith(f"{task}_") and isinstance(c, Mapping)
-    }
-    if subtasks - {None}:
-        return subtasks - {None}
-    for value in ((doc.get("n-shot") or {}).get(task), (doc.get("config") or {}).get("num_fewshot")):
-        if value is not None:
-            return {value}
-    return set()
-
-
-def _score(path: Path, doc: Mapping[str, Any], task: LeaderboardTask) -> EvalScore | None:
-    results = doc.get("results") or {}
-    for pattern, metric in task.sources:
-        names = sorted(n for n in results if fnmatch.fnmatchcase(n, pattern))
-        if not names:
-            continue
-        values = []
-        for name in names:
-            entry = results[name]
-            value = entry.get(f"{metric},none", entry.get(metric)) if isinstance(entry, Mapping) else None
-            if not isinstance(value, (int, float)) or isinstance(value, bool):
-                raise HubkitError(f"{path}: results.{name} has no '{metric},none' or '{metric}' score")
-            shots = _shots(doc, name)
-            if shots - {task.shots}:
-                raise HubkitError(
-                    f"{path}: {name} was run {'/'.join(map(str, sorted(shots)))}-shot; the card reports "
-                    f"{task.dataset_name} (Open LLM Leaderboard v1 settings)"
-                )
-            values.append(float(value))
-        return EvalScore(task, round(100 * sum(values) / len(values), 2))
-    return None
-
-
-def read_eval_results(path: str | os.PathLike[str]) -> list[EvalScore]:
-    """Leaderboard scores from an lm-eval-harness results JSON, or a ``hubkit eval`` artifact folder.
-
-    Both key styles are read (``acc_norm,none`` and the older ``acc_norm``); MMLU is the
-    ``mmlu`` group, or the mean of the ``hendrycksTest-*`` subjects as leaderboard v1 took it.
-    A task recorded with another few-shot count than the leaderboard's is refused.
-    """
-    path = Path(path)
-    if path.is_dir():  # a `hubkit eval` artifact
-        from .evaluate import artifact_scores
-
-        return artifact_scores(path)
-    doc = read_json(path)
-    if not isinstance(doc, Mapping) or not isinstance(doc.get("results"), Mapping):
-        raise HubkitError(f"{path}: missing field 'results' (an lm-eval-harness results JSON)")
-    scores = [s for s in (_score(path, doc, task) for task in LEADERBOARD_V1) if s is not None]
-    if not scores:
-        raise HubkitError(f"{path}: no ARC, HellaSwag, MMLU, TruthfulQA, Winogrande or GSM8K results in it")
-    return scores
 
 
 def _model_index_data(name: str, scores: Sequence[EvalScore]) -> dict[str, Any]:

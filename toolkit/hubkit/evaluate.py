@@ -33,9 +33,9 @@ from .artifacts import (
 )
 from .errors import HubkitError
 from .schemas import Manifest
+from .scores import LEADERBOARD_V1, EvalScore, read_results_json
 
 if TYPE_CHECKING:
-    from .cards import EvalScore
     from .recipe import Recipe
 
 RESULTS = "results.json"
@@ -290,7 +290,6 @@ def _plan(
 ) -> _Plan:
     import lm_eval
 
-    from .cards import LEADERBOARD_V1
 
     files_ = {k: str(v) for k, v in (benchmark_files or {}).items()}
     if limit is not None and limit < 1:
@@ -369,7 +368,6 @@ def _score(
     from lm_eval.models.huggingface import HFLM
     from lm_eval.tasks import TaskManager
 
-    from .cards import read_eval_results
 
     device = device or _default_device()
     if batch_size == "auto" and device == "cpu":
@@ -404,7 +402,7 @@ def _score(
     results = _merge_results(parts)
     with atomic_folder(folder) as tmp:
         write_json(tmp / RESULTS, results)
-        scores = {s.task.key: s for s in read_eval_results(tmp / RESULTS)}
+        scores = {s.task.key: s for s in read_results_json(tmp / RESULTS)}
         records = []
         for key in plan.run:
             name = TASKS[key].lm_eval_task
@@ -461,7 +459,6 @@ def artifact_scores(folder: str | os.PathLike[str]) -> list[EvalScore]:
     ``results.json`` (whose hash must be the manifest's) and marked partial after ``--limit``."""
     from dataclasses import replace
 
-    from .cards import read_eval_results
 
     folder = Path(folder)
     manifest = EvalManifest.read(folder)
@@ -471,8 +468,13 @@ def artifact_scores(folder: str | os.PathLike[str]) -> list[EvalScore]:
     shots_from = {t.key: t.shots_from for t in manifest.tasks}
     return [
         replace(score, limit=manifest.limit, shots_from=shots_from.get(score.task.key))
-        for score in read_eval_results(results)
+        for score in read_results_json(results)
     ]
+
+
+def read_eval_results(path: str | os.PathLike[str]) -> list[EvalScore]:
+    """Leaderboard scores from an lm-eval-harness results JSON, or a ``hubkit eval`` artifact folder."""
+    return artifact_scores(path) if Path(path).is_dir() else read_results_json(path)
 
 
 # --------------------------------------------------------------------------- in train-and-push
