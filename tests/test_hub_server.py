@@ -311,7 +311,7 @@ def test_concurrent_commits_are_serialised(api):
 
 
 def test_private_repo_and_roles(api, read_token):
-    repo = "alice/secret"
+    repo = "hubkit/secret"  # the organisation of alice (writer) and bob (reader)
     api.create_repo(repo, private=True)
     api.upload_file(path_or_fileobj=b"classified", path_in_repo="s.txt", repo_id=repo)
     anonymous = HfApi(endpoint=api.endpoint, token=False)
@@ -319,8 +319,8 @@ def test_private_repo_and_roles(api, read_token):
         anonymous.model_info(repo)
     with pytest.raises(RepositoryNotFoundError):
         hf_hub_download(repo, "s.txt", token=False)
-    assert repo not in [m.id for m in anonymous.list_models(author="alice")]
-    assert repo in [m.id for m in api.list_models(author="alice")]
+    assert repo not in [m.id for m in anonymous.list_models(author="hubkit")]
+    assert repo in [m.id for m in api.list_models(author="hubkit")]
 
     reader = HfApi(endpoint=api.endpoint, token=read_token)
     assert reader.model_info(repo).private

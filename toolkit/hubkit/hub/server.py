@@ -19,7 +19,7 @@ import shutil
 import socket
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -340,17 +340,28 @@ class _Handler(BaseHTTPRequestHandler):
         if not self.user.can_write:
             raise HubError(403, f"The token of '{self.user.name}' is read-only: it cannot {action}.")
 
+    def _may_see(self, repo: Repo) -> bool:
+        return not repo.meta.private or self.user.member_of(repo.meta.repo_id.split("/")[0])
+
     def _readable(self, repo_type: str, repo_id: str) -> Repo:
-        """The repo, or 404 RepoNotFound when it is missing or private and the caller is anonymous."""
+        """The repo, or 404 RepoNotFound when it is missing or private outside the caller's namespaces."""
         repo = self.hub.repos.get(repo_type, repo_id)
-        if repo is None or (repo.meta.private and self.user.name is None):
+        if repo is None or not self._may_see(repo):
             raise repo_not_found(repo_id)
         return repo
 
     def _writable(self, repo_type: str, repo_id: str) -> Repo:
         repo = self._readable(repo_type, repo_id)
         self._require_write(f"write to {repo_id}")
+        self._require_member(repo_id.split("/")[0], f"write to {repo_type} {repo_id}")
         return repo
+
+    def _require_member(self, namespace: str, action: str) -> None:
+        """403, as on the Hub, when the caller neither is ``namespace`` nor belongs to that organisation."""
+        if not self.user.member_of(namespace):
+            raise HubError(
+                403, f"You don't have the rights to {action}: '{namespace}' is not you or one of your organisations"
+            )
 
     def _url(self, repo_type: str, repo_id: str) -> str:
         return f"{self.base_url}/{_URL_PREFIX[repo_type]}{repo_id}"
@@ -371,7 +382,7 @@ class _Handler(BaseHTTPRequestHandler):
                 "isPro": False,
                 "canPay": False,
                 "avatarUrl": "",
-                "orgs": [],
+                "orgs": [{"type": "org", "name": org, "fullname": org, "roleInOrg": user.role} for org in user.orgs],
                 "auth": {
                     "type": "access_token",
                     "accessToken": {"displayName": user.token_name, "role": user.role},
@@ -392,6 +403,7 @@ class _Handler(BaseHTTPRequestHandler):
             raise HubError(400, f"Invalid repo type '{repo_type}': expected one of {', '.join(REPO_TYPES)}")
         if namespace in _RESERVED:
             raise HubError(400, f"'{namespace}' is a reserved name and cannot be a namespace")
+        self._require_member(namespace, f"create a {repo_type} under the namespace '{namespace}'")
         private = body.get("visibility") == "private" or body.get("private") is True
         repo_id = f"{namespace}/{name}"
         try:
@@ -446,7 +458,7 @@ class _Handler(BaseHTTPRequestHandler):
         limit = int(self.query["limit"]) if self.query.get("limit", "").isdigit() else None
         out = []
         for repo in self.hub.repos.all(repo_type):
-            if repo.meta.private and self.user.name is None:
+            if not self._may_see(repo):
                 continue
             namespace = repo.meta.repo_id.split("/")[0]
             if (author and namespace != author) or (search and search not in repo.meta.repo_id.lower()):
@@ -1003,16 +1015,22 @@ class LocalHub:
 
     ``start()`` serves from a background thread (tests, notebooks); ``serve_forever()`` blocks
     (the CLI). With no ``tokens`` the server is open: every caller is user ``hubkit`` with write
-    access. With tokens, anonymous callers may only read public repos.
+    access. With tokens, anonymous callers may only read public repos, and a user writes (and sees
+    private repos) only in its own namespace and in the ``orgs`` (name -> member users) it is in.
     """
 
     def __init__(
-        self, root: str | Path, host: str = "127.0.0.1", port: int = 0, tokens: Sequence[Token] = ()
+        self,
+        root: str | Path,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        tokens: Sequence[Token] = (),
+        orgs: Mapping[str, Iterable[str]] | None = None,
     ):
         self.root = Path(root)
         self.host = host
         self.port = port
-        self.auth = Authenticator(tokens)
+        self.auth = Authenticator(tokens, orgs)
         self._secret = secrets.token_bytes(32)
         self._server: _Server | None = None
         self._thread: threading.Thread | None = None

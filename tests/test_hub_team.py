@@ -1,0 +1,147 @@
+"""The local Hub shared by a team: namespaces, bounded work, concurrency and strict input.
+
+Each probe of issue #21 runs as a hostile user of a shared server would, over real HTTP on
+127.0.0.1 against a server with several users (alice, bob, carol write; dave reads; alice and
+dave form the organisation 'lab').
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import os
+import socket
+import threading
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+from huggingface_hub import HfApi, hf_hub_download
+from huggingface_hub.errors import HfHubHTTPError, RepositoryNotFoundError
+
+from hubkit.cli import cli
+from hubkit.hub import LocalHub, Token
+
+TOKENS = {
+    "alice": "hf_alice_write_0000000000000000000000",
+    "bob": "hf_bob_write_00000000000000000000000000",
+    "carol": "hf_carol_write_0000000000000000000000",
+    "dave": "hf_dave_read_00000000000000000000000000",
+}
+
+
+def _http(method: str, url: str, body: bytes | None = None, headers: dict | None = None):
+    """(status, headers, body) of a plain urllib request; HTTP errors are answers, not exceptions."""
+    request = urllib.request.Request(url, data=body, method=method, headers=headers or {})
+    try:
+        with urllib.request.urlopen(request, timeout=30) as response:
+            return response.status, response.headers, response.read()
+    except urllib.error.HTTPError as err:
+        return err.code, err.headers, err.read()
+
+
+def _auth(user: str, content_type: str = "application/json") -> dict:
+    return {"Authorization": f"Bearer {TOKENS[user]}", "Content-Type": content_type}
+
+
+def _ndjson(summary: str, files: dict[str, bytes], **header) -> bytes:
+    lines = [{"key": "header", "value": {"summary": summary, **header}}]
+    lines += [
+        {"key": "file", "value": {"path": p, "content": base64.b64encode(d).decode(), "encoding": "base64"}}
+        for p, d in files.items()
+    ]
+    return b"".join(json.dumps(line).encode() + b"\n" for line in lines)
+
+
+def _start(root: Path) -> LocalHub:
+    tokens = [Token(name, secret, "read" if name == "dave" else "write") for name, secret in TOKENS.items()]
+    return LocalHub(root, tokens=tokens, orgs={"lab": ["alice", "dave"]}).start()
+
+
+@pytest.fixture(scope="module")
+def hub(tmp_path_factory):
+    server = _start(tmp_path_factory.mktemp("team-hub"))
+    yield server
+    server.stop()
+
+
+def _api(hub: LocalHub, user: str | None) -> HfApi:
+    return HfApi(endpoint=hub.endpoint, token=TOKENS[user] if user else False)
+
+
+def test_users_write_only_in_their_namespaces(hub):
+    alice, carol, dave = _api(hub, "alice"), _api(hub, "carol"), _api(hub, "dave")
+    alice.create_repo("alice/secret-model", private=True)
+    alice.upload_file(path_or_fileobj=b"weights", path_in_repo="w.txt", repo_id="alice/secret-model")
+    alice.create_repo("alice/public-model")
+    alice.create_repo("lab/shared", private=True)
+
+    # carol neither sees alice's private repo nor can touch it: 404, as if it did not exist
+    for call in (
+        lambda: carol.model_info("alice/secret-model"),
+        lambda: carol.delete_repo("alice/secret-model"),
+        lambda: carol.update_repo_settings("alice/secret-model", private=False),
+        lambda: hf_hub_download("alice/secret-model", "w.txt", token=TOKENS["carol"], endpoint=hub.endpoint),
+    ):
+        with pytest.raises(RepositoryNotFoundError):
+            call()
+    assert "alice/secret-model" not in [m.id for m in carol.list_models(author="alice")]
+    # a public repo of alice: carol reads it, but settings, deletes and commits are 403
+    assert carol.model_info("alice/public-model").id == "alice/public-model"
+    for call in (
+        lambda: carol.update_repo_settings("alice/public-model", private=True),
+        lambda: carol.delete_repo("alice/public-model"),
+        lambda: carol.upload_file(path_or_fileobj=b"x", path_in_repo="x.txt", repo_id="alice/public-model"),
+        lambda: carol.create_branch("alice/public-model", branch="evil"),
+        lambda: carol.create_repo("alice/squatted"),
+        lambda: carol.create_repo("lab/squatted"),
+    ):
+        with pytest.raises(HfHubHTTPError) as err:
+            call()
+        assert err.value.response.status_code == 403
+        assert "rights" in err.value.response.headers["X-Error-Message"]
+    assert not alice.model_info("alice/public-model").private
+    assert not alice.repo_exists("alice/squatted") and not alice.repo_exists("lab/squatted")
+    # a raw commit into a foreign namespace is refused before anything is stored
+    status, _, _ = _http(
+        "POST",
+        f"{hub.endpoint}/api/models/alice/public-model/commit/main",
+        _ndjson("evil", {"evil.txt": b"carol was here"}),
+        _auth("carol", "application/x-ndjson"),
+    )
+    assert status == 403
+    assert "evil.txt" not in alice.list_repo_files("alice/public-model")
+
+    # organisation members: dave (read token) reads lab's private repo, cannot write it
+    assert dave.model_info("lab/shared").private
+    assert [o["name"] for o in dave.whoami()["orgs"]] == ["lab"]
+    with pytest.raises(HfHubHTTPError) as err:
+        dave.upload_file(path_or_fileobj=b"x", path_in_repo="x.txt", repo_id="lab/shared")
+    assert err.value.response.status_code == 403
+    with pytest.raises(RepositoryNotFoundError):
+        carol.model_info("lab/shared")
+    carol.create_repo("carol/own")  # her own namespace is hers
+    alice.delete_repo("alice/secret-model")
+
+
+def test_tokens_from_a_file_or_the_environment(tmp_path):
+    secrets_file = tmp_path / "tokens.txt"
+    secrets_file.write_text(f"# team\nalice:{TOKENS['alice']}:write\n\ncarol:{TOKENS['carol']}:read\n")
+    runner = CliRunner()
+    bad = tmp_path / "bad.txt"
+    bad.write_text("alice:hf_secret_value\n")
+    result = runner.invoke(cli, ["hub", "serve", "--root", str(tmp_path / "r"), "--token-file", str(bad)])
+    assert result.exit_code == 2 and "line 1" in result.output and "hf_secret_value" not in result.output
+    result = runner.invoke(cli, ["hub", "serve", "--root", str(tmp_path / "r"), "--org", "lab"])
+    assert result.exit_code == 2 and "ORG:user1,user2" in result.output
+    result = runner.invoke(
+        cli, ["hub", "serve", "--root", str(tmp_path / "r"), "--org", "alice:bob"], env={"HUBKIT_HUB_TOKENS": f"alice:{TOKENS['alice']}:write"}
+    )
+    assert result.exit_code == 2 and "both a user and an organisation" in result.output
+    from hubkit.hub.auth import load_token_file
+
+    assert [(t.name, t.role) for t in load_token_file(secrets_file)] == [("alice", "write"), ("carol", "read")]
