@@ -139,9 +139,59 @@ def test_tokens_from_a_file_or_the_environment(tmp_path):
     result = runner.invoke(cli, ["hub", "serve", "--root", str(tmp_path / "r"), "--org", "lab"])
     assert result.exit_code == 2 and "ORG:user1,user2" in result.output
     result = runner.invoke(
-        cli, ["hub", "serve", "--root", str(tmp_path / "r"), "--org", "alice:bob"], env={"HUBKIT_HUB_TOKENS": f"alice:{TOKENS['alice']}:write"}
+        cli,
+        ["hub", "serve", "--root", str(tmp_path / "r"), "--org", "alice:bob"],
+        env={"HUBKIT_HUB_TOKENS": f"alice:{TOKENS['alice']}:write"},
     )
     assert result.exit_code == 2 and "both a user and an organisation" in result.output
     from hubkit.hub.auth import load_token_file
 
-    assert [(t.name, t.role) for t in load_token_file(secrets_file)] == [("alice", "write"), ("carol", "read")]
+    assert [(t.name, t.role) for t in load_token_file(secrets_file)] == [
+        ("alice", "write"),
+        ("carol", "read"),
+    ]
+
+
+def _laughs(levels: int) -> bytes:
+    """A README whose YAML aliases expand 10x per level: 447 bytes make 135 MB of JSON at 6 levels."""
+    lines = ["---", "a0: &a0 [lol, lol, lol, lol, lol, lol, lol, lol, lol, lol]"]
+    lines += [f"a{i}: &a{i} [{', '.join([f'*a{i - 1}'] * 10)}]" for i in range(1, levels + 1)]
+    return ("\n".join([*lines, "---", "# card"]) + "\n").encode()
+
+
+def test_cards_cost_bounded_work(hub):
+    from hubkit.hub import server
+
+    alice = _api(hub, "alice")
+    alice.create_repo("alice/laughs")
+    status, _, _ = _http(
+        "POST",
+        f"{hub.endpoint}/api/models/alice/laughs/commit/main",
+        _ndjson("bomb", {"README.md": _laughs(6)}),
+        _auth("alice", "application/x-ndjson"),
+    )
+    assert status == 200
+    status, _, body = _http("GET", f"{hub.endpoint}/api/models/alice/laughs")
+    assert status == 200 and len(body) < 10_000 and "cardData" not in json.loads(body)
+    # validate-yaml says why, and refuses bodies over its cap without reading them whole
+    url = f"{hub.endpoint}/api/validate-yaml"
+    payload = json.dumps({"content": _laughs(6).decode(), "repoType": "model"}).encode()
+    status, _, body = _http("POST", url, payload, _auth("alice"))
+    assert status == 400 and "aliases" in json.loads(body)["errors"][0]["message"]
+    recursive = json.dumps({"content": "---\na: &a [*a]\n---\n"}).encode()
+    status, _, body = _http("POST", url, recursive, _auth("alice"))
+    assert status == 400 and "itself" in body.decode()
+    huge = json.dumps({"content": "---\nx: " + "y" * (300 * 1024) + "\n---\n"}).encode()
+    status, _, body = _http("POST", url, huge, _auth("alice"))
+    assert status == 400 and "larger than" in body.decode()
+    status, _, _ = _http("POST", url, b'{"content": "' + b"z" * (3 * 1024 * 1024) + b'"}', _auth("alice"))
+    assert status == 413
+    # a card with a date is served (as a string), and parsed once per content, not per request
+    card = b"---\nlicense: mit\ndate: 2024-01-02\ntags: [a]\n---\n# c\n"
+    alice.upload_file(path_or_fileobj=card, path_in_repo="README.md", repo_id="alice/laughs")
+    before = server._card_metadata.cache_info()
+    for _ in range(3):
+        info = alice.model_info("alice/laughs")
+    after = server._card_metadata.cache_info()
+    assert info.card_data["date"] == "2024-01-02" and info.tags == ["a"]
+    assert after.misses - before.misses == 1 and after.hits - before.hits == 2

@@ -89,8 +89,43 @@ def upload_mode(path: str, size: int, sample: bytes, patterns: list[str]) -> str
     return "regular"
 
 
+MAX_METADATA_BYTES = 256 * 1024  # the YAML block of a card; larger ones are refused, not parsed
+MAX_METADATA_VALUES = 100_000  # keys and values once YAML aliases are expanded (as JSON would)
+_MAX_DEPTH = 100
+
+
+def _expanded_size(data: Any) -> int:
+    """How many keys and values ``data`` holds once shared (aliased) parts are counted each time.
+
+    Computed per distinct object, so a 447-byte "billion laughs" card costs microseconds, not
+    the gigabytes its JSON would take; a self-referencing alias raises ValueError.
+    """
+    sizes: dict[int, int] = {}
+    active: set[int] = set()
+
+    def size(obj: Any, depth: int) -> int:
+        if not isinstance(obj, (dict, list)):
+            return 1
+        key = id(obj)
+        if key in sizes:
+            return sizes[key]
+        if key in active or depth > _MAX_DEPTH:
+            raise ValueError("The metadata refers to itself or is nested too deeply.")
+        active.add(key)
+        items = [x for kv in obj.items() for x in kv] if isinstance(obj, dict) else obj
+        sizes[key] = 1 + sum(size(x, depth + 1) for x in items)
+        active.discard(key)
+        return sizes[key]
+
+    return size(data, 0)
+
+
 def front_matter(content: str) -> tuple[dict[str, Any] | None, list[str]]:
-    """Parse the YAML block between ``---`` lines at the top of a README: (metadata, errors)."""
+    """Parse the YAML block between ``---`` lines at the top of a README: (metadata, errors).
+
+    The work is bounded: a block over MAX_METADATA_BYTES is not parsed, and metadata whose
+    aliases expand past MAX_METADATA_VALUES is refused.
+    """
     import yaml
 
     text = content.lstrip("\ufeff")
@@ -103,14 +138,28 @@ def front_matter(content: str) -> tuple[dict[str, Any] | None, list[str]]:
         end = next(i for i, line in enumerate(lines[1:], start=1) if line.strip() == "---")
     except StopIteration:
         return None, ["The YAML metadata block starting with '---' is not closed by a '---' line."]
+    block = "\n".join(lines[1:end])
+    if len(block.encode()) > MAX_METADATA_BYTES:
+        return None, [f"The YAML metadata block is larger than {MAX_METADATA_BYTES // 1024} KiB."]
     try:
-        data = yaml.safe_load("\n".join(lines[1:end]))
+        data = yaml.load(block, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))  # noqa: S506 (safe)
     except yaml.YAMLError as exc:
         return None, [f"Invalid YAML in the metadata block: {exc}".replace("\n", " ")]
+    except RecursionError:
+        return None, ["The metadata is nested too deeply."]
     if data is None:
         return {}, []
     if not isinstance(data, dict):
         return None, [f"The metadata must be a YAML mapping (key: value), not a {type(data).__name__}."]
+    try:
+        values = _expanded_size(data)
+    except ValueError as exc:
+        return None, [str(exc)]
+    if values > MAX_METADATA_VALUES:
+        return None, [
+            f"The metadata holds {values} values once its YAML aliases are expanded "
+            f"(at most {MAX_METADATA_VALUES})."
+        ]
     return data, []
 
 

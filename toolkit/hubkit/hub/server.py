@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import functools
 import hashlib
 import hmac
 import html
@@ -51,6 +52,9 @@ _RESERVED = frozenset("api models datasets spaces docs settings organizations ne
 _MAX_LINE = 256 * 1024 * 1024  # one NDJSON line of a commit: a base64 regular file
 _TREE_PAGE, _TREE_PAGE_EXPANDED, _COMMITS_PAGE = 1000, 50, 50
 _UPLOAD_URL_TTL = 24 * 3600
+_MAX_JSON_BODY = 8 * 1024 * 1024  # create, settings, preupload, LFS batch, paths-info
+_MAX_CARD_BODY = 2 * 1024 * 1024  # validate-yaml: a README of at most _MAX_CARD_BYTES, JSON-escaped
+_MAX_CARD_BYTES = 1024 * 1024  # larger READMEs get no cardData and are not parsed
 
 
 class BodyReader:
@@ -126,12 +130,16 @@ class BodyReader:
                 raise HubError(413, f"Request body larger than {limit} bytes")
         return b"".join(parts)
 
-    def json(self) -> Any:
-        raw = self.all()
+    def json(self, limit: int = _MAX_JSON_BODY) -> dict[str, Any]:
+        """The body as a JSON object; anything else (a list, a string, bad JSON) is a 400."""
+        raw = self.all(limit)
         try:
-            return json.loads(raw) if raw.strip() else {}
-        except json.JSONDecodeError as exc:
+            data = json.loads(raw) if raw.strip() else {}
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
             raise HubError(400, f"Request body is not valid JSON: {exc}") from exc
+        if not isinstance(data, dict):
+            raise HubError(400, f"Request body must be a JSON object, not {type(data).__name__}")
+        return data
 
     def lines(self) -> Iterator[bytes]:
         """The body split on newlines, without holding more than one line in memory."""
@@ -172,6 +180,16 @@ def _file_json(path: str, entry: Entry) -> dict[str, Any]:
     if entry.lfs:
         out["lfs"] = {"oid": entry.sha256, "size": entry.size, "pointerSize": entry.pointer_size}
     return out
+
+
+@functools.lru_cache(maxsize=256)
+def _card_metadata(blob: Path) -> dict[str, Any] | None:
+    """A README's valid metadata, parsed once per content (blobs are immutable, named by sha256).
+
+    Callers must not modify the result: it is shared between requests.
+    """
+    meta, errors = cards.front_matter(blob.read_bytes().decode("utf-8", "replace"))
+    return meta if meta and not errors else None
 
 
 def _commit_ref_json(commit: Commit) -> dict[str, str]:
@@ -253,7 +271,8 @@ class _Handler(BaseHTTPRequestHandler):
             self.wfile.write(body)
 
     def _json(self, obj: Any, status: int = 200, headers: dict[str, str] | None = None) -> None:
-        self._send(status, json.dumps(obj).encode(), "application/json; charset=utf-8", headers)
+        # default=str: card metadata may hold YAML dates, which the Hub returns as strings
+        self._send(status, json.dumps(obj, default=str).encode(), "application/json; charset=utf-8", headers)
 
     def _send_error(self, exc: HubError) -> None:
         if self.sent_headers:
@@ -360,7 +379,8 @@ class _Handler(BaseHTTPRequestHandler):
         """403, as on the Hub, when the caller neither is ``namespace`` nor belongs to that organisation."""
         if not self.user.member_of(namespace):
             raise HubError(
-                403, f"You don't have the rights to {action}: '{namespace}' is not you or one of your organisations"
+                403,
+                f"You don't have the rights to {action}: '{namespace}' is not you or one of your organisations",
             )
 
     def _url(self, repo_type: str, repo_id: str) -> str:
@@ -382,7 +402,9 @@ class _Handler(BaseHTTPRequestHandler):
                 "isPro": False,
                 "canPay": False,
                 "avatarUrl": "",
-                "orgs": [{"type": "org", "name": org, "fullname": org, "roleInOrg": user.role} for org in user.orgs],
+                "orgs": [
+                    {"type": "org", "name": org, "fullname": org, "roleInOrg": user.role} for org in user.orgs
+                ],
                 "auth": {
                     "type": "access_token",
                     "accessToken": {"displayName": user.token_name, "role": user.role},
@@ -485,13 +507,12 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _card_data(self, repo: Repo, commit: Commit) -> dict[str, Any] | None:
         entry = commit.tree.files.get("README.md")
-        if entry is None or entry.size > 1024 * 1024:
+        if entry is None or entry.size > _MAX_CARD_BYTES:
             return None
         try:
-            meta, errors = cards.front_matter(self.hub.blobs.read(entry.sha256).decode("utf-8", "replace"))
-        except Exception:  # a broken card must not break repo_info
+            return _card_metadata(self.hub.blobs.path(entry.sha256))
+        except OSError:  # a missing blob must not break repo_info
             return None
-        return meta if meta and not errors else None
 
     def repo_info(self, repo_type: str, repo_id: str, revision: str | None) -> None:
         repo = self._readable(repo_type, repo_id)
@@ -809,7 +830,7 @@ class _Handler(BaseHTTPRequestHandler):
 
     def paths_info(self, repo_type: str, repo_id: str, revision: str) -> None:
         repo = self._readable(repo_type, repo_id)
-        raw = self.body.all()
+        raw = self.body.all(_MAX_JSON_BODY)
         if "json" in (self.headers.get("Content-Type") or ""):
             try:
                 data = json.loads(raw or b"{}")
@@ -983,7 +1004,7 @@ class _Handler(BaseHTTPRequestHandler):
         return start, min(end, size - 1)
 
     def validate_yaml(self) -> None:
-        body = self.body.json()
+        body = self.body.json(_MAX_CARD_BODY)
         meta, errors = cards.front_matter(str(body.get("content") or ""))
         if meta:
             errors += cards.validate_metadata(meta, str(body.get("repoType") or "model"))
