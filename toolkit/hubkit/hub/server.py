@@ -380,7 +380,7 @@ class _Handler(BaseHTTPRequestHandler):
         if not self.user.member_of(namespace):
             raise HubError(
                 403,
-                f"You don't have the rights to {action}: '{namespace}' is not you or one of your organisations",
+                f"You don't have the rights to {action}: '{namespace}' is neither you nor one of your orgs",
             )
 
     def _url(self, repo_type: str, repo_id: str) -> str:
