@@ -195,3 +195,111 @@ def test_cards_cost_bounded_work(hub):
     after = server._card_metadata.cache_info()
     assert info.card_data["date"] == "2024-01-02" and info.tags == ["a"]
     assert after.misses - before.misses == 1 and after.hits - before.hits == 2
+
+
+def _commit(hub: LocalHub, repo: str, summary: str, files: dict[str, bytes], user: str = "alice", **header):
+    return _http(
+        "POST",
+        f"{hub.endpoint}/api/models/{repo}/commit/main",
+        _ndjson(summary, files, **header),
+        _auth(user, "application/x-ndjson"),
+    )
+
+
+def test_stress_commits_settings_and_deletes_stay_consistent(tmp_path):
+    """8 clients x 50 commits to one repo while another is made private/gated, deleted and re-made."""
+    root = tmp_path / "stress"
+    hub = _start(root)
+    acknowledged: list[tuple[str, str]] = []  # (commit id, file it added)
+    last_settings: dict[str, object] = {}
+    errors: list[BaseException] = []
+    deletes = {"acked": 0}
+
+    def run(work):
+        def guarded(*args):
+            try:
+                work(*args)
+            except BaseException as exc:  # surfaced by the assertions below
+                errors.append(exc)
+
+        return guarded
+
+    @run
+    def committer(client: int) -> None:
+        for i in range(50):
+            status, _, body = _commit(hub, "alice/busy", f"c{client}-{i}", {f"c{client}/{i}.txt": b"%d" % i})
+            assert status == 200, body
+            acknowledged.append((json.loads(body)["commitOid"], f"c{client}/{i}.txt"))
+
+    @run
+    def settings(key: str, values: list) -> None:
+        for i in range(40):
+            value = values[i % 2]
+            url = f"{hub.endpoint}/api/models/alice/settled/settings"
+            status, _, body = _http("PUT", url, json.dumps({key: value}).encode(), _auth("alice"))
+            assert status == 200, body
+            last_settings[key] = value
+
+    @run
+    def deleter() -> None:
+        for _ in range(15):
+            _http("POST", f"{hub.endpoint}/api/repos/create", b'{"name": "doomed"}', _auth("alice"))
+            payload = b'{"name": "doomed", "type": "model"}'
+            status, _, _ = _http("DELETE", f"{hub.endpoint}/api/repos/delete", payload, _auth("alice"))
+            deletes["acked"] += status == 200
+
+    @run
+    def doomed_committer() -> None:
+        for i in range(30):
+            status, _, body = _commit(hub, "alice/doomed", f"d{i}", {f"d{i}.txt": b"d"})
+            assert status in (200, 404), body
+
+    try:
+        api = _api(hub, "alice")
+        api.create_repo("alice/busy")
+        api.create_repo("alice/settled")
+        threads = [threading.Thread(target=committer, args=(c,)) for c in range(8)]
+        threads += [
+            threading.Thread(target=settings, args=("private", [True, False])),
+            threading.Thread(target=settings, args=("gated", ["auto", False])),
+            threading.Thread(target=deleter),
+            threading.Thread(target=doomed_committer),
+        ]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert not errors, errors[0]
+        assert deletes["acked"] == 15
+    finally:
+        hub.stop()
+
+    hub = _start(root)  # a restart sees the same, consistent state
+    try:
+        api = _api(hub, "alice")
+        history = [c.commit_id for c in api.list_repo_commits("alice/busy")]
+        assert len(history) == 401 and {c for c, _ in acknowledged} <= set(history)
+        files = set(api.list_repo_files("alice/busy"))
+        assert {f for _, f in acknowledged} <= files and len(acknowledged) == 400
+        info = api.model_info("alice/settled")
+        assert (info.private, info.gated) == (last_settings["private"], last_settings["gated"])
+        assert not api.repo_exists("alice/doomed")
+        api.create_repo("alice/doomed")  # nothing left behind blocks re-creating it
+        assert api.list_repo_files("alice/doomed") == [".gitattributes"]
+    finally:
+        hub.stop()
+
+
+def test_startup_removes_leftover_repo_folders(tmp_path):
+    root = tmp_path / "leftovers"
+    hub = _start(root)
+    hub.stop()
+    leftover = root / "repos" / "model" / "alice" / "ghost" / "commits"
+    leftover.mkdir(parents=True)  # what a commit racing a delete used to leave behind
+    (leftover / f"{'0' * 40}.json").write_text("{}")
+    hub = _start(root)
+    try:
+        assert not leftover.parent.exists()
+        assert _api(hub, "alice").create_repo("alice/ghost").repo_id == "alice/ghost"
+    finally:
+        hub.stop()

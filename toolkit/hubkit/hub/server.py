@@ -1079,6 +1079,10 @@ class LocalHub:
             tmp.mkdir()
             self.blobs = BlobStore(self.root / "objects", tmp)
             self.repos = RepoStore(self.root / "repos", tmp, self.blobs)
+            for leftover in self.repos.repair():
+                logger.warning(
+                    "Removed %s: a repo folder without metadata or refs (an interrupted write)", leftover
+                )
             server_class = _Server6 if ":" in self.host else _Server
             try:
                 server = server_class((self.host, self.port), _Handler)

@@ -27,6 +27,7 @@ import time
 import uuid
 from collections import OrderedDict
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any
@@ -362,10 +363,21 @@ class RepoStore:
         namespace, name = repo_id.split("/")
         return self.root / repo_type / namespace / name
 
-    def lock(self, repo: Repo) -> threading.Lock:
-        """The lock that serialises commits and ref changes on one repo."""
+    @contextmanager
+    def lock(self, repo: Repo) -> Iterator[None]:
+        """Hold the lock that serialises commits, ref and settings changes and the deletion of one repo.
+
+        Inside, the repo is known to still exist (the same repo, not one re-created under its name
+        since) and ``repo.meta`` is re-read, so a change made under the lock loses no other change.
+        """
         with self._lock:
-            return self._repo_locks.setdefault(repo.path, threading.Lock())
+            lock = self._repo_locks.setdefault(repo.path, threading.Lock())
+        with lock:
+            current = self.get(repo.meta.repo_type, repo.meta.repo_id)
+            if current is None or current.meta.created_at != repo.meta.created_at:
+                raise repo_not_found(repo.meta.repo_id)
+            repo.meta = current.meta
+            yield
 
     def get(self, repo_type: str, repo_id: str) -> Repo | None:
         if repo_type not in REPO_TYPES or repo_id.count("/") != 1:
@@ -416,14 +428,34 @@ class RepoStore:
             return repo
 
     def delete(self, repo: Repo) -> None:
-        """Move the repo out of sight in one rename, then remove it."""
-        with self._lock:
+        """Move the repo out of sight in one rename, then remove it.
+
+        Under the repo's lock, so a commit racing the delete either lands before it (and is deleted
+        with the repo) or finds no repo: nothing is ever written into a deleted repo's folder.
+        """
+        with self.lock(repo), self._lock:
             trash = self.tmp / f"deleted-{uuid.uuid4().hex}"
             os.rename(repo.path, trash)
             _fsync_dir(repo.path.parent)
-            self._repo_locks.pop(repo.path, None)
             self._commits = OrderedDict((k, v) for k, v in self._commits.items() if k[0] != repo.path)
         shutil.rmtree(trash, ignore_errors=True)
+
+    def repair(self) -> list[str]:
+        """Move aside repo folders that a crash or an older version left without metadata or refs.
+
+        Such a folder is no repo (``get`` ignores it) but would block creating one under its name.
+        Returns the ``type/namespace/name`` of each folder removed.
+        """
+        removed = []
+        for folder in sorted(self.root.glob("*/*/*")):
+            if folder.is_dir() and not (
+                (folder / "repo.json").is_file() and (folder / "refs.json").is_file()
+            ):
+                trash = self.tmp / f"leftover-{uuid.uuid4().hex}"
+                os.rename(folder, trash)
+                shutil.rmtree(trash, ignore_errors=True)
+                removed.append(folder.relative_to(self.root).as_posix())
+        return removed
 
     def load_commit(self, repo_path: Path, commit_id: str) -> Commit:
         key = (repo_path, commit_id)
