@@ -303,3 +303,129 @@ def test_startup_removes_leftover_repo_folders(tmp_path):
         assert _api(hub, "alice").create_repo("alice/ghost").repo_id == "alice/ghost"
     finally:
         hub.stop()
+
+
+def _raw(port: int, data: bytes, wait: float = 1.0) -> bytes:
+    """Send raw bytes on one connection and return everything the server answers within ``wait``."""
+    with socket.create_connection(("127.0.0.1", port), timeout=wait) as sock:
+        sock.sendall(data)
+        chunks, deadline = [], time.monotonic() + wait
+        while time.monotonic() < deadline:
+            try:
+                chunk = sock.recv(65536)
+            except TimeoutError:
+                break
+            if not chunk:
+                break
+            chunks.append(chunk)
+        return b"".join(chunks)
+
+
+def test_malformed_bodies_are_400_with_a_message(hub):
+    _api(hub, "alice").create_repo("alice/strict")
+    api = f"{hub.endpoint}/api/models/alice/strict"
+    cases = [
+        ("POST", f"{hub.endpoint}/api/repos/create", b"[1, 2]", "JSON object"),
+        ("POST", f"{hub.endpoint}/api/repos/create", b'{"name": 5}', "'name'"),
+        ("POST", f"{hub.endpoint}/api/repos/create", b'{"name": "x", "private": "yes"}', "'private'"),
+        ("DELETE", f"{hub.endpoint}/api/repos/delete", b'{"name": ["strict"]}', "'name'"),
+        ("PUT", f"{api}/settings", b'{"private": "false"}', "'private'"),
+        ("PUT", f"{api}/settings", b'{"gated": 0}', "'gated'"),
+        ("PUT", f"{api}/settings", b'"private"', "JSON object"),
+        ("POST", f"{api}/preupload/main", b'{"files": [1]}', "preupload entry"),
+        ("POST", f"{api}/preupload/main", b'{"files": [{"path": "a", "size": "9"}]}', "'size'"),
+        ("POST", f"{api}/preupload/main", b'{"files": [{"path": "a", "size": 1, "sample": "!!"}]}', "base64"),
+        ("POST", f"{api}/paths-info/main", b'["a"]', "JSON object"),
+        ("POST", f"{api}/branch/dev", b'{"startingPoint": 5}', "'startingPoint'"),
+        ("POST", f"{api}/tag/main", b'{"tag": ["v1"]}', "'tag'"),
+        (
+            "POST",
+            f"{hub.endpoint}/alice/strict.git/info/lfs/objects/batch",
+            b'{"operation": "upload", "objects": "x"}',
+            "'objects'",
+        ),
+    ]
+    for method, url, body, expected in cases:
+        status, headers, answer = _http(method, url, body, _auth("alice"))
+        assert status == 400 and expected in json.loads(answer)["error"], (method, url, body, answer)
+    status, _, answer = _http(
+        "POST",
+        f"{hub.endpoint}/alice/strict.git/info/lfs/objects/batch",
+        json.dumps({"operation": "upload", "objects": [{"oid": "z" * 64, "size": 3}]}).encode(),
+        _auth("alice"),
+    )
+    assert status == 200 and json.loads(answer)["objects"][0]["error"]["code"] == 422
+    assert _api(hub, "alice").repo_exists("alice/strict")
+
+
+def test_commit_payloads_are_checked_strictly(hub):
+    api = _api(hub, "alice")
+    api.create_repo("alice/exact")
+    head = api.model_info("alice/exact").sha
+    bad_base64 = b'{"key": "header", "value": {"summary": "s"}}\n{"key": "file", "value": {"path": "a.txt", '
+    bad_base64 += b'"content": "aGVsbG8=!!", "encoding": "base64"}}\n'
+    lfs = {"path": "w.bin", "algo": "sha256", "oid": "Z" * 64, "size": 1}
+    bad_oid = _ndjson("s", {}) + json.dumps({"key": "lfsFile", "value": lfs}).encode() + b"\n"
+    for payload, expected in (
+        (bad_base64, "base64"),
+        (_ndjson("s", {"a.txt": b"a"}, parentCommit=""), "parentCommit"),
+        (_ndjson("s", {"a.txt": b"a"}, parentCommit=None, description=7), "'description'"),
+        (_ndjson(["not", "text"], {"a.txt": b"a"}), "'summary'"),  # type: ignore[arg-type]
+        (bad_oid, "64 hex"),
+    ):
+        status, _, answer = _http(
+            "POST",
+            f"{hub.endpoint}/api/models/alice/exact/commit/main",
+            payload,
+            _auth("alice", "application/x-ndjson"),
+        )
+        assert status == 400 and expected in json.loads(answer)["error"], answer
+    assert api.model_info("alice/exact").sha == head  # nothing was committed
+    status, _, answer = _commit(hub, "alice/exact", "s", {"a.txt": b"a"}, parentCommit=head[:7])
+    assert status == 200
+    status, _, answer = _commit(hub, "alice/exact", "s", {"b.txt": b"b"}, parentCommit=head[:7])
+    assert status == 412  # stale: main moved on since head
+    status, _, answer = _commit(hub, "alice/exact", "s", {"b.txt": b"b"}, parentCommit="0" * 40)
+    assert status == 412
+
+
+def test_no_header_injection_and_no_smuggling_on_get(tmp_path):
+    with LocalHub(tmp_path / "open") as hub:
+        _http(
+            "POST", f"{hub.endpoint}/api/repos/create", b'{"name": "r"}', {"Content-Type": "application/json"}
+        )
+        host = f"127.0.0.1:{hub.port}"
+        injected = "/api/models/hubkit/r/revision/x%0D%0AX-Injected:%20yes"
+        answer = _raw(hub.port, f"GET {injected} HTTP/1.1\r\nHost: {host}\r\n\r\n".encode())
+        head = answer.split(b"\r\n\r\n")[0]
+        assert head.startswith(b"HTTP/1.1 404") and all(b"\r" not in line for line in head.split(b"\r\n"))
+        smuggled = f"POST /api/repos/create HTTP/1.1\r\nHost: {host}\r\nContent-Type: application/json\r\n"
+        smuggled += 'Content-Length: 20\r\n\r\n{"name": "smuggled"}'
+        request = f"GET /hubkit/r/resolve/main/.gitattributes HTTP/1.1\r\nHost: {host}\r\n"
+        request += f"Content-Length: {len(smuggled)}\r\n\r\n"
+        answer = _raw(hub.port, (request + smuggled).encode())
+        assert answer.count(b"HTTP/1.1 ") == 1 and answer.startswith(b"HTTP/1.1 200")
+        assert not HfApi(endpoint=hub.endpoint).repo_exists("hubkit/smuggled")
+
+
+def test_open_hub_refuses_foreign_hosts_and_cross_site_posts(tmp_path):
+    with LocalHub(tmp_path / "open") as hub:
+        create = f"{hub.endpoint}/api/repos/create"
+        for content_type in (
+            "text/plain",
+            "application/x-www-form-urlencoded",
+            "multipart/form-data; boundary=x",
+        ):
+            status, _, answer = _http("POST", create, b'{"name": "csrf"}', {"Content-Type": content_type})
+            assert status == 415 and "application/json" in json.loads(answer)["error"]
+        status, _, _ = _http(
+            "POST",
+            create,
+            b'{"name": "csrf"}',
+            {"Host": "evil.example:8080", "Content-Type": "application/json"},
+        )
+        assert status == 403
+        assert _http("GET", f"{hub.endpoint}/api/models", headers={"Host": "attacker.example"})[0] == 403
+        assert not HfApi(endpoint=hub.endpoint).repo_exists("hubkit/csrf")
+        assert _http("POST", create, b'{"name": "ok"}', {"Content-Type": "application/json"})[0] == 200
+        assert _http("GET", f"{hub.endpoint}/api/models", headers={"Host": f"localhost:{hub.port}"})[0] == 200

@@ -15,6 +15,7 @@ import hmac
 import html
 import json
 import logging
+import re
 import secrets
 import shutil
 import socket
@@ -161,6 +162,35 @@ class BodyReader:
             yield tail
 
 
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+_HEX64 = re.compile(r"^[0-9a-f]{64}$")
+_COMMIT_ID = re.compile(r"^[0-9a-f]{7,40}$")
+_LOOPBACK_HOSTS = frozenset({"localhost", "::1"})
+_SIMPLE_BODY_TYPES = ("", "text/plain", "application/x-www-form-urlencoded", "multipart/form-data")
+_MAX_GET_BODY = 64 * 1024  # drained so the connection stays usable; larger bodies are refused
+
+
+def _field(body: dict[str, Any], key: str, kind: type | tuple[type, ...], where: str = "request body") -> Any:
+    """``body[key]`` if present and of type ``kind`` (None if absent or null); else a 400 naming it."""
+    value = body.get(key)
+    if value is None:
+        return None
+    if not isinstance(value, kind) or (isinstance(value, bool) and kind is int):
+        names = " or ".join(k.__name__ for k in (kind if isinstance(kind, tuple) else (kind,)))
+        raise HubError(400, f"'{key}' in the {where} must be a {names.replace('str', 'string')}")
+    return value
+
+
+def _b64decode(content: Any, what: str) -> bytes:
+    """Strict base64 (no stray characters, right padding): a typo must not commit an empty file."""
+    try:
+        if not isinstance(content, str):
+            raise TypeError
+        return base64.b64decode(content, validate=True)
+    except (binascii.Error, TypeError, ValueError) as exc:
+        raise HubError(400, f"Invalid base64 {what}") from exc
+
+
 def _flag(value: str | None) -> bool:
     return (value or "").lower() in ("1", "true", "yes")
 
@@ -220,6 +250,10 @@ class _Handler(BaseHTTPRequestHandler):
     def do_DELETE(self) -> None:
         self._handle("DELETE")
 
+    def send_header(self, keyword: str, value: str) -> None:
+        """Control characters (a CR in an echoed revision) never reach a header, so none can be forged."""
+        super().send_header(keyword, _CONTROL.sub(" ", str(value)))
+
     def log_message(self, format: str, *args: Any) -> None:
         logger.info("%s %s", self.address_string(), format % args)
 
@@ -243,6 +277,10 @@ class _Handler(BaseHTTPRequestHandler):
         try:
             if not self.body.valid:
                 raise HubError(400, "Invalid Content-Length header")
+            if method in ("GET", "HEAD") and not self.body.done:
+                self.body.all(_MAX_GET_BODY)  # drained: it must not be read as the next request
+            if self.hub.auth.open:
+                self._check_open_request(method)
             self.user: User = self.hub.auth.user(self.headers.get("Authorization"))
             segments = [unquote(s) for s in raw.split("/")[1:]]
             self._route(method, segments)()
@@ -288,6 +326,22 @@ class _Handler(BaseHTTPRequestHandler):
             self._json({"error": exc.message}, exc.status, headers)
         except (ConnectionError, TimeoutError):
             self.close_connection = True
+
+    def _check_open_request(self, method: str) -> None:
+        """An open Hub has no tokens, so it refuses what a web page could make a browser send it:
+        requests for another host name (DNS rebinding) and cross-site form or text POSTs."""
+        host = (self.headers.get("Host") or "").strip().lower()
+        name = host[1 : host.find("]")] if host.startswith("[") else host.rsplit(":", 1)[0]
+        bound = self.hub.host.lower() not in ("", "0.0.0.0", "::") and name == self.hub.host.lower()
+        if host and not (bound or name in _LOOPBACK_HOSTS or name.startswith("127.")):
+            raise HubError(403, f"Host '{host}' is not served: an open local Hub answers loopback names only")
+        media = (self.headers.get("Content-Type") or "").split(";")[0].strip().lower()
+        if method == "POST" and media in _SIMPLE_BODY_TYPES and "/paths-info/" not in self.raw_path:
+            raise HubError(
+                415,
+                f"Content-Type '{media or 'none'}' is not accepted for writes to an open local Hub: "
+                "send application/json or application/x-ndjson",
+            )
 
     # routing --------------------------------------------------------------------------------------
     def _route(self, method: str, segs: list[str]) -> Callable[[], None]:
@@ -416,9 +470,9 @@ class _Handler(BaseHTTPRequestHandler):
         self._require_write("create a repo")
         assert self.user.name is not None
         body = self.body.json()
-        name = body.get("name")
-        namespace = body.get("organization") or self.user.name
-        repo_type = body.get("type") or "model"
+        name = _field(body, "name", str)
+        namespace = _field(body, "organization", str) or self.user.name
+        repo_type = _field(body, "type", str) or "model"
         if not isinstance(name, str) or not isinstance(namespace, str):
             raise HubError(400, "Missing repo 'name'")
         if repo_type not in REPO_TYPES:
@@ -426,7 +480,7 @@ class _Handler(BaseHTTPRequestHandler):
         if namespace in _RESERVED:
             raise HubError(400, f"'{namespace}' is a reserved name and cannot be a namespace")
         self._require_member(namespace, f"create a {repo_type} under the namespace '{namespace}'")
-        private = body.get("visibility") == "private" or body.get("private") is True
+        private = _field(body, "visibility", str) == "private" or _field(body, "private", bool) is True
         repo_id = f"{namespace}/{name}"
         try:
             self.hub.repos.create(
@@ -441,8 +495,11 @@ class _Handler(BaseHTTPRequestHandler):
 
     def delete_repo(self) -> None:
         body = self.body.json()
-        repo_type = body.get("type") or "model"
-        repo_id = f"{body.get('organization') or self.user.name}/{body.get('name')}"
+        repo_type = _field(body, "type", str) or "model"
+        name = _field(body, "name", str)
+        if not name:
+            raise HubError(400, "Missing repo 'name'")
+        repo_id = f"{_field(body, 'organization', str) or self.user.name}/{name}"
         repo = self._writable(repo_type, repo_id)
         self.hub.repos.delete(repo)
         self._json({})
@@ -450,14 +507,17 @@ class _Handler(BaseHTTPRequestHandler):
     def settings(self, repo_type: str, repo_id: str) -> None:
         repo = self._writable(repo_type, repo_id)
         body = self.body.json()
+        if body.get("visibility") not in (None, "private", "public"):
+            raise HubError(400, "'visibility' must be 'private' or 'public'")
+        _field(body, "private", bool)
+        if "gated" in body and not (body["gated"] is False or body["gated"] in ("auto", "manual")):
+            raise HubError(400, "'gated' must be false, 'auto' or 'manual'")
         with self.hub.repos.lock(repo):
             if "visibility" in body:
                 repo.meta.private = body["visibility"] == "private"
             if "private" in body:
                 repo.meta.private = bool(body["private"])
             if "gated" in body:
-                if body["gated"] not in (False, "auto", "manual"):
-                    raise HubError(400, "'gated' must be false, 'auto' or 'manual'")
                 repo.meta.gated = body["gated"]
             self.hub.repos.save_meta(repo)
         self._json({})
@@ -573,12 +633,13 @@ class _Handler(BaseHTTPRequestHandler):
             raise HubError(400, "Body must be {'files': [{path, sample, size}, ...]}")
         out = []
         for item in files:
+            if not isinstance(item, dict):
+                raise HubError(400, "Each preupload entry must be an object {path, sample, size}")
             path = validate_path_in_repo(str(item.get("path", "")))
-            try:
-                sample = base64.b64decode(item.get("sample") or "")
-                size = int(item["size"])
-            except (KeyError, ValueError, TypeError, binascii.Error) as exc:
-                raise HubError(400, f"Invalid preupload entry for '{path}': {exc}") from exc
+            sample = _b64decode(item.get("sample") or "", f"sample for '{path}'")
+            size = _field(item, "size", int, f"preupload entry for '{path}'")
+            if size is None or size < 0:
+                raise HubError(400, f"Invalid preupload entry for '{path}': 'size' must be a number >= 0")
             result: dict[str, Any] = {
                 "path": path,
                 "uploadMode": cards.upload_mode(path, size, sample, patterns),
@@ -601,9 +662,9 @@ class _Handler(BaseHTTPRequestHandler):
             raise HubError(422, "Only the LFS 'upload' operation is supported; download files via /resolve/.")
         objects = []
         expires = int(time.time()) + _UPLOAD_URL_TTL
-        for obj in body.get("objects") or []:
-            oid, size = obj.get("oid"), obj.get("size")
-            if not isinstance(oid, str) or len(oid) != 64 or not isinstance(size, int) or size < 0:
+        for obj in _field(body, "objects", list) or []:
+            oid, size = (obj.get("oid"), obj.get("size")) if isinstance(obj, dict) else (None, None)
+            if not isinstance(oid, str) or not _HEX64.match(oid.lower()) or type(size) is not int or size < 0:
                 objects.append(
                     {
                         "oid": str(oid),
@@ -631,6 +692,8 @@ class _Handler(BaseHTTPRequestHandler):
             size, expires = int(self.query.get("size", "")), int(self.query.get("expires", ""))
         except ValueError as exc:
             raise HubError(400, "Upload URL lacks size/expires; ask the LFS batch endpoint for one") from exc
+        if not _HEX64.match(oid):
+            raise HubError(400, f"Invalid LFS object id '{oid}': expected 64 lowercase hex digits")
         expected = self.hub.sign(repo_type, repo_id, oid, size, expires)
         if not hmac.compare_digest(expected, self.query.get("sig", "")) or expires < time.time():
             raise HubError(403, "Invalid or expired upload URL; ask the LFS batch endpoint for a new one")
@@ -645,29 +708,33 @@ class _Handler(BaseHTTPRequestHandler):
         repo = self._writable(repo_type, repo_id)
         assert self.user.name is not None
         header, ops = self._parse_commit_payload()
-        summary = str(header.get("summary") or "").strip()
+        summary = (_field(header, "summary", str, "commit header") or "").strip()
         if not summary:
             raise HubError(400, "The commit summary (message) must not be empty")
-        parent = header.get("parentCommit")
+        description = _field(header, "description", str, "commit header") or ""
+        parent = _field(header, "parentCommit", str, "commit header")
+        if parent is not None and not _COMMIT_ID.match(parent.lower()):
+            raise HubError(400, f"Invalid parentCommit '{parent}': expected a commit id (7 to 40 hex digits)")
         create_pr = _flag(self.query.get("create_pr"))
         with self.hub.repos.lock(repo):
             refs = repo.refs()
             kind, name = self._commit_target(repo, refs, revision, create_pr)
             base = refs[kind][name]
             if parent is not None:
-                parent = str(parent).lower()
+                try:  # a short id must name exactly one commit
+                    parent = repo.resolve(parent.lower())
+                except HubError:
+                    parent = parent.lower()  # no such commit: never the current one
                 if create_pr:
-                    base = repo.resolve(parent)
-                elif not base.startswith(parent):
+                    base = parent
+                elif base != parent:
                     raise HubError(
                         412,
                         f"A commit has happened since: {revision} is at {base}, not at the parent commit "
                         f"{parent}. Please refresh and try again.",
                     )
             files = self._apply(dict(repo.commit(base).tree.files), ops)
-            new_id = repo.write_commit(
-                [base], summary, str(header.get("description") or ""), self.user.name, files
-            )
+            new_id = repo.write_commit([base], summary, description, self.user.name, files)
             if create_pr:
                 kind, name = "prs", str(max((int(n) for n in refs["prs"]), default=0) + 1)
             refs[kind][name] = new_id
@@ -713,19 +780,19 @@ class _Handler(BaseHTTPRequestHandler):
             raw_path = str(value.get("path", ""))
             path = validate_path_in_repo(raw_path.strip("/") if key == "deletedFolder" else raw_path)
             if key == "file":
-                content = value.get("content", "")
-                try:
-                    data = (
-                        base64.b64decode(content)
-                        if value.get("encoding", "base64") == "base64"
-                        else content.encode()
-                    )
-                except (binascii.Error, AttributeError) as exc:
-                    raise HubError(400, f"Invalid base64 content for '{path}'") from exc
+                content, encoding = value.get("content", ""), value.get("encoding", "base64")
+                if encoding == "base64":
+                    data = _b64decode(content, f"content for '{path}'")
+                elif encoding in ("utf-8", "utf8") and isinstance(content, str):
+                    data = content.encode()
+                else:
+                    raise HubError(400, f"Invalid content for '{path}': expected a base64 or utf-8 string")
                 ops.append(("add", path, make_entry(self.hub.blobs.put_bytes(data), len(data), False, data)))
             elif key == "lfsFile":
                 oid = str(value.get("oid", "")).lower()
-                size = value.get("size")
+                size = _field(value, "size", int, f"lfsFile entry for '{path}'")
+                if not _HEX64.match(oid):
+                    raise HubError(400, f"Invalid LFS oid for '{path}': expected 64 hex digits (a sha256)")
                 if value.get("algo", "sha256") != "sha256" or not self.hub.blobs.has(oid, size):
                     raise HubError(
                         400,
@@ -836,12 +903,16 @@ class _Handler(BaseHTTPRequestHandler):
                 data = json.loads(raw or b"{}")
             except json.JSONDecodeError as exc:
                 raise HubError(400, f"Request body is not valid JSON: {exc}") from exc
+            if not isinstance(data, dict):
+                raise HubError(400, "Request body must be a JSON object {paths, expand}")
             paths, expand = data.get("paths") or [], bool(data.get("expand"))
         else:
             form = parse_qs(raw.decode(), keep_blank_values=True)
             paths, expand = form.get("paths", []), _flag((form.get("expand") or [""])[-1])
         if isinstance(paths, str):
             paths = [paths]
+        if not isinstance(paths, list):
+            raise HubError(400, "'paths' must be a list of paths")
         sha = repo.resolve(revision)
         tree = repo.commit(sha).tree
         out = []
@@ -924,7 +995,7 @@ class _Handler(BaseHTTPRequestHandler):
                 self._check_ref_name(name, "branch")
                 if name in refs["branches"]:
                     raise HubError(409, f"Reference already exists: refs/heads/{name}")
-                refs["branches"][name] = repo.resolve(str(body.get("startingPoint") or "main"))
+                refs["branches"][name] = repo.resolve(_field(body, "startingPoint", str) or "main")
             repo.write_refs(refs)
         self._json({})
 
@@ -938,7 +1009,7 @@ class _Handler(BaseHTTPRequestHandler):
                 if refs["tags"].pop(target, None) is None:
                     raise revision_not_found(target)
             else:
-                tag = self._check_ref_name(str(body.get("tag") or ""), "tag")
+                tag = self._check_ref_name(_field(body, "tag", str) or "", "tag")
                 if tag in refs["tags"]:
                     raise HubError(409, f"Tag already exists: refs/tags/{tag}")
                 refs["tags"][tag] = repo.resolve(target)
