@@ -13,6 +13,7 @@ import functools
 import hashlib
 import hmac
 import html
+import itertools
 import json
 import logging
 import re
@@ -674,8 +675,8 @@ class _Handler(BaseHTTPRequestHandler):
                 )
                 continue
             oid = oid.lower()
-            if self.hub.blobs.has(oid, size):
-                objects.append({"oid": oid, "size": size})  # already stored: no upload action
+            if oid in self.hub.repos.links(repo) and self.hub.blobs.has(oid, size):
+                objects.append({"oid": oid, "size": size})  # already stored for this repo: no upload action
                 continue
             sig = self.hub.sign(repo.meta.repo_type, repo_id, oid, size, expires)
             query = urlencode({"size": size, "expires": expires, "sig": sig})
@@ -697,17 +698,19 @@ class _Handler(BaseHTTPRequestHandler):
         expected = self.hub.sign(repo_type, repo_id, oid, size, expires)
         if not hmac.compare_digest(expected, self.query.get("sig", "")) or expires < time.time():
             raise HubError(403, "Invalid or expired upload URL; ask the LFS batch endpoint for a new one")
-        if self.hub.repos.get(repo_type, repo_id) is None:
+        repo = self.hub.repos.get(repo_type, repo_id)
+        if repo is None:
             raise repo_not_found(repo_id)
         if self.body.length is not None and self.body.length != size:
             raise HubError(400, f"Content-Length {self.body.length} does not match the object size {size}")
         self.hub.blobs.receive(self.body.readinto, size, oid)
+        self.hub.repos.link(repo, {oid})
         self._json({})
 
     def commit(self, repo_type: str, repo_id: str, revision: str) -> None:
         repo = self._writable(repo_type, repo_id)
         assert self.user.name is not None
-        header, ops = self._parse_commit_payload()
+        header, ops = self._parse_commit_payload(repo)
         summary = (_field(header, "summary", str, "commit header") or "").strip()
         if not summary:
             raise HubError(400, "The commit summary (message) must not be empty")
@@ -733,8 +736,8 @@ class _Handler(BaseHTTPRequestHandler):
                         f"A commit has happened since: {revision} is at {base}, not at the parent commit "
                         f"{parent}. Please refresh and try again.",
                     )
-            files = self._apply(dict(repo.commit(base).tree.files), ops)
-            new_id = repo.write_commit([base], summary, description, self.user.name, files)
+            tree = repo.write_tree(repo.commit(base).tree, ops)
+            new_id = repo.write_commit([base], summary, description, self.user.name, tree)
             if create_pr:
                 kind, name = "prs", str(max((int(n) for n in refs["prs"]), default=0) + 1)
             refs[kind][name] = new_id
@@ -751,7 +754,7 @@ class _Handler(BaseHTTPRequestHandler):
             }
         )
 
-    def _parse_commit_payload(self) -> tuple[dict[str, Any], list[tuple[str, str, Entry | None]]]:
+    def _parse_commit_payload(self, repo: Repo) -> tuple[dict[str, Any], list[tuple[str, str, Entry | None]]]:
         """Read the NDJSON commit body line by line, storing regular files' contents as they come."""
         if (
             "json" in (self.headers.get("Content-Type") or "")
@@ -787,13 +790,16 @@ class _Handler(BaseHTTPRequestHandler):
                     data = content.encode()
                 else:
                     raise HubError(400, f"Invalid content for '{path}': expected a base64 or utf-8 string")
-                ops.append(("add", path, make_entry(self.hub.blobs.put_bytes(data), len(data), False, data)))
+                ops.append(
+                    ("add", path, make_entry(self.hub.repos.put_linked(repo, data), len(data), False, data))
+                )
             elif key == "lfsFile":
                 oid = str(value.get("oid", "")).lower()
                 size = _field(value, "size", int, f"lfsFile entry for '{path}'")
                 if not _HEX64.match(oid):
                     raise HubError(400, f"Invalid LFS oid for '{path}': expected 64 hex digits (a sha256)")
-                if value.get("algo", "sha256") != "sha256" or not self.hub.blobs.has(oid, size):
+                linked = oid in self.hub.repos.links(repo) and self.hub.blobs.has(oid, size)
+                if value.get("algo", "sha256") != "sha256" or not linked:
                     raise HubError(
                         400,
                         f"LFS object {oid} for '{path}' was not uploaded (or has another size); "
@@ -824,41 +830,26 @@ class _Handler(BaseHTTPRequestHandler):
             400, f"Revision '{revision}' is not a branch: commits go to a branch or a refs/pr/N ref"
         )
 
-    @staticmethod
-    def _apply(files: dict[str, Entry], ops: list[tuple[str, str, Entry | None]]) -> dict[str, Entry]:
-        for op, path, entry in ops:
-            if op == "add":
-                assert entry is not None
-                files[path] = entry
-            elif op == "deletedFile":
-                if files.pop(path, None) is None:
-                    raise HubError(404, f"A file with this name doesn't exist: {path}", "EntryNotFound")
-            else:
-                doomed = [p for p in files if p.startswith(path + "/")]
-                if not doomed:
-                    raise HubError(404, f"A folder with this name doesn't exist: {path}", "EntryNotFound")
-                for p in doomed:
-                    del files[p]
-        folders = {p.rsplit("/", i)[0] for p in files for i in range(1, p.count("/") + 1)}
-        if clash := sorted(folders & files.keys()):
-            raise HubError(400, f"'{clash[0]}' would be both a file and a folder in this commit")
-        return files
-
     # reads ----------------------------------------------------------------------------------------
     def _next_link(self, cursor: int) -> dict[str, str]:
         pairs = [(k, v) for k, values in self.query_all.items() if k != "cursor" for v in values]
         query = urlencode([*pairs, ("cursor", str(cursor))])
         return {"Link": f'<{self.base_url}{self.raw_path}?{query}>; rel="next"'}  # raw_path is still encoded
 
-    def _page(self, items: list[Any], default: int) -> tuple[list[Any], dict[str, str]]:
-        """Cursor pagination with a ``Link: <...>; rel="next"`` header, as the Hub does."""
+    def _page(self, items: Iterable[Any], default: int) -> tuple[list[Any], dict[str, str]]:
+        """Cursor pagination with a ``Link: <...>; rel="next"`` header, as the Hub does.
+
+        ``items`` may be lazy (a repo's history): only the first cursor + limit + 1 are produced.
+        """
         try:
             cursor = int(self.query.get("cursor") or 0)
             limit = max(1, min(int(self.query.get("limit") or default), default))
+            if cursor < 0:
+                raise ValueError
         except ValueError as exc:
             raise HubError(400, "Invalid cursor or limit") from exc
-        page = items[cursor : cursor + limit]
-        return page, self._next_link(cursor + limit) if cursor + limit < len(items) else {}
+        page = list(itertools.islice(items, cursor, cursor + limit + 1))
+        return page[:limit], self._next_link(cursor + limit) if len(page) > limit else {}
 
     def _expand(self, repo: Repo, head: str, entries: list[dict[str, Any]]) -> None:
         last = repo.last_commits(head, [e["path"] for e in entries])
@@ -875,17 +866,12 @@ class _Handler(BaseHTTPRequestHandler):
                 404, f"Folder '{path}' does not exist at {revision}", "EntryNotFound", {"X-Repo-Commit": sha}
             )
         recursive, expand = _flag(self.query.get("recursive")), _flag(self.query.get("expand"))
-        prefix = f"{path}/" if path else ""
-
-        def inside(p: str) -> bool:
-            return bool(p) and p.startswith(prefix) and (recursive or "/" not in p[len(prefix) :])
-
-        folders = [
-            {"type": "directory", "oid": oid, "size": 0, "path": p}
-            for p, oid in tree.dirs.items()
-            if inside(p)
-        ]
-        files = [_file_json(p, e) for p, e in tree.files.items() if inside(p)]
+        folders, files = [], []
+        for p, node in tree.walk(path, recursive):  # only the folders listed are read
+            if isinstance(node, str):
+                folders.append({"type": "directory", "oid": node, "size": 0, "path": p})
+            else:
+                files.append(_file_json(p, node))
         if recursive:
             entries = sorted(folders + files, key=lambda e: e["path"])
         else:
@@ -948,8 +934,7 @@ class _Handler(BaseHTTPRequestHandler):
 
     def commits(self, repo_type: str, repo_id: str, revision: str) -> None:
         repo = self._readable(repo_type, repo_id)
-        history = list(repo.history(repo.resolve(revision)))
-        page, headers = self._page(history, _COMMITS_PAGE)
+        page, headers = self._page(repo.history(repo.resolve(revision)), _COMMITS_PAGE)
         formatted = "formatted" in self.query_all.get("expand[]", [])
         out = []
         for c in page:
@@ -1154,6 +1139,8 @@ class LocalHub:
                 logger.warning(
                     "Removed %s: a repo folder without metadata or refs (an interrupted write)", leftover
                 )
+            for upgraded in self.repos.upgrade():
+                logger.info("Converted %s to tree objects (the storage of this hubkit version)", upgraded)
             server_class = _Server6 if ":" in self.host else _Server
             try:
                 server = server_class((self.host, self.port), _Handler)

@@ -26,13 +26,14 @@ import threading
 import time
 import uuid
 from collections import OrderedDict
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 from typing import Any
 
 CHUNK = 1024 * 1024
+TREE_CACHE_ENTRIES = 200_000  # folder entries kept parsed in memory, across repos
 REPO_TYPES = ("model", "dataset", "space")
 _NAME_RE = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9._-]{0,94}[A-Za-z0-9_])?$")
 _SHA256_RE = re.compile(r"^[0-9a-f]{64}$")
@@ -211,34 +212,111 @@ def make_entry(sha256: str, size: int, lfs: bool, content: bytes | None = None) 
     return Entry(sha256, size, oid, lfs)
 
 
-class Tree:
-    """A commit's files plus every folder, each with a git tree oid (what the Hub lists for folders)."""
+def tree_oid(children: dict[str, Entry | str]) -> str:
+    """The git tree oid of one folder (what the Hub lists for folders); also its object's name."""
+    # git orders tree entries by name, comparing folders as if their name ended in "/"
+    ordered = sorted(children.items(), key=lambda kv: kv[0] + ("/" if isinstance(kv[1], str) else ""))
+    body = b"".join(
+        (b"40000 " if isinstance(node, str) else b"100644 ")
+        + name.encode()
+        + b"\0"
+        + bytes.fromhex(node if isinstance(node, str) else node.oid)
+        for name, node in ordered
+    )
+    return hashlib.sha1(b"tree %d\0" % len(body) + body).hexdigest()
 
-    def __init__(self, files: dict[str, Entry]):
-        self.files = files
-        children: dict[str, dict[str, tuple[str, str]]] = {"": {}}
-        for path in files:
-            parent = ""
-            for part in PurePosixPath(path).parts[:-1]:
-                here = f"{parent}/{part}" if parent else part
-                children.setdefault(here, {})
-                parent = here
-        self.dirs: dict[str, str] = {}
-        for path, entry in files.items():
-            parent, _, name = path.rpartition("/")
-            children[parent][name] = ("100644", entry.oid)
-        for folder in sorted(children, key=lambda d: -(d.count("/") + 1) if d else 0):  # deepest first
-            entries = children[folder]
-            # git orders tree entries by name, comparing folders as if their name ended in "/"
-            ordered = sorted(entries.items(), key=lambda kv: kv[0] + ("/" if kv[1][0] == "40000" else ""))
-            body = b"".join(
-                f"{mode} {name}".encode() + b"\0" + bytes.fromhex(oid) for name, (mode, oid) in ordered
-            )
-            oid = hashlib.sha1(b"tree %d\0" % len(body) + body).hexdigest()
-            self.dirs[folder] = oid
-            if folder:
-                parent, _, name = folder.rpartition("/")
-                children[parent][name] = ("40000", oid)
+
+def encode_tree(children: dict[str, Entry | str]) -> bytes:
+    return dump_json({n: {"tree": c} if isinstance(c, str) else c.to_json() for n, c in children.items()})
+
+
+def decode_tree(data: bytes) -> dict[str, Entry | str]:
+    return {
+        name: e["tree"] if "tree" in e else Entry(e["sha256"], e["size"], e["oid"], e["lfs"])
+        for name, e in json.loads(data).items()
+    }
+
+
+EMPTY_TREE = tree_oid({})
+
+
+class Tree:
+    """The files and folders of one commit, read folder by folder from content-addressed tree objects.
+
+    ``load(oid)`` returns one folder's children; unchanged folders are shared between commits, so
+    looking up a path costs one small read per folder level, not the whole listing.
+    """
+
+    def __init__(self, load: Callable[[str], dict[str, Entry | str]], root: str):
+        self.load = load
+        self.root = root
+        self.files = _FileView(self)
+        self.dirs = _DirView(self)
+
+    def node(self, path: str) -> Entry | str | None:
+        """The Entry of file ``path``, the tree oid of folder ``path`` ("" is the root), or None."""
+        node: Entry | str = self.root
+        for part in path.split("/") if path else ():
+            if not isinstance(node, str):
+                return None
+            child = self.load(node).get(part)
+            if child is None:
+                return None
+            node = child
+        return node
+
+    def walk(self, folder: str = "", recursive: bool = True) -> Iterator[tuple[str, Entry | str]]:
+        """(path, Entry or folder oid) under ``folder``, folder by folder; nothing if it is no folder."""
+        start = self.node(folder)
+        if not isinstance(start, str):
+            return
+        todo = [(folder, start)]
+        while todo:
+            prefix, oid = todo.pop()
+            for name, child in self.load(oid).items():
+                path = f"{prefix}/{name}" if prefix else name
+                yield path, child
+                if recursive and isinstance(child, str):
+                    todo.append((path, child))
+
+
+class _FileView(Mapping[str, Entry]):
+    """``tree.files``: path -> Entry; a lookup reads one folder per level, iterating reads them all."""
+
+    def __init__(self, tree: Tree):
+        self.tree = tree
+
+    def __getitem__(self, path: str) -> Entry:
+        node = self.tree.node(path) if path else None
+        if not isinstance(node, Entry):
+            raise KeyError(path)
+        return node
+
+    def __iter__(self) -> Iterator[str]:
+        return (path for path, node in self.tree.walk() if not isinstance(node, str))
+
+    def __len__(self) -> int:
+        return sum(1 for _ in self)
+
+
+class _DirView(Mapping[str, str]):
+    """``tree.dirs``: folder path ("" for the root) -> git tree oid."""
+
+    def __init__(self, tree: Tree):
+        self.tree = tree
+
+    def __getitem__(self, path: str) -> str:
+        node = self.tree.node(path)
+        if not isinstance(node, str):
+            raise KeyError(path)
+        return node
+
+    def __iter__(self) -> Iterator[str]:
+        yield ""
+        yield from (path for path, node in self.tree.walk() if isinstance(node, str))
+
+    def __len__(self) -> int:
+        return sum(1 for _ in self)
 
 
 @dataclass
@@ -313,22 +391,87 @@ class Repo:
             yield commit
             current = commit.parents[0] if commit.parents else None
 
-    def write_commit(
-        self, parents: list[str], title: str, message: str, author: str, files: dict[str, Entry]
-    ) -> str:
-        """Store an immutable commit object and return its id (sha1 of its content); moves no ref."""
+    def write_commit(self, parents: list[str], title: str, message: str, author: str, tree: str) -> str:
+        """Store an immutable commit object (``tree``: its root tree oid) and return its id; moves no ref."""
         body = {
             "parents": parents,
             "title": title,
             "message": message,
             "author": author,
             "date": now_iso(),
-            "tree": {path: files[path].to_json() for path in sorted(files)},
+            "tree": tree,
         }
         data = dump_json(body)
         commit_id = hashlib.sha1(data).hexdigest()
         atomic_write(self.path / "commits" / f"{commit_id}.json", data, self.store.tmp)
         return commit_id
+
+    def load_tree(self, oid: str) -> dict[str, Entry | str]:
+        return self.store.load_tree(self.path, oid)
+
+    def write_tree(self, base: Tree, ops: list[tuple[str, str, Entry | None]]) -> str:
+        """Apply ``ops`` (add, deletedFile, deletedFolder) to ``base`` and return the new root tree oid.
+
+        Only the folders on the changed paths are copied and stored: a one-file commit writes one
+        tree object per folder level, whatever the size of the repo.
+        """
+        changed: dict[str, dict[str, Entry | str | None]] = {}  # None: a changed sub-folder
+
+        def folder(path: str, create: bool) -> dict[str, Entry | str | None] | None:
+            if path in changed:
+                return changed[path]
+            if not path:
+                children: dict[str, Entry | str | None] = dict(self.load_tree(base.root))
+            else:
+                parent_path, _, name = path.rpartition("/")
+                parent = folder(parent_path, create)
+                child = parent.get(name) if parent is not None else None
+                if isinstance(child, Entry) and create:
+                    raise HubError(400, f"'{path}' would be both a file and a folder in this commit")
+                if parent is None or isinstance(child, Entry) or (child is None and not create):
+                    return None
+                children = dict(self.load_tree(child)) if child else {}
+                parent[name] = None
+            changed[path] = children
+            return children
+
+        for op, path, entry in ops:
+            parent_path, _, name = path.rpartition("/")
+            if op == "add":
+                children = folder(parent_path, True)
+                assert children is not None and entry is not None
+                if name in children and not isinstance(children[name], Entry):
+                    raise HubError(400, f"'{path}' would be both a file and a folder in this commit")
+                children[name] = entry
+                continue
+            children = folder(parent_path, False)
+            node = children.get(name) if children is not None else None
+            if op == "deletedFile":
+                if not isinstance(node, Entry):
+                    raise HubError(404, f"A file with this name doesn't exist: {path}", "EntryNotFound")
+            elif children is None or name not in children or isinstance(node, Entry):
+                raise HubError(404, f"A folder with this name doesn't exist: {path}", "EntryNotFound")
+            else:
+                for doomed in [p for p in changed if p == path or p.startswith(path + "/")]:
+                    del changed[doomed]
+            assert children is not None
+            del children[name]
+        if not changed:
+            return base.root
+        for path in sorted(changed, key=lambda p: -(p.count("/") + 1) if p else 0):  # deepest first
+            children = changed[path]
+            parent_path, _, name = path.rpartition("/")
+            if path and not children:  # git keeps no empty folders
+                del changed[parent_path][name]
+                continue
+            done = {n: c for n, c in children.items() if c is not None}
+            assert len(done) == len(children), "sub-folders are stored before their parent"
+            oid = self.store.save_tree(self.path, done)
+            if path:
+                changed[parent_path][name] = oid
+            else:
+                return oid
+        raise AssertionError("unreachable: the root is always among the changed folders")
 
     def last_commits(self, head: str, paths: list[str]) -> dict[str, Commit]:
         """For each path (file or folder), the newest commit that changed it, walking from ``head``."""
@@ -337,11 +480,13 @@ class Repo:
         for commit in self.history(head):
             if not todo:
                 break
-            parent = self.commit(commit.parents[0]).tree if commit.parents else Tree({})
+            parent = self.commit(commit.parents[0]).tree if commit.parents else None
+            if parent is not None and parent.root == commit.tree.root:
+                continue  # nothing changed in this commit
             for path in list(todo):
-                now = commit.tree.files.get(path) or commit.tree.dirs.get(path)
-                before = parent.files.get(path) or parent.dirs.get(path)
-                if now != before or not commit.parents:
+                now = commit.tree.node(path)
+                before = parent.node(path) if parent is not None else None
+                if now != before or parent is None:
                     found[path] = commit
                     todo.discard(path)
         return found
@@ -358,6 +503,10 @@ class RepoStore:
         self._lock = threading.Lock()
         self._repo_locks: dict[Path, threading.Lock] = {}
         self._commits: OrderedDict[tuple[Path, str], Commit] = OrderedDict()
+        self._trees: OrderedDict[tuple[Path, str], dict[str, Entry | str]] = OrderedDict()
+        self._tree_entries = 0  # entries held in _trees, bounded by TREE_CACHE_ENTRIES
+        self._links: dict[Path, set[str]] = {}
+        self.blob_lock = threading.RLock()  # linking a blob to a repo vs. collecting unlinked blobs
 
     def repo_dir(self, repo_type: str, repo_id: str) -> Path:
         namespace, name = repo_id.split("/")
@@ -417,9 +566,10 @@ class RepoStore:
             meta = RepoMeta(repo_type, repo_id, private, False, now_iso())
             repo = Repo(self, staging, meta)
             self.save_meta(repo)
-            sha = self.blobs.put_bytes(gitattributes)
-            files = {".gitattributes": make_entry(sha, len(gitattributes), False, gitattributes)}
-            first = repo.write_commit([], "initial commit", "", author, files)
+            sha = self.put_linked(repo, gitattributes)
+            entry = make_entry(sha, len(gitattributes), False, gitattributes)
+            tree = repo.write_tree(Tree(repo.load_tree, EMPTY_TREE), [("add", ".gitattributes", entry)])
+            first = repo.write_commit([], "initial commit", "", author, tree)
             repo.write_refs({"branches": {"main": first}, "tags": {}, "prs": {}})
             target.parent.mkdir(parents=True, exist_ok=True)
             os.rename(staging, target)
@@ -433,11 +583,14 @@ class RepoStore:
         Under the repo's lock, so a commit racing the delete either lands before it (and is deleted
         with the repo) or finds no repo: nothing is ever written into a deleted repo's folder.
         """
+        started = time.time()
         with self.lock(repo), self._lock:
             trash = self.tmp / f"deleted-{uuid.uuid4().hex}"
             os.rename(repo.path, trash)
             _fsync_dir(repo.path.parent)
             self._commits = OrderedDict((k, v) for k, v in self._commits.items() if k[0] != repo.path)
+            self._links.pop(repo.path, None)
+        self.collect(trash, started)
         shutil.rmtree(trash, ignore_errors=True)
 
     def repair(self) -> list[str]:
@@ -464,7 +617,10 @@ class RepoStore:
                 self._commits.move_to_end(key)
                 return self._commits[key]
         data = json.loads((repo_path / "commits" / f"{commit_id}.json").read_text())
-        files = {path: Entry(e["sha256"], e["size"], e["oid"], e["lfs"]) for path, e in data["tree"].items()}
+        if not isinstance(data["tree"], str):
+            raise HubError(
+                500, f"Commit {commit_id} is in the storage format of an older hubkit; restart the Hub"
+            )
         commit = Commit(
             commit_id,
             data["parents"],
@@ -472,10 +628,131 @@ class RepoStore:
             data["message"],
             data["author"],
             data["date"],
-            Tree(files),
+            Tree(lambda oid: self.load_tree(repo_path, oid), data["tree"]),
         )
         with self._lock:
             self._commits[key] = commit
             while len(self._commits) > 256:
                 self._commits.popitem(last=False)
         return commit
+
+    # tree objects -----------------------------------------------------------------------------------
+    def load_tree(self, repo_path: Path, oid: str) -> dict[str, Entry | str]:
+        """One folder's children (read-only: shared by every commit holding that folder)."""
+        if oid == EMPTY_TREE:
+            return {}
+        key = (repo_path, oid)
+        with self._lock:
+            if key in self._trees:
+                self._trees.move_to_end(key)
+                return self._trees[key]
+        children = decode_tree((repo_path / "trees" / oid[:2] / oid[2:]).read_bytes())
+        with self._lock:
+            if key not in self._trees:
+                self._trees[key] = children
+                self._tree_entries += len(children)
+            while self._tree_entries > TREE_CACHE_ENTRIES and len(self._trees) > 1:
+                self._tree_entries -= len(self._trees.popitem(last=False)[1])
+        return children
+
+    def save_tree(self, repo_path: Path, children: dict[str, Entry | str]) -> str:
+        """Store one folder as a tree object named by its git tree oid (once: it never changes)."""
+        oid = tree_oid(children)
+        path = repo_path / "trees" / oid[:2] / oid[2:]
+        if oid != EMPTY_TREE and not path.exists():
+            atomic_write(path, encode_tree(children), self.tmp)
+        return oid
+
+    # blobs linked to repos --------------------------------------------------------------------------
+    def links(self, repo: Repo) -> set[str]:
+        """The sha256 of every blob this repo committed or uploaded: the only ones it may reference.
+
+        A blob stored for another repo must be uploaded again (proving its content is known)
+        before a commit here may point at it, so a known oid alone reveals nothing.
+        """
+        with self.blob_lock:
+            if repo.path not in self._links:
+                try:
+                    lines = (repo.path / "links.txt").read_text().split()
+                except FileNotFoundError:
+                    lines = []
+                self._links[repo.path] = set(lines)
+            return self._links[repo.path]
+
+    def link(self, repo: Repo, shas: set[str]) -> None:
+        """Record blobs as this repo's (appended and fsynced before any commit can point at them)."""
+        with self.blob_lock:
+            known = self.links(repo)
+            new = sorted(shas - known)
+            if not new:
+                return
+            try:
+                with open(repo.path / "links.txt", "a") as f:
+                    f.write("".join(f"{sha}\n" for sha in new))
+                    f.flush()
+                    os.fsync(f.fileno())
+            except FileNotFoundError as exc:  # deleted meanwhile
+                raise repo_not_found(repo.meta.repo_id) from exc
+            known.update(new)
+
+    def put_linked(self, repo: Repo, data: bytes) -> str:
+        """Store a regular file's content and link it to ``repo`` in one step a collection cannot split."""
+        with self.blob_lock:
+            sha = self.blobs.put_bytes(data)
+            self.link(repo, {sha})
+        return sha
+
+    def collect(self, deleted: Path, started: float) -> int:
+        """Remove the blobs of the deleted repo (moved to ``deleted``) that no other repo links.
+
+        Blobs written since ``started`` are kept: an upload may be about to link them.
+        """
+        try:
+            candidates = set((deleted / "links.txt").read_text().split())
+        except FileNotFoundError:
+            return 0
+        removed = 0
+        with self.blob_lock:
+            for links_file in self.root.glob("*/*/*/links.txt"):
+                candidates -= set(links_file.read_text().split())
+                if not candidates:
+                    return 0
+            for sha in candidates:
+                path = self.blobs.path(sha)
+                try:
+                    if path.stat().st_mtime < started:
+                        path.unlink()
+                        removed += 1
+                except FileNotFoundError:
+                    pass
+        return removed
+
+    def upgrade(self) -> list[str]:
+        """Convert repos written by an older hubkit (every commit listing every file) to tree objects.
+
+        Commit ids stay (they name the commit files; nothing recomputes them); ``links.txt``, written
+        last, marks a repo as converted, so an interrupted upgrade resumes on the next start.
+        """
+        upgraded = []
+        for meta_file in sorted(self.root.glob("*/*/*/repo.json")):
+            path = meta_file.parent
+            if (path / "links.txt").exists():
+                continue
+            repo = self.get(path.parent.parent.name, f"{path.parent.name}/{path.name}")
+            if repo is None:
+                continue
+            shas: set[str] = set()
+            for commit_file in sorted((path / "commits").glob("*.json")):
+                data = json.loads(commit_file.read_text())
+                if isinstance(data["tree"], dict):
+                    entries = {
+                        p: Entry(e["sha256"], e["size"], e["oid"], e["lfs"]) for p, e in data["tree"].items()
+                    }
+                    ops: list[tuple[str, str, Entry | None]] = [("add", p, e) for p, e in entries.items()]
+                    data["tree"] = repo.write_tree(Tree(repo.load_tree, EMPTY_TREE), ops)
+                    atomic_write(commit_file, dump_json(data), self.tmp)
+                tree = Tree(repo.load_tree, data["tree"])
+                shas |= {node.sha256 for _, node in tree.walk() if isinstance(node, Entry)}
+            self.link(repo, shas)
+            upgraded.append(repo.meta.repo_id)
+        return upgraded
