@@ -429,3 +429,142 @@ def test_open_hub_refuses_foreign_hosts_and_cross_site_posts(tmp_path):
         assert not HfApi(endpoint=hub.endpoint).repo_exists("hubkit/csrf")
         assert _http("POST", create, b'{"name": "ok"}', {"Content-Type": "application/json"})[0] == 200
         assert _http("GET", f"{hub.endpoint}/api/models", headers={"Host": f"localhost:{hub.port}"})[0] == 200
+
+
+def _lfs_upload(hub: LocalHub, user: str, repo: str, data: bytes, upload: bool = True) -> dict:
+    """The LFS batch answer for ``data`` in ``repo``; uploads it when the Hub asks for it."""
+    oid = hashlib.sha256(data).hexdigest()
+    payload = json.dumps({"operation": "upload", "objects": [{"oid": oid, "size": len(data)}]}).encode()
+    status, _, body = _http("POST", f"{hub.endpoint}/{repo}.git/info/lfs/objects/batch", payload, _auth(user))
+    assert status == 200, body
+    answer = json.loads(body)["objects"][0]
+    if "actions" in answer and upload:
+        assert _http("PUT", answer["actions"]["upload"]["href"], data)[0] == 200
+    return answer
+
+
+def _lfs_commit(hub: LocalHub, user: str, repo: str, path: str, data: bytes):
+    lfs = {"path": path, "algo": "sha256", "oid": hashlib.sha256(data).hexdigest(), "size": len(data)}
+    payload = _ndjson(f"add {path}", {}) + json.dumps({"key": "lfsFile", "value": lfs}).encode() + b"\n"
+    return _http(
+        "POST", f"{hub.endpoint}/api/models/{repo}/commit/main", payload, _auth(user, "application/x-ndjson")
+    )
+
+
+def test_blobs_of_other_repos_cannot_be_linked_and_deleted_ones_are_collected(hub):
+    alice = _api(hub, "alice")
+    alice.create_repo("alice/weights", private=True)
+    alice.create_repo("alice/public-copy")
+    secret, shared = os.urandom(4096), os.urandom(4096)
+    for data, name in ((secret, "secret.bin"), (shared, "shared.bin")):
+        assert "actions" in _lfs_upload(hub, "alice", "alice/weights", data)
+        assert _lfs_commit(hub, "alice", "alice/weights", name, data)[0] == 200
+    # knowing an oid is not enough: carol must upload the content before her commit may use it
+    hub_carol = _api(hub, "carol")
+    hub_carol.create_repo("carol/thief")
+    status, _, body = _lfs_commit(hub, "carol", "carol/thief", "stolen.bin", secret)
+    assert status == 400 and "not uploaded" in json.loads(body)["error"]
+    assert "actions" in _lfs_upload(hub, "carol", "carol/thief", secret, upload=False)
+    # alice's public repo holds `shared` too; deleting the private repo keeps it and drops `secret`
+    assert "actions" in _lfs_upload(hub, "alice", "alice/public-copy", shared)
+    assert _lfs_commit(hub, "alice", "alice/public-copy", "shared.bin", shared)[0] == 200
+    blob = {
+        d: Path(hub.root) / "objects" / h[:2] / h[2:]
+        for d in (secret, shared)
+        for h in [hashlib.sha256(d).hexdigest()]
+    }
+    alice.delete_repo("alice/weights")
+    assert not blob[secret].exists() and blob[shared].exists()
+    assert (
+        Path(
+            hf_hub_download("alice/public-copy", "shared.bin", endpoint=hub.endpoint, token=TOKENS["bob"])
+        ).read_bytes()
+        == shared
+    )
+    status, _, _ = _lfs_commit(hub, "carol", "carol/thief", "stolen.bin", secret)
+    assert status == 400
+
+
+def test_a_one_file_commit_writes_only_the_changed_folders(hub):
+    alice = _api(hub, "alice")
+    alice.create_repo("alice/many")
+    files = {f"d{d}/f{f}.txt": b"%d-%d" % (d, f) for d in range(10) for f in range(20)}
+    assert _commit(hub, "alice/many", "200 files", files)[0] == 200
+    trees = Path(hub.root) / "repos" / "model" / "alice" / "many" / "trees"
+
+    def stored() -> tuple[int, int]:
+        objects = [p for p in trees.rglob("*") if p.is_file()]
+        return len(objects), sum(p.stat().st_size for p in objects)
+
+    count, size = stored()
+    assert count == 12  # the first commit's root, then the new root and its 10 folders
+    assert _commit(hub, "alice/many", "one file", {"d7/f3.txt": b"changed"})[0] == 200
+    new_count, new_size = stored()
+    assert new_count == count + 2 and new_size - size < 10_000  # d7 and the root, not 200 entries
+    assert alice.list_repo_tree("alice/many", "d7")
+    listing = {f.path for f in alice.list_repo_tree("alice/many", recursive=True)}
+    assert listing == {".gitattributes", *files, *(f"d{d}" for d in range(10))}
+    assert hf_hub_download("alice/many", "d7/f3.txt", endpoint=hub.endpoint, token=TOKENS["alice"])
+    # history pages without reading every commit; a bad cursor is a 400
+    status, headers, body = _http("GET", f"{hub.endpoint}/api/models/alice/many/commits/main?limit=1")
+    assert (
+        status == 200
+        and [c["title"] for c in json.loads(body)] == ["one file"]
+        and "cursor=1" in headers["Link"]
+    )
+    assert _http("GET", f"{hub.endpoint}/api/models/alice/many/commits/main?cursor=-1")[0] == 400
+    # deleting a folder removes it; emptied folders disappear as in git
+    payload = _ndjson("rm", {}) + b'{"key": "deletedFolder", "value": {"path": "d1/"}}\n'
+    payload += b'{"key": "deletedFile", "value": {"path": "d2/f0.txt"}}\n'
+    status, _, _ = _http(
+        "POST",
+        f"{hub.endpoint}/api/models/alice/many/commit/main",
+        payload,
+        _auth("alice", "application/x-ndjson"),
+    )
+    assert status == 200
+    top = {f.path for f in alice.list_repo_tree("alice/many")}
+    assert "d1" not in top and "d2" in top and len(alice.list_repo_files("alice/many")) == 200 - 20 - 1 + 1
+
+
+def test_repos_of_an_older_hubkit_are_converted_on_start(tmp_path):
+    """A repo as the previous storage wrote it (every commit listing every file) reads the same after a restart."""
+    root = tmp_path / "old-hub"
+    content = b"old file\n"
+    sha = hashlib.sha256(content).hexdigest()
+    (root / "objects" / sha[:2]).mkdir(parents=True)
+    (root / "objects" / sha[:2] / sha[2:]).write_bytes(content)
+    repo = root / "repos" / "model" / "alice" / "legacy"
+    (repo / "commits").mkdir(parents=True)
+    entry = {
+        "sha256": sha,
+        "size": len(content),
+        "oid": hashlib.sha1(b"blob %d\0" % len(content) + content).hexdigest(),
+        "lfs": False,
+    }
+    commit = {
+        "parents": [],
+        "title": "old",
+        "message": "",
+        "author": "alice",
+        "date": "2025-01-01T00:00:00.000Z",
+        "tree": {"dir/a.txt": entry},
+    }
+    commit_id = "1" * 40
+    (repo / "commits" / f"{commit_id}.json").write_text(json.dumps(commit))
+    (repo / "refs.json").write_text(json.dumps({"branches": {"main": commit_id}, "tags": {}, "prs": {}}))
+    (repo / "repo.json").write_text(json.dumps({"private": False, "created_at": "2025-01-01T00:00:00.000Z"}))
+    hub = _start(root)
+    try:
+        api = _api(hub, "alice")
+        assert api.model_info("alice/legacy").sha == commit_id
+        assert [f.path for f in api.list_repo_tree("alice/legacy", recursive=True)] == ["dir", "dir/a.txt"]
+        assert _commit(hub, "alice/legacy", "new", {"dir/b.txt": b"b"}, parentCommit=commit_id)[0] == 200
+        assert (
+            Path(
+                hf_hub_download("alice/legacy", "dir/a.txt", endpoint=hub.endpoint, token=False)
+            ).read_bytes()
+            == content
+        )
+    finally:
+        hub.stop()

@@ -790,9 +790,7 @@ class _Handler(BaseHTTPRequestHandler):
                     data = content.encode()
                 else:
                     raise HubError(400, f"Invalid content for '{path}': expected a base64 or utf-8 string")
-                ops.append(
-                    ("add", path, make_entry(self.hub.repos.put_linked(repo, data), len(data), False, data))
-                )
+                ops.append(("add", path, make_entry(self.hub.blobs.put_bytes(data), len(data), False, data)))
             elif key == "lfsFile":
                 oid = str(value.get("oid", "")).lower()
                 size = _field(value, "size", int, f"lfsFile entry for '{path}'")
@@ -814,6 +812,7 @@ class _Handler(BaseHTTPRequestHandler):
                 raise HubError(400, f"Unknown operation '{key}' on line {number} of the commit payload")
         if header is None:
             raise HubError(400, "The commit payload has no 'header' line")
+        self.hub.repos.link(repo, {e.sha256 for op, _, e in ops if e is not None and not e.lfs})
         return header, ops
 
     def _commit_target(

@@ -6,13 +6,19 @@ Layout under the root folder::
     repos/{type}/{ns}/{name}/
         repo.json           visibility and creation date
         refs.json           branches, tags and pull-request refs -> commit id
-        commits/{id}.json   immutable commit objects (parents, message, author, date, full tree)
+        commits/{id}.json   immutable commit objects (parents, message, author, date, root tree oid)
+        trees/ab/cdef...    one folder's files and sub-folders, named by its git tree oid; shared
+                            by every commit holding that folder, so a commit stores only the
+                            folders on the paths it changed
+        links.txt           sha256 of every blob this repo uploaded or committed: the only blobs
+                            its commits may point at, and what keeps a blob alive
     tmp/                    partial uploads and half-built repos; emptied on start
 
 Every file is written to a temporary name, fsynced and moved into place with ``os.replace``,
 and ``refs.json`` is replaced last, so a commit is visible whole or not at all, even if the
-process is killed in the middle of one. Blobs and commit objects that a crash leaves without
-a ref are harmless: nothing points at them.
+process is killed in the middle of one. Blobs, trees and commit objects that a crash leaves
+without a ref are harmless: nothing points at them. Deleting a repo removes the blobs that no
+other repo links.
 """
 
 from __future__ import annotations
@@ -142,9 +148,15 @@ class BlobStore:
         return size is None or st.st_size == size
 
     def put_bytes(self, data: bytes) -> str:
+        """Store ``data`` (or refresh the mtime of its blob: a collection then leaves it alone)."""
         sha = hashlib.sha256(data).hexdigest()
-        if not self.has(sha, len(data)):
-            atomic_write(self.path(sha), data, self.tmp)
+        try:
+            if self.path(sha).stat().st_size == len(data):
+                os.utime(self.path(sha))
+                return sha
+        except FileNotFoundError:
+            pass
+        atomic_write(self.path(sha), data, self.tmp)
         return sha
 
     def receive(self, readinto: Callable[[memoryview], int], size: int, sha256: str) -> None:
@@ -566,7 +578,8 @@ class RepoStore:
             meta = RepoMeta(repo_type, repo_id, private, False, now_iso())
             repo = Repo(self, staging, meta)
             self.save_meta(repo)
-            sha = self.put_linked(repo, gitattributes)
+            sha = self.blobs.put_bytes(gitattributes)
+            self.link(repo, {sha})
             entry = make_entry(sha, len(gitattributes), False, gitattributes)
             tree = repo.write_tree(Tree(repo.load_tree, EMPTY_TREE), [("add", ".gitattributes", entry)])
             first = repo.write_commit([], "initial commit", "", author, tree)
@@ -680,12 +693,18 @@ class RepoStore:
             return self._links[repo.path]
 
     def link(self, repo: Repo, shas: set[str]) -> None:
-        """Record blobs as this repo's (appended and fsynced before any commit can point at them)."""
+        """Record blobs as this repo's (appended and fsynced before any commit can point at them).
+
+        Blobs are stored first (a collection spares blobs written since it started); one that a
+        collection removed before this link is a 409: the commit or upload must be sent again.
+        """
         with self.blob_lock:
             known = self.links(repo)
             new = sorted(shas - known)
             if not new:
                 return
+            if missing := [sha for sha in new if not self.blobs.has(sha)]:
+                raise HubError(409, f"Blob {missing[0]} was removed by a concurrent repo deletion; retry")
             try:
                 with open(repo.path / "links.txt", "a") as f:
                     f.write("".join(f"{sha}\n" for sha in new))
@@ -694,13 +713,6 @@ class RepoStore:
             except FileNotFoundError as exc:  # deleted meanwhile
                 raise repo_not_found(repo.meta.repo_id) from exc
             known.update(new)
-
-    def put_linked(self, repo: Repo, data: bytes) -> str:
-        """Store a regular file's content and link it to ``repo`` in one step a collection cannot split."""
-        with self.blob_lock:
-            sha = self.blobs.put_bytes(data)
-            self.link(repo, {sha})
-        return sha
 
     def collect(self, deleted: Path, started: float) -> int:
         """Remove the blobs of the deleted repo (moved to ``deleted``) that no other repo links.
