@@ -528,7 +528,7 @@ def test_a_one_file_commit_writes_only_the_changed_folders(hub):
 
 
 def test_repos_of_an_older_hubkit_are_converted_on_start(tmp_path):
-    """A repo as the previous storage wrote it (every commit listing every file) reads the same after a restart."""
+    """A repo as the older storage wrote it (each commit listing every file) reads the same after a start."""
     root = tmp_path / "old-hub"
     content = b"old file\n"
     sha = hashlib.sha256(content).hexdigest()
