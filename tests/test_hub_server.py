@@ -510,9 +510,6 @@ class _ServerProcess:
         self.proc.wait(10)
 
 
-_LFS_JSON = {"Content-Type": "application/vnd.git-lfs+json"}  # as the clients send it; an open Hub needs it
-
-
 def _wait_for(condition, what: str, timeout: float = 20) -> None:
     deadline = time.monotonic() + timeout
     while not condition():
@@ -557,11 +554,13 @@ def test_commits_survive_sigkill(tmp_path):
         payload = json.dumps(
             {"operation": "upload", "objects": [{"oid": big_sha, "size": len(big)}]}
         ).encode()
+        lfs_json = {"Content-Type": "application/vnd.git-lfs+json"}  # as the clients send it
+
+        def batch():
+            return _http("POST", batch_url, payload, lfs_json)
 
         # 1. SIGKILL in the middle of a large LFS upload, once the partial object is on disk
-        href = json.loads(_http("POST", batch_url, payload, _LFS_JSON)[2])["objects"][0]["actions"]["upload"][
-            "href"
-        ]
+        href = json.loads(batch()[2])["objects"][0]["actions"]["upload"]["href"]
         path = href[len(server.endpoint) :]
         sock = _start_request(server.port, "PUT", path, len(big))
         sock.sendall(big[: len(big) // 2])
@@ -601,16 +600,12 @@ def test_commits_survive_sigkill(tmp_path):
         assert_intact()
 
         # 3. SIGKILL after the LFS upload completed but before the commit that uses it
-        href = json.loads(_http("POST", batch_url, payload, _LFS_JSON)[2])["objects"][0]["actions"]["upload"][
-            "href"
-        ]
+        href = json.loads(batch()[2])["objects"][0]["actions"]["upload"]["href"]
         assert _http("PUT", href, big)[0] == 200
         server.kill()
         server.start()
         assert_intact()
-        assert (
-            "actions" not in json.loads(_http("POST", batch_url, payload, _LFS_JSON)[2])["objects"][0]
-        )  # already stored
+        assert "actions" not in json.loads(batch()[2])["objects"][0]  # already stored
 
         # the interrupted work, re-run, goes through
         second = api.upload_file(path_or_fileobj=big, path_in_repo="big.bin", repo_id=repo).oid
