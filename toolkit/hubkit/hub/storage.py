@@ -587,6 +587,7 @@ class RepoStore:
             target.parent.mkdir(parents=True, exist_ok=True)
             os.rename(staging, target)
             _fsync_dir(target.parent)
+            self._links.pop(staging, None)
             repo.path = target
             return repo
 
@@ -686,10 +687,9 @@ class RepoStore:
         with self.blob_lock:
             if repo.path not in self._links:
                 try:
-                    lines = (repo.path / "links.txt").read_text().split()
-                except FileNotFoundError:
-                    lines = []
-                self._links[repo.path] = set(lines)
+                    self._links[repo.path] = set((repo.path / "links.txt").read_text().split())
+                except FileNotFoundError:  # every repo has one: this one was deleted (do not cache)
+                    return set()
             return self._links[repo.path]
 
     def link(self, repo: Repo, shas: set[str]) -> None:
