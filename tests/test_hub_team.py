@@ -14,14 +14,13 @@ import os
 import socket
 import threading
 import time
-import urllib.error
-import urllib.request
 from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
 from huggingface_hub import HfApi, hf_hub_download
 from huggingface_hub.errors import HfHubHTTPError, RepositoryNotFoundError
+from test_hub_server import _http
 
 from hubkit.cli import cli
 from hubkit.hub import LocalHub, Token
@@ -32,16 +31,6 @@ TOKENS = {
     "carol": "hf_carol_write_0000000000000000000000",
     "dave": "hf_dave_read_00000000000000000000000000",
 }
-
-
-def _http(method: str, url: str, body: bytes | None = None, headers: dict | None = None):
-    """(status, headers, body) of a plain urllib request; HTTP errors are answers, not exceptions."""
-    request = urllib.request.Request(url, data=body, method=method, headers=headers or {})
-    try:
-        with urllib.request.urlopen(request, timeout=30) as response:
-            return response.status, response.headers, response.read()
-    except urllib.error.HTTPError as err:
-        return err.code, err.headers, err.read()
 
 
 def _auth(user: str, content_type: str = "application/json") -> dict:
