@@ -171,6 +171,12 @@ def serve(root: str, host: str, port: int, tokens: list, token_file: str | None,
         raise click.UsageError(str(exc)) from exc
     mode = f"{len(tokens)} token(s)" if tokens else "open: everyone writes as 'hubkit'"
     click.echo(f"Local Hub on {root} ({mode}). Ctrl-C stops it.", err=True)
+    if not tokens and host not in ("127.0.0.1", "localhost", "::1"):
+        click.echo(
+            "Note: an open Hub answers only requests addressed to localhost, 127.0.0.1 or a specific "
+            "--host address; give --token (or --token-file) to share it with a team.",
+            err=True,
+        )
     try:
         server.serve_forever()
     except KeyboardInterrupt:
