@@ -376,6 +376,13 @@ def test_commit_payloads_are_checked_strictly(hub):
     assert status == 412  # stale: main moved on since head
     status, _, answer = _commit(hub, "alice/exact", "s", {"b.txt": b"b"}, parentCommit="0" * 40)
     assert status == 412
+    status, _, answer = _http(
+        "POST",
+        f"{hub.endpoint}/api/models/alice/exact/commit/main?create_pr=1",
+        _ndjson("pr", {"b.txt": b"b"}, parentCommit="0" * 40),
+        _auth("alice", "application/x-ndjson"),
+    )
+    assert status == 404  # a pull request from an unknown commit
 
 
 def test_no_header_injection_and_no_smuggling_on_get(tmp_path):

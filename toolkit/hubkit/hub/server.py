@@ -723,14 +723,14 @@ class _Handler(BaseHTTPRequestHandler):
             refs = repo.refs()
             kind, name = self._commit_target(repo, refs, revision, create_pr)
             base = refs[kind][name]
-            if parent is not None:
+            if parent is not None and create_pr:
+                base = repo.resolve(parent.lower())
+            elif parent is not None:
                 try:  # a short id must name exactly one commit
                     parent = repo.resolve(parent.lower())
                 except HubError:
                     parent = parent.lower()  # no such commit: never the current one
-                if create_pr:
-                    base = parent
-                elif base != parent:
+                if base != parent:
                     raise HubError(
                         412,
                         f"A commit has happened since: {revision} is at {base}, not at the parent commit "
