@@ -512,6 +512,7 @@ def test_a_one_file_commit_writes_only_the_changed_folders(hub):
     # deleting a folder removes it; emptied folders disappear as in git
     payload = _ndjson("rm", {}) + b'{"key": "deletedFolder", "value": {"path": "d1/"}}\n'
     payload += b'{"key": "deletedFile", "value": {"path": "d2/f0.txt"}}\n'
+    payload += b'{"key": "deletedFile", "value": {"path": "d3"}}\n'  # a folder: deleted too, as on the Hub
     status, _, _ = _http(
         "POST",
         f"{hub.endpoint}/api/models/alice/many/commit/main",
@@ -520,7 +521,8 @@ def test_a_one_file_commit_writes_only_the_changed_folders(hub):
     )
     assert status == 200
     top = {f.path for f in alice.list_repo_tree("alice/many")}
-    assert "d1" not in top and "d2" in top and len(alice.list_repo_files("alice/many")) == 200 - 20 - 1 + 1
+    assert "d1" not in top and "d3" not in top and "d2" in top
+    assert len(alice.list_repo_files("alice/many")) == 200 - 20 - 1 - 20 + 1
 
 
 def test_repos_of_an_older_hubkit_are_converted_on_start(tmp_path):

@@ -458,15 +458,16 @@ class Repo:
                 continue
             children = folder(parent_path, False)
             node = children.get(name) if children is not None else None
-            if op == "deletedFile":
-                if not isinstance(node, Entry):
-                    raise HubError(404, f"A file with this name doesn't exist: {path}", "EntryNotFound")
-            elif children is None or name not in children or isinstance(node, Entry):
-                raise HubError(404, f"A folder with this name doesn't exist: {path}", "EntryNotFound")
-            else:
+            if (
+                children is None
+                or name not in children
+                or (op == "deletedFolder" and isinstance(node, Entry))
+            ):
+                what = "file" if op == "deletedFile" else "folder"
+                raise HubError(404, f"A {what} with this name doesn't exist: {path}", "EntryNotFound")
+            if not isinstance(node, Entry):  # a folder (a deletedFile naming one deletes it, as the Hub does)
                 for doomed in [p for p in changed if p == path or p.startswith(path + "/")]:
                     del changed[doomed]
-            assert children is not None
             del children[name]
         if not changed:
             return base.root
