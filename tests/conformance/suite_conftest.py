@@ -45,10 +45,14 @@ socket.getaddrinfo = _local_only_getaddrinfo
 FAMILIES = [
     ("spaces", r"(?<!name)space|gradio|hardware|sleep_time", "Spaces need a runtime"),
     ("inference", r"inference|provider|tgi", "inference runs models"),
-    ("discussions/PRs", r"discussion|pull_request|_pr\b|_prs\b|create_pr|pr_card|refs_pr", "no discussions"),
+    (
+        "discussions/PRs",
+        r"discussion|pull_request|_pr\b|_prs\b|create_pr|pr_card|refs_pr|squash_history_on_special_ref",
+        "no discussions or pull requests",
+    ),
     ("collections", r"collection", "no collections"),
     ("webhooks", r"webhook", "no webhooks"),
-    ("likes", r"like(s|d|rs)?\b|_like_", "no likes"),
+    ("likes", r"(?<![a-z])(un)?like(s|d|rs)?(?![a-z])", "no likes"),
     ("papers", r"paper", "no papers"),
     ("xet", r"xet", "the local Hub speaks plain LFS, not Xet"),
     ("access requests", r"access_request", "no access requests"),

@@ -296,6 +296,10 @@ class _Handler(BaseHTTPRequestHandler):
                 return self.validate_yaml
             case ["api", "repos", "move"] if method == "POST":
                 return self.move_repo
+            case ["api", "settings", "repositories"] if method == "GET":
+                return lambda: self.repo_storage(self.user.name)
+            case ["api", "organizations", namespace, "settings", "repositories"] if method == "GET":
+                return lambda: self.repo_storage(namespace)
             case ["api", kind, name] if kind in _API_TYPES:
                 raise repo_not_found(name)  # a repo id without a namespace: never a repo here
             case ["api", kind, name, route, *_] if (
@@ -564,6 +568,31 @@ class _Handler(BaseHTTPRequestHandler):
             if limit is not None and len(out) >= limit:
                 break
         self._json(out)
+
+    def repo_storage(self, namespace: str | None) -> None:
+        """The repos of a namespace with the storage each one uses (``hf repos ls``)."""
+        if self.user.name is None or namespace is None:
+            raise HubError(401, "You must be authenticated to list a namespace's repositories.")
+        out = []
+        for repo_type in REPO_TYPES:
+            for repo in self.hub.repos.all(repo_type):
+                if repo.meta.repo_id.split("/")[0].lower() != namespace.lower():
+                    continue
+                head = repo.commit(repo.resolve("main"))
+                out.append(
+                    {
+                        "id": repo.meta.repo_id,
+                        "type": repo_type,
+                        "updatedAt": head.date,
+                        "visibility": "private" if repo.meta.private else "public",
+                        "storage": sum(e.size for e in head.tree.files.values()),
+                    }
+                )
+        total = sum(r["storage"] for r in out) or 1
+        for r in out:
+            r["storagePercent"] = 100 * r["storage"] / total
+        page, headers = self._page(out, _TREE_PAGE)
+        self._json(page, headers=headers)
 
     def _card_data(self, repo: Repo, commit: Commit) -> dict[str, Any] | None:
         entry = commit.tree.files.get("README.md")

@@ -86,10 +86,17 @@ def validate_name(part: str, what: str) -> str:
 def validate_path_in_repo(path: str) -> str:
     """Reject paths that are absolute, escape the repo or touch git internals (422, as the Hub).
 
-    Backslashes count as separators too: ``..\\x`` would escape a download folder on Windows.
+    Like the Hub, a path may not start with a Windows-style ``..\\`` either; backslashes deeper in a
+    path are plain characters here (the clients refuse to download such names outside their folder).
     """
-    parts = re.split(r"[/\\]", path)
-    if not path or path.startswith("/") or any(p in ("", ".", "..", ".git") for p in parts) or "\0" in path:
+    parts = path.split("/")
+    if (
+        not path
+        or path.startswith("/")
+        or any(p in ("", ".", "..", ".git") for p in parts)
+        or re.split(r"[/\\]", path)[0] in (".", "..")
+        or "\0" in path
+    ):
         raise HubError(422, f"Invalid path in repo: '{path}'")
     return path
 
