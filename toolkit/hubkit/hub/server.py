@@ -606,6 +606,7 @@ class _Handler(BaseHTTPRequestHandler):
 
     def repo_info(self, repo_type: str, repo_id: str, revision: str | None) -> None:
         repo = self._readable(repo_type, repo_id)
+        repo_id = repo.meta.repo_id  # its own spelling: ids are case-insensitive
         sha = repo.resolve(revision or "main")
         commit = repo.commit(sha)
         blobs = _flag(self.query.get("blobs"))
