@@ -200,9 +200,7 @@ def test_validate_yaml_as_the_hub(api):
 
 def test_list_user_repos_and_kernel_repos(api):
     kernel = _repo(api, "my-kernel", {"build/kernel.py": b"print('hi')"}, repo_type="kernel")
-    commit = api.upload_file(
-        path_or_fileobj=b"# k", path_in_repo="README.md", repo_id=kernel, repo_type="kernel"
-    )
+    commit = api.upload_file(path_or_fileobj=b"# k", path_in_repo="k.md", repo_id=kernel, repo_type="kernel")
     assert commit.commit_url.startswith(f"{api.endpoint}/kernels/{kernel}/commit/")
     repos = {r.id: r for r in api.list_user_repos()}
     assert repos[kernel].type == "kernel" and repos[kernel].visibility == "public"
