@@ -180,7 +180,6 @@ def main() -> int:
                 HF_ENDPOINT=url,
                 HF_HOME=str(work / "hf_home"),
                 HF_HUB_DISABLE_XET="1",
-                HF_HUB_DISABLE_TELEMETRY="1",
                 HF_TOKEN="",
                 HUGGING_FACE_HUB_TOKEN="",
                 DISABLE_SYMLINKS_IN_WINDOWS_TESTS="1",

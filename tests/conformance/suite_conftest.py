@@ -112,8 +112,9 @@ class RepoFactory:
             self.api.delete_repo(repo_id, repo_type=repo_type, token=token, missing_ok=True)
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")
 def api() -> HfApi:
+    """The suite's user on the local Hub (session-wide: class-scoped fixtures use it too)."""
     return HfApi(endpoint=HUB_URL, token=testing_constants.TOKEN)
 
 
@@ -122,6 +123,16 @@ def repo_factory(api: HfApi):
     factory = RepoFactory(api)
     yield factory
     factory.cleanup()
+
+
+@pytest.fixture
+def new_repo_id(api: HfApi):
+    """The id of a repo that does not exist yet; deleted afterwards if the test created it."""
+    from .testing_utils import repo_name
+
+    repo_id = f"{testing_constants.USER}/{repo_name()}"
+    yield repo_id
+    api.delete_repo(repo_id, missing_ok=True)
 
 
 def _log_size() -> int:
