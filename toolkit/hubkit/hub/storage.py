@@ -406,13 +406,15 @@ class RepoStore:
 
     def _casefold_dir(self, repo_type: str, namespace: str, name: str) -> Path | None:
         """The folder of the repo whose id equals ``namespace/name`` up to case, if any."""
-        folder = self.root / repo_type
-        for wanted in (namespace, name):
-            try:
-                folder = next(p for p in folder.iterdir() if p.name.lower() == wanted.lower())
-            except (FileNotFoundError, StopIteration):
-                return None
-        return folder
+        try:
+            for space in (self.root / repo_type).iterdir():
+                if space.name.lower() == namespace.lower():
+                    for folder in space.iterdir():
+                        if folder.name.lower() == name.lower():
+                            return folder
+        except FileNotFoundError:  # no repo of this type yet, or one deleted meanwhile
+            pass
+        return None
 
     # moved repos ----------------------------------------------------------------------------------
     def _redirects(self) -> dict[str, str]:
