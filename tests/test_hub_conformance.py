@@ -125,6 +125,9 @@ def test_refs_answer_with_the_hubs_codes_and_texts(api):
     repo = _repo(api, "refs-texts", {"f.txt": b"1"})
     with pytest.raises(RevisionNotFoundError):
         api.create_tag(repo, tag="invalid tag", revision="foobar")  # the revision is checked first
+    head = api.model_info(repo).sha
+    with pytest.raises(RevisionNotFoundError):  # a pull request targets a branch, not a commit
+        api.upload_file(path_or_fileobj=b"p", path_in_repo="p", repo_id=repo, revision=head, create_pr=True)
     api.create_branch(repo, branch="cool-branch")
     with pytest.raises(HfHubHTTPError, match=r"Reference refs/heads/cool-branch already exists") as err:
         api.create_branch(repo, branch="cool-branch")

@@ -844,6 +844,8 @@ class _Handler(BaseHTTPRequestHandler):
         if not create_pr and revision.startswith("refs/pr/") and revision[len("refs/pr/") :] in refs["prs"]:
             return "prs", revision[len("refs/pr/") :]
         repo.resolve(revision)  # RevisionNotFound if it is nothing at all
+        if create_pr:  # a pull request targets a branch: against anything else, as the Hub answers
+            raise revision_not_found(revision)
         raise HubError(
             400, f"Revision '{revision}' is not a branch: commits go to a branch or a refs/pr/N ref"
         )
