@@ -147,7 +147,10 @@ def validate_metadata(meta: dict[str, Any], repo_type: str) -> list[str]:
             errors.append(f'"{key}" must be a string')
     license_id = meta.get("license")
     if isinstance(license_id, str) and license_id not in HUB_LICENSES:
-        errors.append(f'"license" must be one of [{", ".join(sorted(HUB_LICENSES))}], not "{license_id}"')
+        errors.append(
+            f'"license" must be one of the Hub\'s license ids, not "{license_id}" '
+            "(see https://hf.co/docs/hub/repositories-licenses; use 'other' with license_name)"
+        )
     model_index = meta.get("model-index")
     if model_index is not None and not (
         isinstance(model_index, list)
