@@ -16,7 +16,7 @@ from pathlib import Path
 
 ROLES = ("read", "write")
 OPEN_USER = "hubkit"
-_USER_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,41}$")
+_USER_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,41}$")
 
 
 @dataclass(frozen=True)

@@ -128,7 +128,7 @@ def front_matter(content: str) -> tuple[dict[str, Any] | None, list[str]]:
     """
     import yaml
 
-    text = content.lstrip("\ufeff")
+    text = content.lstrip("\ufeff").lstrip()  # the Hub finds the block after leading blank lines too
     if not text.startswith("---"):
         return None, []
     lines = text.splitlines()
@@ -163,6 +163,21 @@ def front_matter(content: str) -> tuple[dict[str, Any] | None, list[str]]:
     return data, []
 
 
+# The license identifiers the Hub accepts in the "license" field (https://hf.co/docs/hub/repositories-licenses).
+HUB_LICENSES = frozenset(
+    """
+    apache-2.0 mit openrail bigscience-openrail-m creativeml-openrail-m bigscience-bloom-rail-1.0
+    bigcode-openrail-m afl-3.0 artistic-2.0 bsl-1.0 bsd bsd-2-clause bsd-3-clause bsd-3-clause-clear c-uda cc
+    cc0-1.0 cc-by-2.0 cc-by-2.5 cc-by-3.0 cc-by-4.0 cc-by-sa-3.0 cc-by-sa-4.0 cc-by-nc-2.0 cc-by-nc-3.0
+    cc-by-nc-4.0 cc-by-nd-4.0 cc-by-nc-nd-3.0 cc-by-nc-nd-4.0 cc-by-nc-sa-2.0 cc-by-nc-sa-3.0 cc-by-nc-sa-4.0
+    cdla-sharing-1.0 cdla-permissive-1.0 cdla-permissive-2.0 wtfpl ecl-2.0 epl-1.0 epl-2.0 etalab-2.0 eupl-1.1
+    eupl-1.2 agpl-3.0 gfdl gpl gpl-2.0 gpl-3.0 lgpl lgpl-2.1 lgpl-3.0 isc h-research intel-research lppl-1.3c
+    ms-pl apple-ascl apple-amlr mpl-2.0 odc-by odbl openmdw-1.0 openrail++ osl-3.0 postgresql ofl-1.1 ncsa
+    unlicense zlib pddl lgpl-lr deepfloyd-if-license fair-noncommercial-research-license llama2 llama3
+    llama3.1 llama3.2 llama3.3 llama4 gemma unknown other
+    """.split()
+)
+
 _STR_OR_LIST = ("tags", "datasets", "language", "metrics", "base_model", "license_link", "task_categories")
 _STR = ("license", "library_name", "pipeline_tag", "pretty_name", "license_name", "thumbnail")
 
@@ -179,6 +194,12 @@ def validate_metadata(meta: dict[str, Any], repo_type: str) -> list[str]:
     for key in _STR:
         if meta.get(key) is not None and not isinstance(meta[key], str):
             errors.append(f'"{key}" must be a string')
+    license_id = meta.get("license")
+    if isinstance(license_id, str) and license_id not in HUB_LICENSES:
+        errors.append(
+            f'"license" must be one of the Hub\'s license ids, not "{license_id}" '
+            "(see https://hf.co/docs/hub/repositories-licenses; use 'other' with license_name)"
+        )
     model_index = meta.get("model-index")
     if model_index is not None and not (
         isinstance(model_index, list)

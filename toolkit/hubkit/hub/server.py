@@ -22,6 +22,7 @@ import shutil
 import socket
 import threading
 import time
+import uuid
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -29,7 +30,7 @@ from typing import Any, BinaryIO
 from urllib.parse import parse_qs, quote, unquote, urlencode
 
 from ..errors import HubkitError
-from . import cards
+from . import cards, history
 from .auth import Authenticator, Token, User
 from .storage import (
     CHUNK,
@@ -48,8 +49,8 @@ from .storage import (
 
 logger = logging.getLogger("hubkit.hub")
 
-_URL_PREFIX = {"model": "", "dataset": "datasets/", "space": "spaces/"}
-_API_TYPES = {"models": "model", "datasets": "dataset", "spaces": "space"}
+_URL_PREFIX = {"model": "", "dataset": "datasets/", "space": "spaces/", "kernel": "kernels/"}
+_API_TYPES = {"models": "model", "datasets": "dataset", "spaces": "space", "kernels": "kernel"}
 _RESERVED = frozenset("api models datasets spaces docs settings organizations new login join".split())
 _MAX_LINE = 256 * 1024 * 1024  # one NDJSON line of a commit: a base64 regular file
 _TREE_PAGE, _TREE_PAGE_EXPANDED, _COMMITS_PAGE = 1000, 50, 50
@@ -57,6 +58,11 @@ _UPLOAD_URL_TTL = 24 * 3600
 _MAX_JSON_BODY = 8 * 1024 * 1024  # create, settings, preupload, LFS batch, paths-info
 _MAX_CARD_BODY = 2 * 1024 * 1024  # validate-yaml: a README of at most _MAX_CARD_BYTES, JSON-escaped
 _MAX_CARD_BYTES = 1024 * 1024  # larger READMEs get no cardData and are not parsed
+# the first path segment after /api/{type}s/{repo_id}/: tells a namespace-less repo id from a namespace
+_REPO_ROUTES = frozenset(
+    "revision preupload commit tree paths-info refs commits branch tag settings auth-check super-squash "
+    "lfs-files".split()
+)
 
 
 class BodyReader:
@@ -255,6 +261,13 @@ class _Handler(BaseHTTPRequestHandler):
         """Control characters (a CR in an echoed revision) never reach a header, so none can be forged."""
         super().send_header(keyword, _CONTROL.sub(" ", str(value)))
 
+    def end_headers(self) -> None:
+        """Every answer carries a request id (the client's own, if it sent one), as on the Hub."""
+        headers = getattr(self, "headers", None)
+        request_id = headers and (headers.get("X-Request-Id") or headers.get("X-Amzn-Trace-Id"))
+        self.send_header("X-Request-Id", request_id or str(uuid.uuid4()))
+        super().end_headers()
+
     def log_message(self, format: str, *args: Any) -> None:
         logger.info("%s %s", self.address_string(), format % args)
 
@@ -355,12 +368,26 @@ class _Handler(BaseHTTPRequestHandler):
                 return self.delete_repo
             case ["api", "validate-yaml"] if method == "POST":
                 return self.validate_yaml
+            case ["api", "repos", "move"] if method == "POST":
+                return self.move_repo
+            case ["api", "settings", "repositories"] if method == "GET":
+                return lambda: self.repo_storage(self.user.name)
+            case ["api", "organizations", namespace, "settings", "repositories"] if method == "GET":
+                return lambda: self.repo_storage(namespace)
+            case ["api", kind, name] if kind in _API_TYPES:
+                raise repo_not_found(name)  # a repo id without a namespace: never a repo here
+            case ["api", kind, name, route, *_] if (
+                kind in _API_TYPES
+                and route in _REPO_ROUTES
+                and self.hub.repos.get(_API_TYPES[kind], f"{name}/{route}") is None
+            ):
+                raise repo_not_found(name)
             case ["api", kind] if kind in _API_TYPES and method == "GET":
                 return lambda: self.list_repos(_API_TYPES[kind])
             case ["api", kind, namespace, name, *rest] if kind in _API_TYPES:
                 return self._route_repo_api(method, _API_TYPES[kind], f"{namespace}/{name}", rest)
         repo_type = "model"
-        if segs and segs[0] in ("datasets", "spaces") and len(segs) > 3:
+        if segs and segs[0] in ("datasets", "spaces", "kernels") and len(segs) > 3:
             repo_type, segs = _API_TYPES[segs[0]], segs[1:]
         match segs:
             case [namespace, git_name, "info", "lfs", "objects", "batch"] if (
@@ -374,6 +401,8 @@ class _Handler(BaseHTTPRequestHandler):
             case [namespace, name, "resolve", *rest] if method in ("GET", "HEAD"):
                 revision, path = _split_revision(rest)
                 return lambda: self.resolve(repo_type, f"{namespace}/{name}", revision, "/".join(path))
+            case [name, "resolve", *_] if method in ("GET", "HEAD"):
+                raise repo_not_found(name)  # a repo id without a namespace
         raise HubError(404, f"No route for {method} {self.raw_path}")
 
     def _route_repo_api(
@@ -405,6 +434,12 @@ class _Handler(BaseHTTPRequestHandler):
                 return lambda: self.settings(repo_type, repo_id)
             case ["auth-check"] if method == "GET":
                 return lambda: self.auth_check(repo_type, repo_id)
+            case ["super-squash", *rev] if method == "POST":
+                return lambda: self.super_squash(repo_type, repo_id, _split_revision(rev)[0])
+            case ["lfs-files"] if method == "GET":
+                return lambda: self.lfs_files(repo_type, repo_id)
+            case ["lfs-files", "batch"] if method == "POST":
+                return lambda: self.delete_lfs_files(repo_type, repo_id)
         raise HubError(404, f"No route for {method} {self.raw_path}")
 
     # access control -------------------------------------------------------------------------------
@@ -420,9 +455,24 @@ class _Handler(BaseHTTPRequestHandler):
     def _readable(self, repo_type: str, repo_id: str) -> Repo:
         """The repo, or 404 RepoNotFound when it is missing or private outside the caller's namespaces."""
         repo = self.hub.repos.get(repo_type, repo_id)
+        if repo is None and (moved := self.hub.repos.redirect(repo_type, repo_id)) is not None:
+            target = self.hub.repos.get(repo_type, moved)
+            if target is not None and self._may_see(target):
+                location = {"Location": self._moved_url(moved)}
+                raise HubError(307, f"{repo_id} moved to {moved}", headers=location)
         if repo is None or not self._may_see(repo):
             raise repo_not_found(repo_id)
         return repo
+
+    def _moved_url(self, new_id: str) -> str:
+        """This request's path and query with the repo id (the two segments after the type) replaced."""
+        segments = self.raw_path.split("/")
+        start = 3 if segments[1] == "api" else 2 if segments[1] in ("datasets", "spaces", "kernels") else 1
+        git = ".git" if segments[start + 1].endswith(".git") else ""  # the LFS routes: {repo_id}.git/info/lfs
+        segments[start : start + 2] = [quote(part, safe="") for part in new_id.split("/")]
+        segments[start + 1] += git
+        query = self.path.partition("?")[2]
+        return "/".join(segments) + (f"?{query}" if query else "")
 
     def _writable(self, repo_type: str, repo_id: str) -> Repo:
         repo = self._readable(repo_type, repo_id)
@@ -505,6 +555,17 @@ class _Handler(BaseHTTPRequestHandler):
         self.hub.repos.delete(repo)
         self._json({})
 
+    def move_repo(self) -> None:
+        """POST /api/repos/move {fromRepo, toRepo, type}: rename; the old id redirects to the new one."""
+        body = self.body.json()
+        repo_type = str(body.get("type") or "model")
+        from_id, to_id = str(body.get("fromRepo") or ""), str(body.get("toRepo") or "")
+        if repo_type not in REPO_TYPES or to_id.count("/") != 1:
+            raise HubError(400, "Body must be {fromRepo: 'ns/name', toRepo: 'ns/name', type: 'model'|...}")
+        repo = self._writable(repo_type, from_id)
+        self.hub.repos.move(repo, to_id)
+        self._json({"url": self._url(repo_type, to_id)})
+
     def settings(self, repo_type: str, repo_id: str) -> None:
         repo = self._writable(repo_type, repo_id)
         body = self.body.json()
@@ -523,16 +584,53 @@ class _Handler(BaseHTTPRequestHandler):
             self.hub.repos.save_meta(repo)
         self._json({})
 
+    def super_squash(self, repo_type: str, repo_id: str, revision: str) -> None:
+        repo = self._writable(repo_type, repo_id)
+        assert self.user.name is not None
+        message = str(self.body.json().get("message") or "").strip() or f"Super-squash branch '{revision}'"
+        with self.hub.repos.lock(repo):
+            commit_id = history.super_squash(repo, revision, message, self.user.name)
+        self._json({"commitId": commit_id})
+
+    def lfs_files(self, repo_type: str, repo_id: str) -> None:
+        repo = self._writable(repo_type, repo_id)
+        page, headers = self._page(history.lfs_files(repo), _TREE_PAGE)
+        self._json(page, headers=headers)
+
+    def delete_lfs_files(self, repo_type: str, repo_id: str) -> None:
+        """POST lfs-files/batch {deletions: {sha: [...], rewriteHistory}}: drop them from every ref."""
+        repo = self._writable(repo_type, repo_id)
+        deletions = self.body.json().get("deletions")
+        shas = deletions.get("sha") if isinstance(deletions, dict) else None
+        if not isinstance(shas, list) or not all(isinstance(sha, str) for sha in shas):
+            raise HubError(400, "Body must be {deletions: {sha: [sha256, ...], rewriteHistory: true}}")
+        if deletions.get("rewriteHistory") is False:
+            raise HubError(422, "The local Hub deletes LFS files by rewriting history (rewriteHistory: true)")
+        with self.hub.repos.lock(repo):
+            history.drop_lfs_files(repo, {sha.lower() for sha in shas})
+        self._json({})
+
     def auth_check(self, repo_type: str, repo_id: str) -> None:
         repo = self._readable(repo_type, repo_id)
         self._check_gate(repo)
         self._json({})
 
     def _check_gate(self, repo: Repo) -> None:
-        if repo.meta.gated and self.user.name is None:
+        """A gated repo is readable by its namespace's user only (anyone on an open Hub)."""
+        if not repo.meta.gated or self.hub.auth.open:
+            return
+        what = f"{repo.meta.repo_type} {repo.meta.repo_id}"
+        if self.user.name is None:
             raise HubError(
                 401,
-                f"Access to {repo.meta.repo_id} is restricted: it is gated; authenticate with a token.",
+                f"Access to {what} is restricted: it is gated; authenticate with a token.",
+                "GatedRepo",
+            )
+        if self.user.name.lower() != repo.meta.repo_id.split("/")[0].lower():
+            raise HubError(
+                403,
+                f"Access to {what} is restricted and you are not in the authorized list. "
+                f"Visit {self._url(repo.meta.repo_type, repo.meta.repo_id)} to ask for access.",
                 "GatedRepo",
             )
 
@@ -566,6 +664,31 @@ class _Handler(BaseHTTPRequestHandler):
                 break
         self._json(out)
 
+    def repo_storage(self, namespace: str | None) -> None:
+        """The repos of a namespace with the storage each one uses (``hf repos ls``)."""
+        if self.user.name is None or namespace is None:
+            raise HubError(401, "You must be authenticated to list a namespace's repositories.")
+        out = []
+        for repo_type in REPO_TYPES:
+            for repo in self.hub.repos.all(repo_type):
+                if repo.meta.repo_id.split("/")[0].lower() != namespace.lower() or not self._may_see(repo):
+                    continue
+                head = repo.commit(repo.resolve("main"))
+                out.append(
+                    {
+                        "id": repo.meta.repo_id,
+                        "type": repo_type,
+                        "updatedAt": head.date,
+                        "visibility": "private" if repo.meta.private else "public",
+                        "storage": sum(e.size for e in head.tree.files.values()),
+                    }
+                )
+        total = sum(r["storage"] for r in out) or 1
+        for r in out:
+            r["storagePercent"] = 100 * r["storage"] / total
+        page, headers = self._page(out, _TREE_PAGE)
+        self._json(page, headers=headers)
+
     def _card_data(self, repo: Repo, commit: Commit) -> dict[str, Any] | None:
         entry = commit.tree.files.get("README.md")
         if entry is None or entry.size > _MAX_CARD_BYTES:
@@ -577,6 +700,7 @@ class _Handler(BaseHTTPRequestHandler):
 
     def repo_info(self, repo_type: str, repo_id: str, revision: str | None) -> None:
         repo = self._readable(repo_type, repo_id)
+        repo_id = repo.meta.repo_id  # its own spelling: ids are case-insensitive
         sha = repo.resolve(revision or "main")
         commit = repo.commit(sha)
         blobs = _flag(self.query.get("blobs"))
@@ -733,8 +857,8 @@ class _Handler(BaseHTTPRequestHandler):
                 if base != parent:
                     raise HubError(
                         412,
-                        f"A commit has happened since: {revision} is at {base}, not at the parent commit "
-                        f"{parent}. Please refresh and try again.",
+                        "The branch was updated since you opened this page. Please refresh and try again. "
+                        f"({revision} is at {base}, not at the parent commit {parent})",
                     )
             tree = repo.write_tree(repo.commit(base).tree, ops)
             new_id = repo.write_commit([base], summary, description, self.user.name, tree)
@@ -825,6 +949,8 @@ class _Handler(BaseHTTPRequestHandler):
         if not create_pr and revision.startswith("refs/pr/") and revision[len("refs/pr/") :] in refs["prs"]:
             return "prs", revision[len("refs/pr/") :]
         repo.resolve(revision)  # RevisionNotFound if it is nothing at all
+        if create_pr:  # a pull request targets a branch: against anything else, as the Hub answers
+            raise revision_not_found(revision)
         raise HubError(
             400, f"Revision '{revision}' is not a branch: commits go to a branch or a refs/pr/N ref"
         )
@@ -972,13 +1098,13 @@ class _Handler(BaseHTTPRequestHandler):
             refs = repo.refs()
             if self.method == "DELETE":
                 if name == "main":
-                    raise HubError(403, "The default branch 'main' cannot be deleted")
+                    raise HubError(403, "Cannot delete refs/heads/main: it is the default branch")
                 if refs["branches"].pop(name, None) is None:
                     raise revision_not_found(name)
             else:
                 self._check_ref_name(name, "branch")
                 if name in refs["branches"]:
-                    raise HubError(409, f"Reference already exists: refs/heads/{name}")
+                    raise HubError(409, f"Reference refs/heads/{name} already exists")
                 refs["branches"][name] = repo.resolve(_field(body, "startingPoint", str) or "main")
             repo.write_refs(refs)
         self._json({})
@@ -993,10 +1119,11 @@ class _Handler(BaseHTTPRequestHandler):
                 if refs["tags"].pop(target, None) is None:
                     raise revision_not_found(target)
             else:
+                commit_id = repo.resolve(target)  # RevisionNotFound first, as on the Hub
                 tag = self._check_ref_name(_field(body, "tag", str) or "", "tag")
                 if tag in refs["tags"]:
-                    raise HubError(409, f"Tag already exists: refs/tags/{tag}")
-                refs["tags"][tag] = repo.resolve(target)
+                    raise HubError(409, f"Reference refs/tags/{tag} already exists")
+                refs["tags"][tag] = commit_id
             repo.write_refs(refs)
         self._json({})
 
@@ -1063,17 +1190,20 @@ class _Handler(BaseHTTPRequestHandler):
         meta, errors = cards.front_matter(str(body.get("content") or ""))
         if meta:
             errors += cards.validate_metadata(meta, str(body.get("repoType") or "model"))
-        if errors:
+        warnings = [] if meta or errors else [{"message": "Empty or missing yaml metadata in repo card"}]
+        if errors and "text/plain" in (self.headers.get("Accept") or ""):  # RepoCard.validate() asks so
+            self._send(400, "\n".join(f"- Error: {m}" for m in errors).encode(), "text/plain; charset=utf-8")
+        elif errors:
             self._json(
                 {
                     "error": "Invalid metadata in README.md",
                     "errors": [{"message": m} for m in errors],
-                    "warnings": [],
+                    "warnings": warnings,
                 },
                 400,
             )
         else:
-            self._json({"errors": [], "warnings": []})
+            self._json({"errors": [], "warnings": warnings})
 
 
 class _Server(ThreadingHTTPServer):

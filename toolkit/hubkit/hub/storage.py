@@ -40,8 +40,8 @@ from typing import Any
 
 CHUNK = 1024 * 1024
 TREE_CACHE_ENTRIES = 200_000  # folder entries kept parsed in memory, across repos
-REPO_TYPES = ("model", "dataset", "space")
-_NAME_RE = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9._-]{0,94}[A-Za-z0-9_])?$")
+REPO_TYPES = ("model", "dataset", "space", "kernel")
+_NAME_RE = re.compile(r"^[A-Za-z0-9_](?:[A-Za-z0-9._-]{0,94}[A-Za-z0-9_])?$")
 _SHA256_RE = re.compile(r"^[0-9a-f]{64}$")
 _COMMIT_RE = re.compile(r"^[0-9a-f]{7,40}$")
 _PR_RE = re.compile(r"^refs/pr/(\d+)$")
@@ -61,7 +61,8 @@ class HubError(Exception):
 
 
 def repo_not_found(repo_id: str) -> HubError:
-    return HubError(404, f"Repository not found: {repo_id}", "RepoNotFound")
+    # the Hub's exact text: the client's own message already names the URL, and then omits this one
+    return HubError(404, "Repository not found", "RepoNotFound")
 
 
 def revision_not_found(revision: str) -> HubError:
@@ -91,10 +92,20 @@ def validate_name(part: str, what: str) -> str:
 
 
 def validate_path_in_repo(path: str) -> str:
-    """Reject paths that are absolute, escape the repo or touch git internals."""
+    """Reject paths that are absolute, escape the repo or touch git internals (422, as the Hub).
+
+    Like the Hub, a path may not start with a Windows-style ``..\\`` either; backslashes deeper in a
+    path are plain characters here (the clients refuse to download such names outside their folder).
+    """
     parts = path.split("/")
-    if not path or path.startswith("/") or any(p in ("", ".", "..", ".git") for p in parts) or "\0" in path:
-        raise HubError(400, f"Invalid path in repo: '{path}'")
+    if (
+        not path
+        or path.startswith("/")
+        or any(p in ("", ".", "..", ".git") for p in parts)
+        or re.split(r"[/\\]", path)[0] in (".", "..")
+        or "\0" in path
+    ):
+        raise HubError(422, f"Invalid path in repo: '{path}'")
     return path
 
 
@@ -403,14 +414,19 @@ class Repo:
             yield commit
             current = commit.parents[0] if commit.parents else None
 
-    def write_commit(self, parents: list[str], title: str, message: str, author: str, tree: str) -> str:
-        """Store an immutable commit object (``tree``: its root tree oid) and return its id; moves no ref."""
+    def write_commit(
+        self, parents: list[str], title: str, message: str, author: str, tree: str, date: str | None = None
+    ) -> str:
+        """Store an immutable commit object (``tree``: its root tree oid) and return its id; moves no ref.
+
+        ``date`` is given only when history is rewritten (the rewritten commit keeps its date).
+        """
         body = {
             "parents": parents,
             "title": title,
             "message": message,
             "author": author,
-            "date": now_iso(),
+            "date": date or now_iso(),
             "tree": tree,
         }
         data = dump_json(body)
@@ -548,12 +564,66 @@ class RepoStore:
         if not (_NAME_RE.match(namespace) and _NAME_RE.match(name)):
             return None
         path = self.repo_dir(repo_type, repo_id)
+        if not path.exists():  # repo ids are case-insensitive, as on the Hub
+            path = self._casefold_dir(repo_type, namespace, name) or path
         try:
             data = json.loads((path / "repo.json").read_text())
         except FileNotFoundError:
             return None
+        repo_id = f"{path.parent.name}/{path.name}"
         meta = RepoMeta(repo_type, repo_id, data["private"], data.get("gated", False), data["created_at"])
         return Repo(self, path, meta)
+
+    def _casefold_dir(self, repo_type: str, namespace: str, name: str) -> Path | None:
+        """The folder of the repo whose id equals ``namespace/name`` up to case, if any."""
+        try:
+            for space in (self.root / repo_type).iterdir():
+                if space.name.lower() == namespace.lower():
+                    for folder in space.iterdir():
+                        if folder.name.lower() == name.lower():
+                            return folder
+        except FileNotFoundError:  # no repo of this type yet, or one deleted meanwhile
+            pass
+        return None
+
+    # moved repos ----------------------------------------------------------------------------------
+    def _redirects(self) -> dict[str, str]:
+        try:
+            return json.loads((self.root / "redirects.json").read_text())
+        except FileNotFoundError:
+            return {}
+
+    def redirect(self, repo_type: str, repo_id: str) -> str | None:
+        """Where a repo moved by :meth:`move` lives now (old names keep working, as on the Hub)."""
+        return self._redirects().get(f"{repo_type}/{repo_id.lower()}")
+
+    def move(self, repo: Repo, new_id: str) -> None:
+        """Rename a repo in one rename of its folder; its old id then redirects to the new one."""
+        namespace, name = new_id.split("/")
+        validate_name(namespace, "namespace")
+        validate_name(name, "repo name")
+        repo_type, old_id = repo.meta.repo_type, repo.meta.repo_id
+        with self.lock(repo), self._lock:
+            existing = self._casefold_dir(repo_type, namespace, name)
+            if existing is not None and existing != repo.path:
+                raise HubError(409, f"A {repo_type} repository called {new_id} already exists")
+            target = self.repo_dir(repo_type, new_id)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            os.rename(repo.path, target)
+            _fsync_dir(target.parent)
+            _fsync_dir(repo.path.parent)
+            self._repo_locks.pop(repo.path, None)
+            self._commits = OrderedDict((k, v) for k, v in self._commits.items() if k[0] != repo.path)
+            with self.blob_lock:
+                self._links.pop(repo.path, None)
+            redirects = {k: v for k, v in self._redirects().items() if k != f"{repo_type}/{new_id.lower()}"}
+            for key, value in redirects.items():  # earlier names of this repo follow it
+                if key.startswith(f"{repo_type}/") and value.lower() == old_id.lower():
+                    redirects[key] = new_id
+            if old_id.lower() != new_id.lower():
+                redirects[f"{repo_type}/{old_id.lower()}"] = new_id
+            atomic_write(self.root / "redirects.json", dump_json(redirects), self.tmp)
+            repo.path, repo.meta.repo_id = target, new_id
 
     def all(self, repo_type: str) -> Iterator[Repo]:
         for meta_file in sorted((self.root / repo_type).glob("*/*/repo.json")):
@@ -572,7 +642,7 @@ class RepoStore:
         validate_name(name, "repo name")
         with self._lock:
             target = self.repo_dir(repo_type, repo_id)
-            if target.exists():
+            if target.exists() or self._casefold_dir(repo_type, namespace, name):
                 raise HubError(409, f"You already created this {repo_type} repo: {repo_id}")
             staging = self.tmp / f"repo-{uuid.uuid4().hex}"
             (staging / "commits").mkdir(parents=True)
