@@ -18,8 +18,8 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
-from huggingface_hub import HfApi, hf_hub_download
-from huggingface_hub.errors import HfHubHTTPError, RepositoryNotFoundError
+from huggingface_hub import CommitOperationAdd, HfApi, hf_hub_download
+from huggingface_hub.errors import GatedRepoError, HfHubHTTPError, RepositoryNotFoundError
 from test_hub_server import _http
 
 from hubkit.cli import cli
@@ -566,3 +566,98 @@ def test_repos_of_an_older_hubkit_are_converted_on_start(tmp_path):
         )
     finally:
         hub.stop()
+
+
+# with hub26's conformance routes (move, PRs, gates, LFS deletion) ---------------------------------
+def test_moving_a_repo_needs_rights_in_the_target_namespace_too(hub):
+    alice, carol = _api(hub, "alice"), _api(hub, "carol")
+    alice.create_repo("alice/to-move")
+    with pytest.raises(HfHubHTTPError, match="carol") as err:
+        alice.move_repo("alice/to-move", "carol/taken-over")
+    assert err.value.response.status_code == 403
+    assert not carol.repo_exists("carol/taken-over") and alice.repo_exists("alice/to-move")
+    with pytest.raises(HfHubHTTPError) as err:  # nor may carol move alice's repo into her namespace
+        carol.move_repo("alice/to-move", "carol/taken-over")
+    assert err.value.response.status_code == 403
+    alice.move_repo("alice/to-move", "lab/moved")  # alice is a member of the organisation 'lab'
+    assert carol.model_info("alice/to-move").id == "lab/moved"
+
+
+def test_anyone_with_a_write_token_may_open_a_pull_request(hub):
+    alice, carol, dave = _api(hub, "alice"), _api(hub, "carol"), _api(hub, "dave")
+    alice.create_repo("alice/pr-target")
+    operations = [CommitOperationAdd("regular.txt", b"text"), CommitOperationAdd("lfs.bin", os.urandom(64))]
+    info = carol.create_commit("alice/pr-target", operations, commit_message="PR", create_pr=True)
+    assert info.pr_revision == "refs/pr/1"
+    assert set(carol.list_repo_files("alice/pr-target", revision="refs/pr/1")) >= {"regular.txt", "lfs.bin"}
+    assert "lfs.bin" not in carol.list_repo_files("alice/pr-target")  # main is untouched
+    with pytest.raises(HfHubHTTPError) as err:  # a direct commit still needs membership
+        carol.upload_file(path_or_fileobj=b"x", path_in_repo="x.txt", repo_id="alice/pr-target")
+    assert err.value.response.status_code == 403
+    with pytest.raises(HfHubHTTPError) as err:  # a read token opens nothing
+        dave.create_commit(
+            "alice/pr-target", [CommitOperationAdd("d.txt", b"d")], commit_message="PR", create_pr=True
+        )
+    assert err.value.response.status_code == 403
+    alice.create_repo("alice/pr-private", private=True)
+    with pytest.raises(RepositoryNotFoundError):  # nor may anyone open a PR on a repo they cannot see
+        carol.create_commit(
+            "alice/pr-private", [CommitOperationAdd("c.txt", b"c")], commit_message="PR", create_pr=True
+        )
+
+
+def test_gated_repos_let_members_of_the_owning_organisation_in(hub, tmp_path):
+    alice = _api(hub, "alice")
+    alice.create_repo("lab/gated")
+    alice.upload_file(path_or_fileobj=b"data", path_in_repo="f.txt", repo_id="lab/gated")
+    alice.update_repo_settings("lab/gated", gated="auto")
+    got = hf_hub_download(
+        "lab/gated", "f.txt", endpoint=hub.endpoint, token=TOKENS["dave"], force_download=True
+    )
+    assert Path(got).read_bytes() == b"data"  # dave is a member of 'lab'
+    with pytest.raises(GatedRepoError):
+        hf_hub_download(
+            "lab/gated", "f.txt", endpoint=hub.endpoint, token=TOKENS["carol"], cache_dir=tmp_path
+        )
+
+
+def test_a_commit_waiting_while_its_repo_is_renamed_follows_the_repo(hub):
+    alice = _api(hub, "alice")
+    alice.create_repo("alice/racing")
+    store = hub.repos
+    stale = store.get("model", "alice/racing")  # what a commit holds while it waits for the lock
+    store.move(store.get("model", "alice/racing"), "alice/renamed")
+    with store.lock(stale):
+        assert stale.path == store.get("model", "alice/renamed").path
+        assert stale.meta.repo_id == "alice/renamed"
+    assert not (Path(hub.root) / "repos" / "model" / "alice" / "racing").exists()
+    # over HTTP: a commit sent to the old name lands in the renamed repo
+    alice.upload_file(path_or_fileobj=b"late", path_in_repo="late.txt", repo_id="alice/racing")
+    assert "late.txt" in alice.list_repo_files("alice/renamed")
+
+
+def test_permanently_deleted_lfs_files_lose_their_bytes_unless_used_elsewhere(hub):
+    alice, bob = _api(hub, "alice"), _api(hub, "bob")
+    alice.create_repo("alice/lfs-gc")
+    bob.create_repo("bob/lfs-keep")
+    own, shared = os.urandom(4096), os.urandom(4096)
+    for name, data in (("own.bin", own), ("shared.bin", shared)):
+        _lfs_upload(hub, "alice", "alice/lfs-gc", data)
+        assert _lfs_commit(hub, "alice", "alice/lfs-gc", name, data)[0] == 200
+    _lfs_upload(hub, "bob", "bob/lfs-keep", shared)
+    assert _lfs_commit(hub, "bob", "bob/lfs-keep", "shared.bin", shared)[0] == 200
+    blob = {
+        d: Path(hub.root) / "objects" / h[:2] / h[2:]
+        for d in (own, shared)
+        for h in [hashlib.sha256(d).hexdigest()]
+    }
+    assert blob[own].exists() and blob[shared].exists()
+
+    alice.permanently_delete_lfs_files("alice/lfs-gc", list(alice.list_lfs_files("alice/lfs-gc")))
+    assert list(alice.list_lfs_files("alice/lfs-gc")) == []
+    assert not blob[own].exists()  # no other repo links it: its bytes are gone
+    assert blob[shared].exists()  # bob's repo still holds it
+    got = hf_hub_download("bob/lfs-keep", "shared.bin", endpoint=hub.endpoint, token=TOKENS["bob"])
+    assert Path(got).read_bytes() == shared
+    # alice's repo no longer knows the content: a commit must upload it again first
+    assert _lfs_commit(hub, "alice", "alice/lfs-gc", "shared.bin", shared)[0] == 400

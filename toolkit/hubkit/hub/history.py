@@ -62,19 +62,25 @@ def lfs_files(repo: Repo) -> list[dict[str, Any]]:
     return list(found.values())
 
 
-def drop_lfs_files(repo: Repo, sha256s: set[str]) -> None:
-    """Rewrite the history of every ref without the LFS files of these contents."""
+def drop_lfs_files(repo: Repo, sha256s: set[str]) -> set[str]:
+    """Rewrite the history of every ref without the LFS files of these contents.
+
+    Returns the contents no rewritten commit holds any more (one may live on as a regular file).
+    """
     rewritten: dict[str, str] = {}
+    kept: set[str] = set()
 
     def rewrite(chain: list[Commit]) -> str:
         parent: str | None = None
         for commit in chain:  # oldest first
             if commit.id not in rewritten:
-                ops: list[tuple[str, str, Entry | None]] = [
-                    ("deletedFile", path, None)
-                    for path, entry in commit.tree.files.items()
-                    if entry.lfs and entry.sha256 in sha256s
-                ]
+                ops: list[tuple[str, str, Entry | None]] = []
+                for path, entry in commit.tree.files.items():
+                    if entry.sha256 in sha256s:
+                        if entry.lfs:
+                            ops.append(("deletedFile", path, None))
+                        else:
+                            kept.add(entry.sha256)
                 parents = [parent] if parent else []
                 if not ops and commit.parents[:1] == parents:
                     rewritten[commit.id] = commit.id
@@ -91,3 +97,4 @@ def drop_lfs_files(repo: Repo, sha256s: set[str]) -> None:
     for kind, name, head in _heads(repo):
         refs[kind][name] = rewrite(list(reversed(list(repo.history(head)))))
     repo.write_refs(refs)
+    return sha256s - kept

@@ -474,10 +474,14 @@ class _Handler(BaseHTTPRequestHandler):
         query = self.path.partition("?")[2]
         return "/".join(segments) + (f"?{query}" if query else "")
 
-    def _writable(self, repo_type: str, repo_id: str) -> Repo:
+    def _writable(self, repo_type: str, repo_id: str, pull_request: bool = False) -> Repo:
+        """The repo, if the caller may write to it: a member of its namespace, or, for a pull
+        request (a ``create_pr`` commit and its uploads), any write token that may see it, as on the Hub.
+        """
         repo = self._readable(repo_type, repo_id)
         self._require_write(f"write to {repo_id}")
-        self._require_member(repo_id.split("/")[0], f"write to {repo_type} {repo_id}")
+        if not pull_request:
+            self._require_member(repo_id.split("/")[0], f"write to {repo_type} {repo_id}")
         return repo
 
     def _require_member(self, namespace: str, action: str) -> None:
@@ -563,6 +567,8 @@ class _Handler(BaseHTTPRequestHandler):
         if repo_type not in REPO_TYPES or to_id.count("/") != 1:
             raise HubError(400, "Body must be {fromRepo: 'ns/name', toRepo: 'ns/name', type: 'model'|...}")
         repo = self._writable(repo_type, from_id)
+        namespace = to_id.split("/")[0]
+        self._require_member(namespace, f"move {repo_type} {from_id} to the namespace '{namespace}'")
         self.hub.repos.move(repo, to_id)
         self._json({"url": self._url(repo_type, to_id)})
 
@@ -607,7 +613,8 @@ class _Handler(BaseHTTPRequestHandler):
         if deletions.get("rewriteHistory") is False:
             raise HubError(422, "The local Hub deletes LFS files by rewriting history (rewriteHistory: true)")
         with self.hub.repos.lock(repo):
-            history.drop_lfs_files(repo, {sha.lower() for sha in shas})
+            gone = history.drop_lfs_files(repo, {sha.lower() for sha in shas})
+            self.hub.repos.unlink(repo, gone)  # their bytes go too, unless another repo links them
         self._json({})
 
     def auth_check(self, repo_type: str, repo_id: str) -> None:
@@ -616,7 +623,7 @@ class _Handler(BaseHTTPRequestHandler):
         self._json({})
 
     def _check_gate(self, repo: Repo) -> None:
-        """A gated repo is readable by its namespace's user only (anyone on an open Hub)."""
+        """A gated repo is readable by its namespace's user or org members only (anyone on an open Hub)."""
         if not repo.meta.gated or self.hub.auth.open:
             return
         what = f"{repo.meta.repo_type} {repo.meta.repo_id}"
@@ -626,7 +633,7 @@ class _Handler(BaseHTTPRequestHandler):
                 f"Access to {what} is restricted: it is gated; authenticate with a token.",
                 "GatedRepo",
             )
-        if self.user.name.lower() != repo.meta.repo_id.split("/")[0].lower():
+        if not self.user.member_of(repo.meta.repo_id.split("/")[0]):
             raise HubError(
                 403,
                 f"Access to {what} is restricted and you are not in the authorized list. "
@@ -745,7 +752,7 @@ class _Handler(BaseHTTPRequestHandler):
 
     # uploads --------------------------------------------------------------------------------------
     def preupload(self, repo_type: str, repo_id: str, revision: str) -> None:
-        repo = self._writable(repo_type, repo_id)
+        repo = self._writable(repo_type, repo_id, pull_request=_flag(self.query.get("create_pr")))
         body = self.body.json()
         sha = repo.resolve(revision)
         tree = repo.commit(sha).tree
@@ -781,7 +788,9 @@ class _Handler(BaseHTTPRequestHandler):
         return self.hub.blobs.read(entry.sha256).decode("utf-8", "replace")
 
     def lfs_batch(self, repo_type: str, repo_id: str) -> None:
-        repo = self._writable(repo_type, repo_id)
+        # the client's batch call says nothing of a pull request: uploading content is open to anyone
+        # who may open one; only a member's commit (or a PR) can then make it part of the repo
+        repo = self._writable(repo_type, repo_id, pull_request=True)
         body = self.body.json()
         if body.get("operation") != "upload":
             raise HubError(422, "Only the LFS 'upload' operation is supported; download files via /resolve/.")
@@ -832,7 +841,8 @@ class _Handler(BaseHTTPRequestHandler):
         self._json({})
 
     def commit(self, repo_type: str, repo_id: str, revision: str) -> None:
-        repo = self._writable(repo_type, repo_id)
+        create_pr = _flag(self.query.get("create_pr"))
+        repo = self._writable(repo_type, repo_id, pull_request=create_pr)
         assert self.user.name is not None
         header, ops = self._parse_commit_payload(repo)
         summary = (_field(header, "summary", str, "commit header") or "").strip()
@@ -842,7 +852,6 @@ class _Handler(BaseHTTPRequestHandler):
         parent = _field(header, "parentCommit", str, "commit header")
         if parent is not None and not _COMMIT_ID.match(parent.lower()):
             raise HubError(400, f"Invalid parentCommit '{parent}': expected a commit id (7 to 40 hex digits)")
-        create_pr = _flag(self.query.get("create_pr"))
         with self.hub.repos.lock(repo):
             refs = repo.refs()
             kind, name = self._commit_target(repo, refs, revision, create_pr)

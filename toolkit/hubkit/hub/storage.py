@@ -547,14 +547,24 @@ class RepoStore:
 
         Inside, the repo is known to still exist (the same repo, not one re-created under its name
         since) and ``repo.meta`` is re-read, so a change made under the lock loses no other change.
+        A repo moved while this waited for the lock is followed to its new folder (its old id
+        redirects), so a commit racing a rename lands in the renamed repo, never in the old path.
         """
         with self._lock:
             lock = self._repo_locks.setdefault(repo.path, threading.Lock())
         with lock:
-            current = self.get(repo.meta.repo_type, repo.meta.repo_id)
+            repo_type, repo_id = repo.meta.repo_type, repo.meta.repo_id
+            current = self.get(repo_type, repo_id)
+            if current is None and (moved := self.redirect(repo_type, repo_id)) is not None:
+                current = self.get(repo_type, moved)
             if current is None or current.meta.created_at != repo.meta.created_at:
-                raise repo_not_found(repo.meta.repo_id)
-            repo.meta = current.meta
+                raise repo_not_found(repo_id)
+            if current.path == repo.path:
+                repo.meta = current.meta
+                yield
+                return
+        repo.path, repo.meta = current.path, current.meta  # moved meanwhile: lock its new folder
+        with self.lock(repo):
             yield
 
     def get(self, repo_type: str, repo_id: str) -> Repo | None:
@@ -675,7 +685,10 @@ class RepoStore:
             _fsync_dir(repo.path.parent)
             self._commits = OrderedDict((k, v) for k, v in self._commits.items() if k[0] != repo.path)
             self._links.pop(repo.path, None)
-        self.collect(trash, started)
+        try:
+            self.collect(set((trash / "links.txt").read_text().split()), started)
+        except FileNotFoundError:  # a repo from before blob links: nothing known to collect
+            pass
         shutil.rmtree(trash, ignore_errors=True)
 
     def repair(self) -> list[str]:
@@ -785,15 +798,28 @@ class RepoStore:
                 raise repo_not_found(repo.meta.repo_id) from exc
             known.update(new)
 
-    def collect(self, deleted: Path, started: float) -> int:
-        """Remove the blobs of the deleted repo (moved to ``deleted``) that no other repo links.
+    def unlink(self, repo: Repo, shas: set[str]) -> int:
+        """Forget blobs as this repo's (its history no longer has them) and collect those unused elsewhere.
+
+        After this, a commit here may point at such a blob only once its content is uploaded again.
+        Returns the number of blobs removed from the store.
+        """
+        started = time.time()
+        with self.blob_lock:
+            known = self.links(repo)
+            if not shas & known:
+                return 0
+            known -= shas
+            lines = "".join(f"{sha}\n" for sha in sorted(known))
+            atomic_write(repo.path / "links.txt", lines.encode(), self.tmp)
+            return self.collect(shas, started)
+
+    def collect(self, candidates: set[str], started: float) -> int:
+        """Remove the blobs among ``candidates`` that no repo links (a deleted repo's, or unlinked ones).
 
         Blobs written since ``started`` are kept: an upload may be about to link them.
         """
-        try:
-            candidates = set((deleted / "links.txt").read_text().split())
-        except FileNotFoundError:
-            return 0
+        candidates = set(candidates)
         removed = 0
         with self.blob_lock:
             for links_file in self.root.glob("*/*/*/links.txt"):
