@@ -85,7 +85,7 @@ def unpack_tests(sdist: Path, dest: Path) -> Path:
 
 
 def start_hub(root: Path, log: Path, constants: dict[str, str]) -> tuple[subprocess.Popen, str]:
-    """``hubkit hub serve`` on a free port, with the suite's users' tokens as write tokens."""
+    """``hubkit hub serve`` on a free port, with the suite's users' tokens as write tokens and its org."""
     tokens = [
         (constants["USER"], constants["TOKEN"]),
         (constants["OTHER_USER"], constants["OTHER_TOKEN"]),
@@ -94,6 +94,7 @@ def start_hub(root: Path, log: Path, constants: dict[str, str]) -> tuple[subproc
     args = ["hub", "serve", "--root", str(root), "--port", "0"]
     for name, token in tokens:
         args += ["--token", f"{name}:{token}:write"]
+    args += ["--org", f"{constants['ENTERPRISE_ORG']}:{constants['ENTERPRISE_USER']}"]  # as on staging
     with open(log, "wb") as out:
         proc = subprocess.Popen(
             [sys.executable, "-c", "from hubkit.cli import cli; cli(prog_name='hubkit')", *args],
