@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 from huggingface_hub import CommitOperationAdd, HfApi, hf_hub_download
-from huggingface_hub.errors import GatedRepoError, HfHubHTTPError, RepositoryNotFoundError
+from huggingface_hub.errors import EntryNotFoundError, GatedRepoError, HfHubHTTPError, RepositoryNotFoundError
 from test_hub_server import _http
 
 from hubkit.cli import cli
@@ -636,7 +636,7 @@ def test_a_commit_waiting_while_its_repo_is_renamed_follows_the_repo(hub):
     assert "late.txt" in alice.list_repo_files("alice/renamed")
 
 
-def test_permanently_deleted_lfs_files_lose_their_bytes_unless_used_elsewhere(hub):
+def test_permanently_deleted_lfs_files_lose_their_bytes_unless_used_elsewhere(hub, tmp_path):
     alice, bob = _api(hub, "alice"), _api(hub, "bob")
     alice.create_repo("alice/lfs-gc")
     bob.create_repo("bob/lfs-keep")
@@ -653,10 +653,20 @@ def test_permanently_deleted_lfs_files_lose_their_bytes_unless_used_elsewhere(hu
     }
     assert blob[own].exists() and blob[shared].exists()
 
+    before = alice.list_repo_commits("alice/lfs-gc")[0].commit_id
     alice.permanently_delete_lfs_files("alice/lfs-gc", list(alice.list_lfs_files("alice/lfs-gc")))
     assert list(alice.list_lfs_files("alice/lfs-gc")) == []
     assert not blob[own].exists()  # no other repo links it: its bytes are gone
     assert blob[shared].exists()  # bob's repo still holds it
+    with pytest.raises(EntryNotFoundError):  # the rewritten-away commit no longer serves it either
+        hf_hub_download(
+            "alice/lfs-gc",
+            "own.bin",
+            revision=before,
+            endpoint=hub.endpoint,
+            token=TOKENS["alice"],
+            cache_dir=tmp_path,
+        )
     got = hf_hub_download("bob/lfs-keep", "shared.bin", endpoint=hub.endpoint, token=TOKENS["bob"])
     assert Path(got).read_bytes() == shared
     # alice's repo no longer knows the content: a commit must upload it again first

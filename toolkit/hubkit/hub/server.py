@@ -1161,15 +1161,24 @@ class _Handler(BaseHTTPRequestHandler):
             status = 206
             headers["Content-Range"] = f"bytes {start}-{end}/{entry.size}"
         length = max(0, end - start + 1)
-        self.send_response(status)
-        for key, value in headers.items():
-            self.send_header(key, value)
-        self.send_header("Content-Length", str(length))
-        self.end_headers()
-        self.sent_headers = True
-        if self.method == "GET" and length:
-            with self.hub.blobs.open(entry.sha256) as f:
-                self.connection.sendfile(f, offset=start, count=length)
+        try:
+            blob = self.hub.blobs.open(entry.sha256)
+        except FileNotFoundError as exc:  # an LFS file permanently deleted: only an old commit names it
+            raise HubError(
+                404,
+                f"Entry not found: {path} at {revision} (its content was permanently deleted)",
+                "EntryNotFound",
+                {"X-Repo-Commit": sha},
+            ) from exc
+        with blob:
+            self.send_response(status)
+            for key, value in headers.items():
+                self.send_header(key, value)
+            self.send_header("Content-Length", str(length))
+            self.end_headers()
+            self.sent_headers = True
+            if self.method == "GET" and length:
+                self.connection.sendfile(blob, offset=start, count=length)
 
     @staticmethod
     def _parse_range(spec: str, size: int, headers: dict[str, str]) -> tuple[int, int]:
