@@ -809,9 +809,9 @@ class RepoStore:
             known = self.links(repo)
             if not shas & known:
                 return 0
-            known -= shas
-            lines = "".join(f"{sha}\n" for sha in sorted(known))
+            lines = "".join(f"{sha}\n" for sha in sorted(known - shas))
             atomic_write(repo.path / "links.txt", lines.encode(), self.tmp)
+            known -= shas
             return self.collect(shas, started)
 
     def collect(self, candidates: set[str], started: float) -> int:
