@@ -579,6 +579,7 @@ def test_moving_a_repo_needs_rights_in_the_target_namespace_too(hub):
     with pytest.raises(HfHubHTTPError) as err:  # nor may carol move alice's repo into her namespace
         carol.move_repo("alice/to-move", "carol/taken-over")
     assert err.value.response.status_code == 403
+    alice.upload_file(path_or_fileobj=b"x", path_in_repo="x.txt", repo_id="ALICE/To-Move")  # ids ignore case
     alice.move_repo("alice/to-move", "lab/moved")  # alice is a member of the organisation 'lab'
     assert carol.model_info("alice/to-move").id == "lab/moved"
 

@@ -85,7 +85,10 @@ class User:
         return self.role == "write"
 
     def member_of(self, namespace: str) -> bool:
-        return self.name is not None and (self.namespaces is None or namespace in self.namespaces)
+        """Namespaces compare case-insensitively, as repo ids do on the Hub."""
+        if self.name is None or self.namespaces is None:
+            return self.name is not None
+        return namespace.lower() in {n.lower() for n in self.namespaces}
 
 
 ANONYMOUS = User(None)
