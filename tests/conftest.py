@@ -44,11 +44,12 @@ os.environ.pop("HF_HUB_OFFLINE", None)
 
 @pytest.fixture(scope="session")
 def local_hub():
-    """The session's local Hub (writer: alice, reader: bob), at HF_ENDPOINT."""
+    """The session's local Hub (writer: alice, reader: bob; both in the organisation 'hubkit', where
+    the tiny recipe publishes), at HF_ENDPOINT."""
     from hubkit.hub import LocalHub, Token
 
     tokens = [Token("alice", WRITE_TOKEN, "write"), Token("bob", READ_TOKEN, "read")]
-    with LocalHub(_TMP / "hub", port=_PORT, tokens=tokens) as hub:
+    with LocalHub(_TMP / "hub", port=_PORT, tokens=tokens, orgs={"hubkit": ["alice", "bob"]}) as hub:
         yield hub
 
 

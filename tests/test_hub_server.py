@@ -311,7 +311,7 @@ def test_concurrent_commits_are_serialised(api):
 
 
 def test_private_repo_and_roles(api, read_token):
-    repo = "alice/secret"
+    repo = "hubkit/secret"  # the organisation of alice (writer) and bob (reader)
     api.create_repo(repo, private=True)
     api.upload_file(path_or_fileobj=b"classified", path_in_repo="s.txt", repo_id=repo)
     anonymous = HfApi(endpoint=api.endpoint, token=False)
@@ -319,8 +319,8 @@ def test_private_repo_and_roles(api, read_token):
         anonymous.model_info(repo)
     with pytest.raises(RepositoryNotFoundError):
         hf_hub_download(repo, "s.txt", token=False)
-    assert repo not in [m.id for m in anonymous.list_models(author="alice")]
-    assert repo in [m.id for m in api.list_models(author="alice")]
+    assert repo not in [m.id for m in anonymous.list_models(author="hubkit")]
+    assert repo in [m.id for m in api.list_models(author="hubkit")]
 
     reader = HfApi(endpoint=api.endpoint, token=read_token)
     assert reader.model_info(repo).private
@@ -554,9 +554,13 @@ def test_commits_survive_sigkill(tmp_path):
         payload = json.dumps(
             {"operation": "upload", "objects": [{"oid": big_sha, "size": len(big)}]}
         ).encode()
+        lfs_json = {"Content-Type": "application/vnd.git-lfs+json"}  # as the clients send it
+
+        def batch():
+            return _http("POST", batch_url, payload, lfs_json)
 
         # 1. SIGKILL in the middle of a large LFS upload, once the partial object is on disk
-        href = json.loads(_http("POST", batch_url, payload)[2])["objects"][0]["actions"]["upload"]["href"]
+        href = json.loads(batch()[2])["objects"][0]["actions"]["upload"]["href"]
         path = href[len(server.endpoint) :]
         sock = _start_request(server.port, "PUT", path, len(big))
         sock.sendall(big[: len(big) // 2])
@@ -596,14 +600,12 @@ def test_commits_survive_sigkill(tmp_path):
         assert_intact()
 
         # 3. SIGKILL after the LFS upload completed but before the commit that uses it
-        href = json.loads(_http("POST", batch_url, payload)[2])["objects"][0]["actions"]["upload"]["href"]
+        href = json.loads(batch()[2])["objects"][0]["actions"]["upload"]["href"]
         assert _http("PUT", href, big)[0] == 200
         server.kill()
         server.start()
         assert_intact()
-        assert (
-            "actions" not in json.loads(_http("POST", batch_url, payload)[2])["objects"][0]
-        )  # already stored
+        assert "actions" not in json.loads(batch()[2])["objects"][0]  # already stored
 
         # the interrupted work, re-run, goes through
         second = api.upload_file(path_or_fileobj=big, path_in_repo="big.bin", repo_id=repo).oid

@@ -133,6 +133,15 @@ def _parse_token(ctx: click.Context, param: click.Parameter, values: tuple[str, 
         raise click.BadParameter(str(exc), ctx=ctx, param=param) from exc
 
 
+def _parse_orgs(ctx: click.Context, param: click.Parameter, values: tuple[str, ...]) -> dict:
+    from .hub.auth import parse_org
+
+    try:
+        return dict(parse_org(value) for value in values)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), ctx=ctx, param=param) from exc
+
+
 @hub.command()
 @click.option(
     "--root",
@@ -151,10 +160,27 @@ def _parse_token(ctx: click.Context, param: click.Parameter, values: tuple[str, 
     multiple=True,
     callback=_parse_token,
     metavar="NAME:TOKEN:read|write",
-    help="Accept this access token for user NAME (repeatable). Without any --token the Hub is open: "
-    "every caller is user 'hubkit' with write access.",
+    envvar="HUBKIT_HUB_TOKENS",
+    help="Accept this access token for user NAME (repeatable; or space-separated in $HUBKIT_HUB_TOKENS, "
+    "which `ps` does not show). Without any token the Hub is open: every caller is user 'hubkit' with "
+    "write access to every namespace.",
 )
-def serve(root: str, host: str, port: int, tokens: list) -> None:
+@click.option(
+    "--token-file",
+    type=click.Path(exists=True, dir_okay=False, path_type=str),
+    help="Read more tokens from this file, one NAME:TOKEN:read|write a line ('#' starts a comment).",
+)
+@click.option(
+    "--org",
+    "orgs",
+    multiple=True,
+    callback=_parse_orgs,
+    metavar="ORG:USER1,USER2",
+    envvar="HUBKIT_HUB_ORGS",
+    help="An organisation and its members (repeatable; or space-separated in $HUBKIT_HUB_ORGS). A user "
+    "writes in its own namespace and its organisations' only, and sees their private repos only.",
+)
+def serve(root: str, host: str, port: int, tokens: list, token_file: str | None, orgs: dict) -> None:
     """Serve a Hub-compatible API until Ctrl-C.
 
     Point the stock clients at it with HF_ENDPOINT=http://HOST:PORT and HF_HUB_DISABLE_XET=1
@@ -164,11 +190,26 @@ def serve(root: str, host: str, port: int, tokens: list) -> None:
     import logging
 
     from .hub import LocalHub
+    from .hub.auth import load_token_file
 
+    if token_file:
+        try:
+            tokens = [*tokens, *load_token_file(token_file)]
+        except ValueError as exc:
+            raise click.BadParameter(str(exc), param_hint="--token-file") from exc
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
-    server = LocalHub(root, host=host, port=port, tokens=tokens)
+    try:
+        server = LocalHub(root, host=host, port=port, tokens=tokens, orgs=orgs)
+    except ValueError as exc:
+        raise click.UsageError(str(exc)) from exc
     mode = f"{len(tokens)} token(s)" if tokens else "open: everyone writes as 'hubkit'"
     click.echo(f"Local Hub on {root} ({mode}). Ctrl-C stops it.", err=True)
+    if not tokens and host not in ("127.0.0.1", "localhost", "::1"):
+        click.echo(
+            "Note: an open Hub answers only requests addressed to localhost, 127.0.0.1 or a specific "
+            "--host address; give --token (or --token-file) to share it with a team.",
+            err=True,
+        )
     try:
         server.serve_forever()
     except KeyboardInterrupt:

@@ -9,24 +9,28 @@ from __future__ import annotations
 
 import base64
 import binascii
+import functools
 import hashlib
 import hmac
 import html
+import itertools
 import json
 import logging
+import re
 import secrets
 import shutil
 import socket
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+import uuid
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any, BinaryIO
 from urllib.parse import parse_qs, quote, unquote, urlencode
 
 from ..errors import HubkitError
-from . import cards
+from . import cards, history
 from .auth import Authenticator, Token, User
 from .storage import (
     CHUNK,
@@ -45,12 +49,20 @@ from .storage import (
 
 logger = logging.getLogger("hubkit.hub")
 
-_URL_PREFIX = {"model": "", "dataset": "datasets/", "space": "spaces/"}
-_API_TYPES = {"models": "model", "datasets": "dataset", "spaces": "space"}
+_URL_PREFIX = {"model": "", "dataset": "datasets/", "space": "spaces/", "kernel": "kernels/"}
+_API_TYPES = {"models": "model", "datasets": "dataset", "spaces": "space", "kernels": "kernel"}
 _RESERVED = frozenset("api models datasets spaces docs settings organizations new login join".split())
 _MAX_LINE = 256 * 1024 * 1024  # one NDJSON line of a commit: a base64 regular file
 _TREE_PAGE, _TREE_PAGE_EXPANDED, _COMMITS_PAGE = 1000, 50, 50
 _UPLOAD_URL_TTL = 24 * 3600
+_MAX_JSON_BODY = 8 * 1024 * 1024  # create, settings, preupload, LFS batch, paths-info
+_MAX_CARD_BODY = 2 * 1024 * 1024  # validate-yaml: a README of at most _MAX_CARD_BYTES, JSON-escaped
+_MAX_CARD_BYTES = 1024 * 1024  # larger READMEs get no cardData and are not parsed
+# the first path segment after /api/{type}s/{repo_id}/: tells a namespace-less repo id from a namespace
+_REPO_ROUTES = frozenset(
+    "revision preupload commit tree paths-info refs commits branch tag settings auth-check super-squash "
+    "lfs-files".split()
+)
 
 
 class BodyReader:
@@ -126,12 +138,16 @@ class BodyReader:
                 raise HubError(413, f"Request body larger than {limit} bytes")
         return b"".join(parts)
 
-    def json(self) -> Any:
-        raw = self.all()
+    def json(self, limit: int = _MAX_JSON_BODY) -> dict[str, Any]:
+        """The body as a JSON object; anything else (a list, a string, bad JSON) is a 400."""
+        raw = self.all(limit)
         try:
-            return json.loads(raw) if raw.strip() else {}
-        except json.JSONDecodeError as exc:
+            data = json.loads(raw) if raw.strip() else {}
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
             raise HubError(400, f"Request body is not valid JSON: {exc}") from exc
+        if not isinstance(data, dict):
+            raise HubError(400, f"Request body must be a JSON object, not {type(data).__name__}")
+        return data
 
     def lines(self) -> Iterator[bytes]:
         """The body split on newlines, without holding more than one line in memory."""
@@ -153,6 +169,35 @@ class BodyReader:
             yield tail
 
 
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+_HEX64 = re.compile(r"^[0-9a-f]{64}$")
+_COMMIT_ID = re.compile(r"^[0-9a-f]{7,40}$")
+_LOOPBACK_HOSTS = frozenset({"localhost", "::1"})
+_SIMPLE_BODY_TYPES = ("", "text/plain", "application/x-www-form-urlencoded", "multipart/form-data")
+_MAX_GET_BODY = 64 * 1024  # drained so the connection stays usable; larger bodies are refused
+
+
+def _field(body: dict[str, Any], key: str, kind: type | tuple[type, ...], where: str = "request body") -> Any:
+    """``body[key]`` if present and of type ``kind`` (None if absent or null); else a 400 naming it."""
+    value = body.get(key)
+    if value is None:
+        return None
+    if not isinstance(value, kind) or (isinstance(value, bool) and kind is int):
+        names = " or ".join(k.__name__ for k in (kind if isinstance(kind, tuple) else (kind,)))
+        raise HubError(400, f"'{key}' in the {where} must be a {names.replace('str', 'string')}")
+    return value
+
+
+def _b64decode(content: Any, what: str) -> bytes:
+    """Strict base64 (no stray characters, right padding): a typo must not commit an empty file."""
+    try:
+        if not isinstance(content, str):
+            raise TypeError
+        return base64.b64decode(content, validate=True)
+    except (binascii.Error, TypeError, ValueError) as exc:
+        raise HubError(400, f"Invalid base64 {what}") from exc
+
+
 def _flag(value: str | None) -> bool:
     return (value or "").lower() in ("1", "true", "yes")
 
@@ -172,6 +217,16 @@ def _file_json(path: str, entry: Entry) -> dict[str, Any]:
     if entry.lfs:
         out["lfs"] = {"oid": entry.sha256, "size": entry.size, "pointerSize": entry.pointer_size}
     return out
+
+
+@functools.lru_cache(maxsize=256)
+def _card_metadata(blob: Path) -> dict[str, Any] | None:
+    """A README's valid metadata, parsed once per content (blobs are immutable, named by sha256).
+
+    Callers must not modify the result: it is shared between requests.
+    """
+    meta, errors = cards.front_matter(blob.read_bytes().decode("utf-8", "replace"))
+    return meta if meta and not errors else None
 
 
 def _commit_ref_json(commit: Commit) -> dict[str, str]:
@@ -202,6 +257,17 @@ class _Handler(BaseHTTPRequestHandler):
     def do_DELETE(self) -> None:
         self._handle("DELETE")
 
+    def send_header(self, keyword: str, value: str) -> None:
+        """Control characters (a CR in an echoed revision) never reach a header, so none can be forged."""
+        super().send_header(keyword, _CONTROL.sub(" ", str(value)))
+
+    def end_headers(self) -> None:
+        """Every answer carries a request id (the client's own, if it sent one), as on the Hub."""
+        headers = getattr(self, "headers", None)
+        request_id = headers and (headers.get("X-Request-Id") or headers.get("X-Amzn-Trace-Id"))
+        self.send_header("X-Request-Id", request_id or str(uuid.uuid4()))
+        super().end_headers()
+
     def log_message(self, format: str, *args: Any) -> None:
         logger.info("%s %s", self.address_string(), format % args)
 
@@ -225,6 +291,10 @@ class _Handler(BaseHTTPRequestHandler):
         try:
             if not self.body.valid:
                 raise HubError(400, "Invalid Content-Length header")
+            if method in ("GET", "HEAD") and not self.body.done:
+                self.body.all(_MAX_GET_BODY)  # drained: it must not be read as the next request
+            if self.hub.auth.open:
+                self._check_open_request(method)
             self.user: User = self.hub.auth.user(self.headers.get("Authorization"))
             segments = [unquote(s) for s in raw.split("/")[1:]]
             self._route(method, segments)()
@@ -253,7 +323,8 @@ class _Handler(BaseHTTPRequestHandler):
             self.wfile.write(body)
 
     def _json(self, obj: Any, status: int = 200, headers: dict[str, str] | None = None) -> None:
-        self._send(status, json.dumps(obj).encode(), "application/json; charset=utf-8", headers)
+        # default=str: card metadata may hold YAML dates, which the Hub returns as strings
+        self._send(status, json.dumps(obj, default=str).encode(), "application/json; charset=utf-8", headers)
 
     def _send_error(self, exc: HubError) -> None:
         if self.sent_headers:
@@ -270,6 +341,22 @@ class _Handler(BaseHTTPRequestHandler):
         except (ConnectionError, TimeoutError):
             self.close_connection = True
 
+    def _check_open_request(self, method: str) -> None:
+        """An open Hub has no tokens, so it refuses what a web page could make a browser send it:
+        requests for another host name (DNS rebinding) and cross-site form or text POSTs."""
+        host = (self.headers.get("Host") or "").strip().lower()
+        name = host[1 : host.find("]")] if host.startswith("[") else host.rsplit(":", 1)[0]
+        bound = self.hub.host.lower() not in ("", "0.0.0.0", "::") and name == self.hub.host.lower()
+        if host and not (bound or name in _LOOPBACK_HOSTS or name.startswith("127.")):
+            raise HubError(403, f"Host '{host}' is not served: an open local Hub answers loopback names only")
+        media = (self.headers.get("Content-Type") or "").split(";")[0].strip().lower()
+        if method == "POST" and media in _SIMPLE_BODY_TYPES and "/paths-info/" not in self.raw_path:
+            raise HubError(
+                415,
+                f"Content-Type '{media or 'none'}' is not accepted for writes to an open local Hub: "
+                "send application/json or application/x-ndjson",
+            )
+
     # routing --------------------------------------------------------------------------------------
     def _route(self, method: str, segs: list[str]) -> Callable[[], None]:
         match segs:
@@ -281,12 +368,26 @@ class _Handler(BaseHTTPRequestHandler):
                 return self.delete_repo
             case ["api", "validate-yaml"] if method == "POST":
                 return self.validate_yaml
+            case ["api", "repos", "move"] if method == "POST":
+                return self.move_repo
+            case ["api", "settings", "repositories"] if method == "GET":
+                return lambda: self.repo_storage(self.user.name)
+            case ["api", "organizations", namespace, "settings", "repositories"] if method == "GET":
+                return lambda: self.repo_storage(namespace)
+            case ["api", kind, name] if kind in _API_TYPES:
+                raise repo_not_found(name)  # a repo id without a namespace: never a repo here
+            case ["api", kind, name, route, *_] if (
+                kind in _API_TYPES
+                and route in _REPO_ROUTES
+                and self.hub.repos.get(_API_TYPES[kind], f"{name}/{route}") is None
+            ):
+                raise repo_not_found(name)
             case ["api", kind] if kind in _API_TYPES and method == "GET":
                 return lambda: self.list_repos(_API_TYPES[kind])
             case ["api", kind, namespace, name, *rest] if kind in _API_TYPES:
                 return self._route_repo_api(method, _API_TYPES[kind], f"{namespace}/{name}", rest)
         repo_type = "model"
-        if segs and segs[0] in ("datasets", "spaces") and len(segs) > 3:
+        if segs and segs[0] in ("datasets", "spaces", "kernels") and len(segs) > 3:
             repo_type, segs = _API_TYPES[segs[0]], segs[1:]
         match segs:
             case [namespace, git_name, "info", "lfs", "objects", "batch"] if (
@@ -300,6 +401,8 @@ class _Handler(BaseHTTPRequestHandler):
             case [namespace, name, "resolve", *rest] if method in ("GET", "HEAD"):
                 revision, path = _split_revision(rest)
                 return lambda: self.resolve(repo_type, f"{namespace}/{name}", revision, "/".join(path))
+            case [name, "resolve", *_] if method in ("GET", "HEAD"):
+                raise repo_not_found(name)  # a repo id without a namespace
         raise HubError(404, f"No route for {method} {self.raw_path}")
 
     def _route_repo_api(
@@ -331,6 +434,12 @@ class _Handler(BaseHTTPRequestHandler):
                 return lambda: self.settings(repo_type, repo_id)
             case ["auth-check"] if method == "GET":
                 return lambda: self.auth_check(repo_type, repo_id)
+            case ["super-squash", *rev] if method == "POST":
+                return lambda: self.super_squash(repo_type, repo_id, _split_revision(rev)[0])
+            case ["lfs-files"] if method == "GET":
+                return lambda: self.lfs_files(repo_type, repo_id)
+            case ["lfs-files", "batch"] if method == "POST":
+                return lambda: self.delete_lfs_files(repo_type, repo_id)
         raise HubError(404, f"No route for {method} {self.raw_path}")
 
     # access control -------------------------------------------------------------------------------
@@ -340,17 +449,48 @@ class _Handler(BaseHTTPRequestHandler):
         if not self.user.can_write:
             raise HubError(403, f"The token of '{self.user.name}' is read-only: it cannot {action}.")
 
+    def _may_see(self, repo: Repo) -> bool:
+        return not repo.meta.private or self.user.member_of(repo.meta.repo_id.split("/")[0])
+
     def _readable(self, repo_type: str, repo_id: str) -> Repo:
-        """The repo, or 404 RepoNotFound when it is missing or private and the caller is anonymous."""
+        """The repo, or 404 RepoNotFound when it is missing or private outside the caller's namespaces."""
         repo = self.hub.repos.get(repo_type, repo_id)
-        if repo is None or (repo.meta.private and self.user.name is None):
+        if repo is None and (moved := self.hub.repos.redirect(repo_type, repo_id)) is not None:
+            target = self.hub.repos.get(repo_type, moved)
+            if target is not None and self._may_see(target):
+                location = {"Location": self._moved_url(moved)}
+                raise HubError(307, f"{repo_id} moved to {moved}", headers=location)
+        if repo is None or not self._may_see(repo):
             raise repo_not_found(repo_id)
         return repo
 
-    def _writable(self, repo_type: str, repo_id: str) -> Repo:
+    def _moved_url(self, new_id: str) -> str:
+        """This request's path and query with the repo id (the two segments after the type) replaced."""
+        segments = self.raw_path.split("/")
+        start = 3 if segments[1] == "api" else 2 if segments[1] in ("datasets", "spaces", "kernels") else 1
+        git = ".git" if segments[start + 1].endswith(".git") else ""  # the LFS routes: {repo_id}.git/info/lfs
+        segments[start : start + 2] = [quote(part, safe="") for part in new_id.split("/")]
+        segments[start + 1] += git
+        query = self.path.partition("?")[2]
+        return "/".join(segments) + (f"?{query}" if query else "")
+
+    def _writable(self, repo_type: str, repo_id: str, pull_request: bool = False) -> Repo:
+        """The repo, if the caller may write to it: a member of its namespace, or, for a pull
+        request (a ``create_pr`` commit and its uploads), any write token that may see it, as on the Hub.
+        """
         repo = self._readable(repo_type, repo_id)
         self._require_write(f"write to {repo_id}")
+        if not pull_request:
+            self._require_member(repo_id.split("/")[0], f"write to {repo_type} {repo_id}")
         return repo
+
+    def _require_member(self, namespace: str, action: str) -> None:
+        """403, as on the Hub, when the caller neither is ``namespace`` nor belongs to that organisation."""
+        if not self.user.member_of(namespace):
+            raise HubError(
+                403,
+                f"You don't have the rights to {action}: '{namespace}' is neither you nor one of your orgs",
+            )
 
     def _url(self, repo_type: str, repo_id: str) -> str:
         return f"{self.base_url}/{_URL_PREFIX[repo_type]}{repo_id}"
@@ -371,7 +511,9 @@ class _Handler(BaseHTTPRequestHandler):
                 "isPro": False,
                 "canPay": False,
                 "avatarUrl": "",
-                "orgs": [],
+                "orgs": [
+                    {"type": "org", "name": org, "fullname": org, "roleInOrg": user.role} for org in user.orgs
+                ],
                 "auth": {
                     "type": "access_token",
                     "accessToken": {"displayName": user.token_name, "role": user.role},
@@ -383,16 +525,17 @@ class _Handler(BaseHTTPRequestHandler):
         self._require_write("create a repo")
         assert self.user.name is not None
         body = self.body.json()
-        name = body.get("name")
-        namespace = body.get("organization") or self.user.name
-        repo_type = body.get("type") or "model"
+        name = _field(body, "name", str)
+        namespace = _field(body, "organization", str) or self.user.name
+        repo_type = _field(body, "type", str) or "model"
         if not isinstance(name, str) or not isinstance(namespace, str):
             raise HubError(400, "Missing repo 'name'")
         if repo_type not in REPO_TYPES:
             raise HubError(400, f"Invalid repo type '{repo_type}': expected one of {', '.join(REPO_TYPES)}")
         if namespace in _RESERVED:
             raise HubError(400, f"'{namespace}' is a reserved name and cannot be a namespace")
-        private = body.get("visibility") == "private" or body.get("private") is True
+        self._require_member(namespace, f"create a {repo_type} under the namespace '{namespace}'")
+        private = _field(body, "visibility", str) == "private" or _field(body, "private", bool) is True
         repo_id = f"{namespace}/{name}"
         try:
             self.hub.repos.create(
@@ -407,25 +550,71 @@ class _Handler(BaseHTTPRequestHandler):
 
     def delete_repo(self) -> None:
         body = self.body.json()
-        repo_type = body.get("type") or "model"
-        repo_id = f"{body.get('organization') or self.user.name}/{body.get('name')}"
+        repo_type = _field(body, "type", str) or "model"
+        name = _field(body, "name", str)
+        if not name:
+            raise HubError(400, "Missing repo 'name'")
+        repo_id = f"{_field(body, 'organization', str) or self.user.name}/{name}"
         repo = self._writable(repo_type, repo_id)
         self.hub.repos.delete(repo)
         self._json({})
 
+    def move_repo(self) -> None:
+        """POST /api/repos/move {fromRepo, toRepo, type}: rename; the old id redirects to the new one."""
+        body = self.body.json()
+        repo_type = str(body.get("type") or "model")
+        from_id, to_id = str(body.get("fromRepo") or ""), str(body.get("toRepo") or "")
+        if repo_type not in REPO_TYPES or to_id.count("/") != 1:
+            raise HubError(400, "Body must be {fromRepo: 'ns/name', toRepo: 'ns/name', type: 'model'|...}")
+        repo = self._writable(repo_type, from_id)
+        namespace = to_id.split("/")[0]
+        self._require_member(namespace, f"move {repo_type} {from_id} to the namespace '{namespace}'")
+        self.hub.repos.move(repo, to_id)
+        self._json({"url": self._url(repo_type, to_id)})
+
     def settings(self, repo_type: str, repo_id: str) -> None:
         repo = self._writable(repo_type, repo_id)
         body = self.body.json()
+        if body.get("visibility") not in (None, "private", "public"):
+            raise HubError(400, "'visibility' must be 'private' or 'public'")
+        _field(body, "private", bool)
+        if "gated" in body and not (body["gated"] is False or body["gated"] in ("auto", "manual")):
+            raise HubError(400, "'gated' must be false, 'auto' or 'manual'")
         with self.hub.repos.lock(repo):
             if "visibility" in body:
                 repo.meta.private = body["visibility"] == "private"
             if "private" in body:
                 repo.meta.private = bool(body["private"])
             if "gated" in body:
-                if body["gated"] not in (False, "auto", "manual"):
-                    raise HubError(400, "'gated' must be false, 'auto' or 'manual'")
                 repo.meta.gated = body["gated"]
             self.hub.repos.save_meta(repo)
+        self._json({})
+
+    def super_squash(self, repo_type: str, repo_id: str, revision: str) -> None:
+        repo = self._writable(repo_type, repo_id)
+        assert self.user.name is not None
+        message = str(self.body.json().get("message") or "").strip() or f"Super-squash branch '{revision}'"
+        with self.hub.repos.lock(repo):
+            commit_id = history.super_squash(repo, revision, message, self.user.name)
+        self._json({"commitId": commit_id})
+
+    def lfs_files(self, repo_type: str, repo_id: str) -> None:
+        repo = self._writable(repo_type, repo_id)
+        page, headers = self._page(history.lfs_files(repo), _TREE_PAGE)
+        self._json(page, headers=headers)
+
+    def delete_lfs_files(self, repo_type: str, repo_id: str) -> None:
+        """POST lfs-files/batch {deletions: {sha: [...], rewriteHistory}}: drop them from every ref."""
+        repo = self._writable(repo_type, repo_id)
+        deletions = self.body.json().get("deletions")
+        shas = deletions.get("sha") if isinstance(deletions, dict) else None
+        if not isinstance(shas, list) or not all(isinstance(sha, str) for sha in shas):
+            raise HubError(400, "Body must be {deletions: {sha: [sha256, ...], rewriteHistory: true}}")
+        if deletions.get("rewriteHistory") is False:
+            raise HubError(422, "The local Hub deletes LFS files by rewriting history (rewriteHistory: true)")
+        with self.hub.repos.lock(repo):
+            gone = history.drop_lfs_files(repo, {sha.lower() for sha in shas})
+            self.hub.repos.unlink(repo, gone)  # their bytes go too, unless another repo links them
         self._json({})
 
     def auth_check(self, repo_type: str, repo_id: str) -> None:
@@ -434,10 +623,21 @@ class _Handler(BaseHTTPRequestHandler):
         self._json({})
 
     def _check_gate(self, repo: Repo) -> None:
-        if repo.meta.gated and self.user.name is None:
+        """A gated repo is readable by its namespace's user or org members only (anyone on an open Hub)."""
+        if not repo.meta.gated or self.hub.auth.open:
+            return
+        what = f"{repo.meta.repo_type} {repo.meta.repo_id}"
+        if self.user.name is None:
             raise HubError(
                 401,
-                f"Access to {repo.meta.repo_id} is restricted: it is gated; authenticate with a token.",
+                f"Access to {what} is restricted: it is gated; authenticate with a token.",
+                "GatedRepo",
+            )
+        if not self.user.member_of(repo.meta.repo_id.split("/")[0]):
+            raise HubError(
+                403,
+                f"Access to {what} is restricted and you are not in the authorized list. "
+                f"Visit {self._url(repo.meta.repo_type, repo.meta.repo_id)} to ask for access.",
                 "GatedRepo",
             )
 
@@ -446,7 +646,7 @@ class _Handler(BaseHTTPRequestHandler):
         limit = int(self.query["limit"]) if self.query.get("limit", "").isdigit() else None
         out = []
         for repo in self.hub.repos.all(repo_type):
-            if repo.meta.private and self.user.name is None:
+            if not self._may_see(repo):
                 continue
             namespace = repo.meta.repo_id.split("/")[0]
             if (author and namespace != author) or (search and search not in repo.meta.repo_id.lower()):
@@ -471,18 +671,43 @@ class _Handler(BaseHTTPRequestHandler):
                 break
         self._json(out)
 
+    def repo_storage(self, namespace: str | None) -> None:
+        """The repos of a namespace with the storage each one uses (``hf repos ls``)."""
+        if self.user.name is None or namespace is None:
+            raise HubError(401, "You must be authenticated to list a namespace's repositories.")
+        out = []
+        for repo_type in REPO_TYPES:
+            for repo in self.hub.repos.all(repo_type):
+                if repo.meta.repo_id.split("/")[0].lower() != namespace.lower() or not self._may_see(repo):
+                    continue
+                head = repo.commit(repo.resolve("main"))
+                out.append(
+                    {
+                        "id": repo.meta.repo_id,
+                        "type": repo_type,
+                        "updatedAt": head.date,
+                        "visibility": "private" if repo.meta.private else "public",
+                        "storage": sum(e.size for e in head.tree.files.values()),
+                    }
+                )
+        total = sum(r["storage"] for r in out) or 1
+        for r in out:
+            r["storagePercent"] = 100 * r["storage"] / total
+        page, headers = self._page(out, _TREE_PAGE)
+        self._json(page, headers=headers)
+
     def _card_data(self, repo: Repo, commit: Commit) -> dict[str, Any] | None:
         entry = commit.tree.files.get("README.md")
-        if entry is None or entry.size > 1024 * 1024:
+        if entry is None or entry.size > _MAX_CARD_BYTES:
             return None
         try:
-            meta, errors = cards.front_matter(self.hub.blobs.read(entry.sha256).decode("utf-8", "replace"))
-        except Exception:  # a broken card must not break repo_info
+            return _card_metadata(self.hub.blobs.path(entry.sha256))
+        except OSError:  # a missing blob must not break repo_info
             return None
-        return meta if meta and not errors else None
 
     def repo_info(self, repo_type: str, repo_id: str, revision: str | None) -> None:
         repo = self._readable(repo_type, repo_id)
+        repo_id = repo.meta.repo_id  # its own spelling: ids are case-insensitive
         sha = repo.resolve(revision or "main")
         commit = repo.commit(sha)
         blobs = _flag(self.query.get("blobs"))
@@ -527,7 +752,7 @@ class _Handler(BaseHTTPRequestHandler):
 
     # uploads --------------------------------------------------------------------------------------
     def preupload(self, repo_type: str, repo_id: str, revision: str) -> None:
-        repo = self._writable(repo_type, repo_id)
+        repo = self._writable(repo_type, repo_id, pull_request=_flag(self.query.get("create_pr")))
         body = self.body.json()
         sha = repo.resolve(revision)
         tree = repo.commit(sha).tree
@@ -540,12 +765,13 @@ class _Handler(BaseHTTPRequestHandler):
             raise HubError(400, "Body must be {'files': [{path, sample, size}, ...]}")
         out = []
         for item in files:
+            if not isinstance(item, dict):
+                raise HubError(400, "Each preupload entry must be an object {path, sample, size}")
             path = validate_path_in_repo(str(item.get("path", "")))
-            try:
-                sample = base64.b64decode(item.get("sample") or "")
-                size = int(item["size"])
-            except (KeyError, ValueError, TypeError, binascii.Error) as exc:
-                raise HubError(400, f"Invalid preupload entry for '{path}': {exc}") from exc
+            sample = _b64decode(item.get("sample") or "", f"sample for '{path}'")
+            size = _field(item, "size", int, f"preupload entry for '{path}'")
+            if size is None or size < 0:
+                raise HubError(400, f"Invalid preupload entry for '{path}': 'size' must be a number >= 0")
             result: dict[str, Any] = {
                 "path": path,
                 "uploadMode": cards.upload_mode(path, size, sample, patterns),
@@ -562,15 +788,17 @@ class _Handler(BaseHTTPRequestHandler):
         return self.hub.blobs.read(entry.sha256).decode("utf-8", "replace")
 
     def lfs_batch(self, repo_type: str, repo_id: str) -> None:
-        repo = self._writable(repo_type, repo_id)
+        # the client's batch call says nothing of a pull request: uploading content is open to anyone
+        # who may open one; only a member's commit (or a PR) can then make it part of the repo
+        repo = self._writable(repo_type, repo_id, pull_request=True)
         body = self.body.json()
         if body.get("operation") != "upload":
             raise HubError(422, "Only the LFS 'upload' operation is supported; download files via /resolve/.")
         objects = []
         expires = int(time.time()) + _UPLOAD_URL_TTL
-        for obj in body.get("objects") or []:
-            oid, size = obj.get("oid"), obj.get("size")
-            if not isinstance(oid, str) or len(oid) != 64 or not isinstance(size, int) or size < 0:
+        for obj in _field(body, "objects", list) or []:
+            oid, size = (obj.get("oid"), obj.get("size")) if isinstance(obj, dict) else (None, None)
+            if not isinstance(oid, str) or not _HEX64.match(oid.lower()) or type(size) is not int or size < 0:
                 objects.append(
                     {
                         "oid": str(oid),
@@ -580,8 +808,8 @@ class _Handler(BaseHTTPRequestHandler):
                 )
                 continue
             oid = oid.lower()
-            if self.hub.blobs.has(oid, size):
-                objects.append({"oid": oid, "size": size})  # already stored: no upload action
+            if oid in self.hub.repos.links(repo) and self.hub.blobs.has(oid, size):
+                objects.append({"oid": oid, "size": size})  # already stored for this repo: no upload action
                 continue
             sig = self.hub.sign(repo.meta.repo_type, repo_id, oid, size, expires)
             query = urlencode({"size": size, "expires": expires, "sig": sig})
@@ -598,43 +826,51 @@ class _Handler(BaseHTTPRequestHandler):
             size, expires = int(self.query.get("size", "")), int(self.query.get("expires", ""))
         except ValueError as exc:
             raise HubError(400, "Upload URL lacks size/expires; ask the LFS batch endpoint for one") from exc
+        if not _HEX64.match(oid):
+            raise HubError(400, f"Invalid LFS object id '{oid}': expected 64 lowercase hex digits")
         expected = self.hub.sign(repo_type, repo_id, oid, size, expires)
         if not hmac.compare_digest(expected, self.query.get("sig", "")) or expires < time.time():
             raise HubError(403, "Invalid or expired upload URL; ask the LFS batch endpoint for a new one")
-        if self.hub.repos.get(repo_type, repo_id) is None:
+        repo = self.hub.repos.get(repo_type, repo_id)
+        if repo is None:
             raise repo_not_found(repo_id)
         if self.body.length is not None and self.body.length != size:
             raise HubError(400, f"Content-Length {self.body.length} does not match the object size {size}")
         self.hub.blobs.receive(self.body.readinto, size, oid)
+        self.hub.repos.link(repo, {oid})
         self._json({})
 
     def commit(self, repo_type: str, repo_id: str, revision: str) -> None:
-        repo = self._writable(repo_type, repo_id)
+        create_pr = _flag(self.query.get("create_pr"))
+        repo = self._writable(repo_type, repo_id, pull_request=create_pr)
         assert self.user.name is not None
-        header, ops = self._parse_commit_payload()
-        summary = str(header.get("summary") or "").strip()
+        header, ops = self._parse_commit_payload(repo)
+        summary = (_field(header, "summary", str, "commit header") or "").strip()
         if not summary:
             raise HubError(400, "The commit summary (message) must not be empty")
-        parent = header.get("parentCommit")
-        create_pr = _flag(self.query.get("create_pr"))
+        description = _field(header, "description", str, "commit header") or ""
+        parent = _field(header, "parentCommit", str, "commit header")
+        if parent is not None and not _COMMIT_ID.match(parent.lower()):
+            raise HubError(400, f"Invalid parentCommit '{parent}': expected a commit id (7 to 40 hex digits)")
         with self.hub.repos.lock(repo):
             refs = repo.refs()
             kind, name = self._commit_target(repo, refs, revision, create_pr)
             base = refs[kind][name]
-            if parent is not None:
-                parent = str(parent).lower()
-                if create_pr:
-                    base = repo.resolve(parent)
-                elif not base.startswith(parent):
+            if parent is not None and create_pr:
+                base = repo.resolve(parent.lower())
+            elif parent is not None:
+                try:  # a short id must name exactly one commit
+                    parent = repo.resolve(parent.lower())
+                except HubError:
+                    parent = parent.lower()  # no such commit: never the current one
+                if base != parent:
                     raise HubError(
                         412,
-                        f"A commit has happened since: {revision} is at {base}, not at the parent commit "
-                        f"{parent}. Please refresh and try again.",
+                        "The branch was updated since you opened this page. Please refresh and try again. "
+                        f"({revision} is at {base}, not at the parent commit {parent})",
                     )
-            files = self._apply(dict(repo.commit(base).tree.files), ops)
-            new_id = repo.write_commit(
-                [base], summary, str(header.get("description") or ""), self.user.name, files
-            )
+            tree = repo.write_tree(repo.commit(base).tree, ops)
+            new_id = repo.write_commit([base], summary, description, self.user.name, tree)
             if create_pr:
                 kind, name = "prs", str(max((int(n) for n in refs["prs"]), default=0) + 1)
             refs[kind][name] = new_id
@@ -651,7 +887,7 @@ class _Handler(BaseHTTPRequestHandler):
             }
         )
 
-    def _parse_commit_payload(self) -> tuple[dict[str, Any], list[tuple[str, str, Entry | None]]]:
+    def _parse_commit_payload(self, repo: Repo) -> tuple[dict[str, Any], list[tuple[str, str, Entry | None]]]:
         """Read the NDJSON commit body line by line, storing regular files' contents as they come."""
         if (
             "json" in (self.headers.get("Content-Type") or "")
@@ -680,20 +916,21 @@ class _Handler(BaseHTTPRequestHandler):
             raw_path = str(value.get("path", ""))
             path = validate_path_in_repo(raw_path.strip("/") if key == "deletedFolder" else raw_path)
             if key == "file":
-                content = value.get("content", "")
-                try:
-                    data = (
-                        base64.b64decode(content)
-                        if value.get("encoding", "base64") == "base64"
-                        else content.encode()
-                    )
-                except (binascii.Error, AttributeError) as exc:
-                    raise HubError(400, f"Invalid base64 content for '{path}'") from exc
+                content, encoding = value.get("content", ""), value.get("encoding", "base64")
+                if encoding == "base64":
+                    data = _b64decode(content, f"content for '{path}'")
+                elif encoding in ("utf-8", "utf8") and isinstance(content, str):
+                    data = content.encode()
+                else:
+                    raise HubError(400, f"Invalid content for '{path}': expected a base64 or utf-8 string")
                 ops.append(("add", path, make_entry(self.hub.blobs.put_bytes(data), len(data), False, data)))
             elif key == "lfsFile":
                 oid = str(value.get("oid", "")).lower()
-                size = value.get("size")
-                if value.get("algo", "sha256") != "sha256" or not self.hub.blobs.has(oid, size):
+                size = _field(value, "size", int, f"lfsFile entry for '{path}'")
+                if not _HEX64.match(oid):
+                    raise HubError(400, f"Invalid LFS oid for '{path}': expected 64 hex digits (a sha256)")
+                linked = oid in self.hub.repos.links(repo) and self.hub.blobs.has(oid, size)
+                if value.get("algo", "sha256") != "sha256" or not linked:
                     raise HubError(
                         400,
                         f"LFS object {oid} for '{path}' was not uploaded (or has another size); "
@@ -708,6 +945,7 @@ class _Handler(BaseHTTPRequestHandler):
                 raise HubError(400, f"Unknown operation '{key}' on line {number} of the commit payload")
         if header is None:
             raise HubError(400, "The commit payload has no 'header' line")
+        self.hub.repos.link(repo, {e.sha256 for op, _, e in ops if e is not None and not e.lfs})
         return header, ops
 
     def _commit_target(
@@ -720,29 +958,11 @@ class _Handler(BaseHTTPRequestHandler):
         if not create_pr and revision.startswith("refs/pr/") and revision[len("refs/pr/") :] in refs["prs"]:
             return "prs", revision[len("refs/pr/") :]
         repo.resolve(revision)  # RevisionNotFound if it is nothing at all
+        if create_pr:  # a pull request targets a branch: against anything else, as the Hub answers
+            raise revision_not_found(revision)
         raise HubError(
             400, f"Revision '{revision}' is not a branch: commits go to a branch or a refs/pr/N ref"
         )
-
-    @staticmethod
-    def _apply(files: dict[str, Entry], ops: list[tuple[str, str, Entry | None]]) -> dict[str, Entry]:
-        for op, path, entry in ops:
-            if op == "add":
-                assert entry is not None
-                files[path] = entry
-            elif op == "deletedFile":
-                if files.pop(path, None) is None:
-                    raise HubError(404, f"A file with this name doesn't exist: {path}", "EntryNotFound")
-            else:
-                doomed = [p for p in files if p.startswith(path + "/")]
-                if not doomed:
-                    raise HubError(404, f"A folder with this name doesn't exist: {path}", "EntryNotFound")
-                for p in doomed:
-                    del files[p]
-        folders = {p.rsplit("/", i)[0] for p in files for i in range(1, p.count("/") + 1)}
-        if clash := sorted(folders & files.keys()):
-            raise HubError(400, f"'{clash[0]}' would be both a file and a folder in this commit")
-        return files
 
     # reads ----------------------------------------------------------------------------------------
     def _next_link(self, cursor: int) -> dict[str, str]:
@@ -750,15 +970,20 @@ class _Handler(BaseHTTPRequestHandler):
         query = urlencode([*pairs, ("cursor", str(cursor))])
         return {"Link": f'<{self.base_url}{self.raw_path}?{query}>; rel="next"'}  # raw_path is still encoded
 
-    def _page(self, items: list[Any], default: int) -> tuple[list[Any], dict[str, str]]:
-        """Cursor pagination with a ``Link: <...>; rel="next"`` header, as the Hub does."""
+    def _page(self, items: Iterable[Any], default: int) -> tuple[list[Any], dict[str, str]]:
+        """Cursor pagination with a ``Link: <...>; rel="next"`` header, as the Hub does.
+
+        ``items`` may be lazy (a repo's history): only the first cursor + limit + 1 are produced.
+        """
         try:
             cursor = int(self.query.get("cursor") or 0)
             limit = max(1, min(int(self.query.get("limit") or default), default))
+            if cursor < 0:
+                raise ValueError
         except ValueError as exc:
             raise HubError(400, "Invalid cursor or limit") from exc
-        page = items[cursor : cursor + limit]
-        return page, self._next_link(cursor + limit) if cursor + limit < len(items) else {}
+        page = list(itertools.islice(items, cursor, cursor + limit + 1))
+        return page[:limit], self._next_link(cursor + limit) if len(page) > limit else {}
 
     def _expand(self, repo: Repo, head: str, entries: list[dict[str, Any]]) -> None:
         last = repo.last_commits(head, [e["path"] for e in entries])
@@ -775,17 +1000,12 @@ class _Handler(BaseHTTPRequestHandler):
                 404, f"Folder '{path}' does not exist at {revision}", "EntryNotFound", {"X-Repo-Commit": sha}
             )
         recursive, expand = _flag(self.query.get("recursive")), _flag(self.query.get("expand"))
-        prefix = f"{path}/" if path else ""
-
-        def inside(p: str) -> bool:
-            return bool(p) and p.startswith(prefix) and (recursive or "/" not in p[len(prefix) :])
-
-        folders = [
-            {"type": "directory", "oid": oid, "size": 0, "path": p}
-            for p, oid in tree.dirs.items()
-            if inside(p)
-        ]
-        files = [_file_json(p, e) for p, e in tree.files.items() if inside(p)]
+        folders, files = [], []
+        for p, node in tree.walk(path, recursive):  # only the folders listed are read
+            if isinstance(node, str):
+                folders.append({"type": "directory", "oid": node, "size": 0, "path": p})
+            else:
+                files.append(_file_json(p, node))
         if recursive:
             entries = sorted(folders + files, key=lambda e: e["path"])
         else:
@@ -797,18 +1017,22 @@ class _Handler(BaseHTTPRequestHandler):
 
     def paths_info(self, repo_type: str, repo_id: str, revision: str) -> None:
         repo = self._readable(repo_type, repo_id)
-        raw = self.body.all()
+        raw = self.body.all(_MAX_JSON_BODY)
         if "json" in (self.headers.get("Content-Type") or ""):
             try:
                 data = json.loads(raw or b"{}")
             except json.JSONDecodeError as exc:
                 raise HubError(400, f"Request body is not valid JSON: {exc}") from exc
+            if not isinstance(data, dict):
+                raise HubError(400, "Request body must be a JSON object {paths, expand}")
             paths, expand = data.get("paths") or [], bool(data.get("expand"))
         else:
             form = parse_qs(raw.decode(), keep_blank_values=True)
             paths, expand = form.get("paths", []), _flag((form.get("expand") or [""])[-1])
         if isinstance(paths, str):
             paths = [paths]
+        if not isinstance(paths, list):
+            raise HubError(400, "'paths' must be a list of paths")
         sha = repo.resolve(revision)
         tree = repo.commit(sha).tree
         out = []
@@ -844,8 +1068,7 @@ class _Handler(BaseHTTPRequestHandler):
 
     def commits(self, repo_type: str, repo_id: str, revision: str) -> None:
         repo = self._readable(repo_type, repo_id)
-        history = list(repo.history(repo.resolve(revision)))
-        page, headers = self._page(history, _COMMITS_PAGE)
+        page, headers = self._page(repo.history(repo.resolve(revision)), _COMMITS_PAGE)
         formatted = "formatted" in self.query_all.get("expand[]", [])
         out = []
         for c in page:
@@ -884,14 +1107,14 @@ class _Handler(BaseHTTPRequestHandler):
             refs = repo.refs()
             if self.method == "DELETE":
                 if name == "main":
-                    raise HubError(403, "The default branch 'main' cannot be deleted")
+                    raise HubError(403, "Cannot delete refs/heads/main: it is the default branch")
                 if refs["branches"].pop(name, None) is None:
                     raise revision_not_found(name)
             else:
                 self._check_ref_name(name, "branch")
                 if name in refs["branches"]:
-                    raise HubError(409, f"Reference already exists: refs/heads/{name}")
-                refs["branches"][name] = repo.resolve(str(body.get("startingPoint") or "main"))
+                    raise HubError(409, f"Reference refs/heads/{name} already exists")
+                refs["branches"][name] = repo.resolve(_field(body, "startingPoint", str) or "main")
             repo.write_refs(refs)
         self._json({})
 
@@ -905,10 +1128,11 @@ class _Handler(BaseHTTPRequestHandler):
                 if refs["tags"].pop(target, None) is None:
                     raise revision_not_found(target)
             else:
-                tag = self._check_ref_name(str(body.get("tag") or ""), "tag")
+                commit_id = repo.resolve(target)  # RevisionNotFound first, as on the Hub
+                tag = self._check_ref_name(_field(body, "tag", str) or "", "tag")
                 if tag in refs["tags"]:
-                    raise HubError(409, f"Tag already exists: refs/tags/{tag}")
-                refs["tags"][tag] = repo.resolve(target)
+                    raise HubError(409, f"Reference refs/tags/{tag} already exists")
+                refs["tags"][tag] = commit_id
             repo.write_refs(refs)
         self._json({})
 
@@ -937,15 +1161,24 @@ class _Handler(BaseHTTPRequestHandler):
             status = 206
             headers["Content-Range"] = f"bytes {start}-{end}/{entry.size}"
         length = max(0, end - start + 1)
-        self.send_response(status)
-        for key, value in headers.items():
-            self.send_header(key, value)
-        self.send_header("Content-Length", str(length))
-        self.end_headers()
-        self.sent_headers = True
-        if self.method == "GET" and length:
-            with self.hub.blobs.open(entry.sha256) as f:
-                self.connection.sendfile(f, offset=start, count=length)
+        try:
+            blob = self.hub.blobs.open(entry.sha256)
+        except FileNotFoundError as exc:  # an LFS file permanently deleted: only an old commit names it
+            raise HubError(
+                404,
+                f"Entry not found: {path} at {revision} (its content was permanently deleted)",
+                "EntryNotFound",
+                {"X-Repo-Commit": sha},
+            ) from exc
+        with blob:
+            self.send_response(status)
+            for key, value in headers.items():
+                self.send_header(key, value)
+            self.send_header("Content-Length", str(length))
+            self.end_headers()
+            self.sent_headers = True
+            if self.method == "GET" and length:
+                self.connection.sendfile(blob, offset=start, count=length)
 
     @staticmethod
     def _parse_range(spec: str, size: int, headers: dict[str, str]) -> tuple[int, int]:
@@ -971,21 +1204,24 @@ class _Handler(BaseHTTPRequestHandler):
         return start, min(end, size - 1)
 
     def validate_yaml(self) -> None:
-        body = self.body.json()
+        body = self.body.json(_MAX_CARD_BODY)
         meta, errors = cards.front_matter(str(body.get("content") or ""))
         if meta:
             errors += cards.validate_metadata(meta, str(body.get("repoType") or "model"))
-        if errors:
+        warnings = [] if meta or errors else [{"message": "Empty or missing yaml metadata in repo card"}]
+        if errors and "text/plain" in (self.headers.get("Accept") or ""):  # RepoCard.validate() asks so
+            self._send(400, "\n".join(f"- Error: {m}" for m in errors).encode(), "text/plain; charset=utf-8")
+        elif errors:
             self._json(
                 {
                     "error": "Invalid metadata in README.md",
                     "errors": [{"message": m} for m in errors],
-                    "warnings": [],
+                    "warnings": warnings,
                 },
                 400,
             )
         else:
-            self._json({"errors": [], "warnings": []})
+            self._json({"errors": [], "warnings": warnings})
 
 
 class _Server(ThreadingHTTPServer):
@@ -1003,16 +1239,22 @@ class LocalHub:
 
     ``start()`` serves from a background thread (tests, notebooks); ``serve_forever()`` blocks
     (the CLI). With no ``tokens`` the server is open: every caller is user ``hubkit`` with write
-    access. With tokens, anonymous callers may only read public repos.
+    access. With tokens, anonymous callers may only read public repos, and a user writes (and sees
+    private repos) only in its own namespace and in the ``orgs`` (name -> member users) it is in.
     """
 
     def __init__(
-        self, root: str | Path, host: str = "127.0.0.1", port: int = 0, tokens: Sequence[Token] = ()
+        self,
+        root: str | Path,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        tokens: Sequence[Token] = (),
+        orgs: Mapping[str, Iterable[str]] | None = None,
     ):
         self.root = Path(root)
         self.host = host
         self.port = port
-        self.auth = Authenticator(tokens)
+        self.auth = Authenticator(tokens, orgs)
         self._secret = secrets.token_bytes(32)
         self._server: _Server | None = None
         self._thread: threading.Thread | None = None
@@ -1040,6 +1282,12 @@ class LocalHub:
             tmp.mkdir()
             self.blobs = BlobStore(self.root / "objects", tmp)
             self.repos = RepoStore(self.root / "repos", tmp, self.blobs)
+            for leftover in self.repos.repair():
+                logger.warning(
+                    "Removed %s: a repo folder without metadata or refs (an interrupted write)", leftover
+                )
+            for upgraded in self.repos.upgrade():
+                logger.info("Converted %s to tree objects (the storage of this hubkit version)", upgraded)
             server_class = _Server6 if ":" in self.host else _Server
             try:
                 server = server_class((self.host, self.port), _Handler)
