@@ -78,7 +78,8 @@ def _walk_models(obj: Any, fn: Callable[[str], str]) -> Any:
         return obj
     out = {}
     for key, value in obj.items():
-        if key in _MODEL_KEYS and isinstance(value, str) and value not in ("union", "base"):
+        keyword = key == "tokenizer_source" and value in ("union", "base")  # not a model
+        if key in _MODEL_KEYS and isinstance(value, str) and not keyword:
             out[key] = fn(value)
         else:
             out[key] = _walk_models(value, fn)

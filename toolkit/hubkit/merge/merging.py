@@ -304,6 +304,8 @@ def merge_models(
     for flag, given in (("density", densities), ("t", t)):
         if given is not None and given != [] and flag not in spec.parameters:
             raise HubkitError(f"--{flag}: not a parameter of --method {method}")
+    if seed is not None and not spec.random:
+        raise HubkitError(f"--seed: --method {method} draws no random masks")
     if densities and len(densities) not in (1, len(models)):
         raise HubkitError(f"--density: {len(densities)} value(s) for {len(models)} model(s)")
     if spec.engine == "mergekit":
@@ -418,4 +420,3 @@ def merge_config(
         base_model=base,
         models=[m.id for m in inputs if m.role == "model"],
     )
-

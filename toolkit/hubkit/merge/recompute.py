@@ -74,7 +74,9 @@ def _plan(provenance: MergedProvenance, locate: Callable[[MergeInputRecord], Pat
     return (locate(base) if base else None), others, shared
 
 
-def _settings(others: list[tuple[Path, Mapping[str, Any]]], shared: Mapping[str, Any], seed, name) -> Settings:
+def _settings(
+    others: list[tuple[Path, Mapping[str, Any]]], shared: Mapping[str, Any], seed, name
+) -> Settings:
     return Settings(
         weights=[float(_scalar(p.get("weight", 1.0), "weight")) for _, p in others],
         densities=[float(_scalar(p.get("density", 1.0), "density")) for _, p in others],
@@ -91,8 +93,6 @@ def recompute(
     merged: Checkpoint, provenance: MergedProvenance, locate: Callable[[MergeInputRecord], Path]
 ) -> tuple[dict[str, Any], list[str]]:
     """(figures for verification.json, problems): sampled tensors against the method's formula."""
-    import torch
-
     formula = MERGE_METHODS[provenance.method].recompute
     if formula is None:
         return {"recomputation": f"{provenance.method}: no formula in hubkit; structure and logits only"}, []
@@ -115,11 +115,12 @@ def recompute(
         worst = max(worst, diff)
         limit = atol + rtol * float(want.abs().max() if want.numel() else 0)
         if not diff <= limit:
-            problems.append(f"{name}: differs from its {provenance.method} recomputation by {diff:.3g} (> {limit:.3g})")
+            problems.append(f"{name}: differs from its {provenance.method} recomputation by {diff:.3g}")
         del got, want
     figures = {
-        "recomputation": f"{len(names)} of {len(merged.tensors)} tensors recomputed with the {provenance.method} "
-        "formula" + (f" (seed {provenance.seed})" if provenance.seed is not None else ""),
+        "recomputation": f"{len(names)} of {len(merged.tensors)} tensors recomputed with the "
+        f"{provenance.method} formula"
+        + (f" (seed {provenance.seed})" if provenance.seed is not None else ""),
         "recomputed_tensors": names,
         "recompute_max_abs_diff": worst,
     }
