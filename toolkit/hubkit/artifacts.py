@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from . import __version__
-from .errors import HubkitError
+from .errors import HubkitError, InputNotFound
 from .schemas import MANIFEST, MANIFESTS, Manifest
 
 # Written into an artifact after it is complete, from its manifest: not part of what it is.
@@ -102,7 +102,7 @@ def read_json(path: str | os.PathLike[str]) -> Any:
     try:
         return json.loads(Path(path).read_text(encoding="utf-8"))
     except FileNotFoundError:
-        raise HubkitError(f"{path}: file not found") from None
+        raise InputNotFound(f"{path}: file not found") from None
     except (OSError, ValueError) as exc:
         raise HubkitError(f"{path}: not readable JSON ({exc})") from None
 
@@ -159,7 +159,7 @@ def write_manifest(
 def load_manifest(folder: str | os.PathLike[str], kind: str | None = None) -> Manifest:
     """An artifact's manifest, as its kind's schema, checking the kind; errors name the folder."""
     if not Path(folder).is_dir():
-        raise HubkitError(f"{folder}: artifact folder not found")
+        raise InputNotFound(f"{folder}: artifact folder not found")
     manifest = Manifest.read(folder)
     if kind is not None and manifest.kind != kind:
         raise HubkitError(f"{folder}: expected a {kind!r} artifact, found {manifest.kind!r}")

@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .artifacts import atomic_folder, digest_of, is_up_to_date, write_manifest
-from .errors import HubkitError
+from .errors import HubkitError, dataset_errors
 from .recipe import Recipe, SourceSpec
 from .rows import COLUMNS, Row, question_text, read_records, write_rows
 from .schemas import DATA_FILE
@@ -48,7 +48,7 @@ def _load_source(spec: SourceSpec, recipe: Recipe) -> tuple[list[dict[str, Any]]
     where = f"{spec.hub_id}" + (f" ({spec.config})" if spec.config else "") + f" split {spec.split}"
     try:
         dataset = load_dataset(spec.hub_id, spec.config, split=spec.split, revision=spec.revision)
-    except Exception as exc:  # not found, no network, bad config/split: all fixable by the user
+    except dataset_errors() as exc:  # not found, no network, bad config/split: all fixable by the user
         raise HubkitError(
             f"{recipe.source}: source {spec.name!r}: cannot load {where} ({type(exc).__name__}: {exc})"
         ) from None

@@ -12,8 +12,38 @@ class HubkitError(Exception):
     """A user-facing failure: the message names the field, file or repo at fault.
 
     Library code raises it for anything the user can fix (bad input, a refused gate,
-    an unreachable endpoint); everything else is a bug and keeps its traceback.
+    an unreachable endpoint); everything else is a bug and keeps its traceback. The subclasses
+    below are the failures a caller branches on.
     """
+
+
+class InputNotFound(HubkitError):
+    """A file, folder, model or dataset a command was pointed at does not exist (or cannot be seen)."""
+
+
+class GateRefused(HubkitError):
+    """A gate refused an input: the taint gate, or a dataset without a passing leak certificate."""
+
+
+class NotVerified(HubkitError):
+    """A merged model has no passing equivalence check for its current weights and tokenizer."""
+
+
+def hub_errors() -> tuple[type[BaseException], ...]:
+    """What asking the Hub raises for a cause the user can fix: offline or unreachable (httpx's
+    errors and OSError), not found or gated (``HfHubHTTPError``, ``LocalEntryNotFoundError``), a
+    malformed repo id (``HFValidationError``). Anything else is a bug and keeps its traceback."""
+    from huggingface_hub.errors import HFValidationError, HTTPError
+
+    return (HTTPError, OSError, HFValidationError)
+
+
+def dataset_errors() -> tuple[type[BaseException], ...]:
+    """``hub_errors`` and what ``datasets.load_dataset`` adds: its own errors and ValueError for
+    an unknown config or split."""
+    from datasets.exceptions import DatasetsError
+
+    return (*hub_errors(), DatasetsError, ValueError)
 
 
 def field_path(loc: tuple[str | int, ...], *, brackets: bool = False) -> str:

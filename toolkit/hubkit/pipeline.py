@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from .artifacts import list_files
-from .errors import HubkitError
+from .errors import HubkitError, NotVerified
 from .publish import PushResult, RepoType, preflight_push, upload
 from .recipe import Recipe
 
@@ -85,7 +85,7 @@ def _verified(folder: Path, force: bool = False) -> tuple[dict[str, Any], bool]:
     if not force:
         try:
             return require_verified(folder), False
-        except HubkitError:
+        except NotVerified:
             pass
     verify_merge(folder)
     return require_verified(folder), True

@@ -11,7 +11,7 @@ import os
 from pathlib import Path
 
 from .artifacts import sha256_file
-from .errors import HubkitError
+from .errors import GateRefused, HubkitError
 from .schemas import DATA_FILE, LeakCertificate
 
 CERTIFICATE = LeakCertificate.FILE
@@ -39,10 +39,10 @@ def require_passing_certificate(dataset_dir: str | os.PathLike[str]) -> LeakCert
     """Return the certificate of a dataset that passed `hubkit data check`, or refuse it."""
     certificate = load_leak_certificate(dataset_dir)
     if certificate is None:
-        raise HubkitError(
+        raise GateRefused(
             f"{dataset_dir}: no {CERTIFICATE}; run `hubkit data check` first "
             "(or pass --allow-unchecked-data, which is recorded in the provenance and the card)"
         )
     if not certificate.passed:
-        raise HubkitError(f"{Path(dataset_dir) / CERTIFICATE}: leak check did not pass; refusing it")
+        raise GateRefused(f"{Path(dataset_dir) / CERTIFICATE}: leak check did not pass; refusing it")
     return certificate

@@ -9,13 +9,22 @@ from __future__ import annotations
 
 import os
 import re
+from collections.abc import Collection
 from pathlib import Path
-from typing import Any, Literal, get_args
+from typing import Annotated, Any, Literal, get_args
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
-from .errors import HubkitError, format_validation_error
+from .errors import HubkitError, InputNotFound, format_validation_error
 from .methods import MODEL_MERGES
 from .prompts import TEMPLATES
 
@@ -23,6 +32,17 @@ DEFAULT_BENCHMARKS = ["arc", "hellaswag", "mmlu", "truthfulqa", "gsm8k"]
 # What the leak check calls a flagged row; the decontam rules, the CLI and the cards read these.
 Category = Literal["duplicate", "gray_area", "similar_different"]
 CATEGORIES: tuple[Category, ...] = get_args(Category)
+
+
+def one_of(what: str, known: Collection[str]) -> AfterValidator:
+    """A validator refusing a name not in ``known`` (a registry: templates, merge methods), by name."""
+
+    def check(name: str) -> str:
+        if name not in known:
+            raise ValueError(f"unknown {what} {name!r} (known: {', '.join(known)})")
+        return name
+
+    return AfterValidator(check)
 
 
 class _Section(BaseModel):
@@ -85,7 +105,8 @@ class DataSection(_Section):
     dedup: DedupSection = DedupSection()
     # the sentence-transformers model near-dedup and the leak check embed with (bundled, offline)
     embedding_model: str = "sentence-transformers/all-MiniLM-L6-v2"
-    prompt_template: str = "alpaca"
+    # training, the merge check and the cards all format prompts with it: a typo is refused at load
+    prompt_template: Annotated[str, one_of("template", TEMPLATES)] = "alpaca"
     max_length: int = Field(default=4096, gt=0)
     # The dataset artifact `hubkit train` reads (a folder, relative to the recipe file, or a Hub
     # dataset id); None means the `data check` output, runs/<name>/dataset-clean.
@@ -101,14 +122,6 @@ class DataSection(_Section):
                 raise ValueError(f"duplicate name {spec.name!r}")
             seen.add(spec.name)
         return sources
-
-    @field_validator("prompt_template")
-    @classmethod
-    def _known_template(cls, name: str) -> str:
-        """Training, the merge check and the cards all format prompts with it: refuse a typo at load."""
-        if name not in TEMPLATES:
-            raise ValueError(f"unknown template {name!r} (known: {', '.join(TEMPLATES)})")
-        return name
 
 
 class DecontamSection(_Section):
@@ -154,18 +167,10 @@ class MergeSection(_Section):
 
     models: list[str] = Field(default_factory=list)
     weights: list[float] = Field(default_factory=list)
-    method: str = "linear"
+    method: Annotated[str, one_of("merge method", MODEL_MERGES)] = "linear"  # `merge adapter` folds LoRA
     base: str | None = None
     taint_registry: list[TaintEntry] = Field(default_factory=list)
     allow_unverified: list[str] = Field(default_factory=list)
-
-    @field_validator("method")
-    @classmethod
-    def _known_method(cls, name: str) -> str:
-        """A model merge of ``hubkit.methods`` (an adapter is folded by ``merge adapter``)."""
-        if name not in MODEL_MERGES:
-            raise ValueError(f"unknown merge method {name!r} (known: {', '.join(MODEL_MERGES)})")
-        return name
 
 
 class EvalSection(_Section):
@@ -295,7 +300,7 @@ def _read_raw(path: Path, seen: tuple[Path, ...] = ()) -> Any:
     try:
         raw = yaml.load(path.read_text(encoding="utf-8"), Loader=_Loader)
     except FileNotFoundError:
-        raise HubkitError(f"{path}: recipe file not found") from None
+        raise InputNotFound(f"{path}: recipe file not found") from None
     except (OSError, yaml.YAMLError) as exc:
         raise HubkitError(f"{path}: not a readable YAML recipe ({exc.__class__.__name__})") from None
     if not isinstance(raw, dict) or "extends" not in raw:

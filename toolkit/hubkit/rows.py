@@ -14,7 +14,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from .errors import HubkitError
+from .errors import HubkitError, InputNotFound
 
 COLUMNS = ("instruction", "input", "output", "data_source")
 FILE_SUFFIXES = (".jsonl", ".json", ".csv", ".parquet")
@@ -66,7 +66,7 @@ def read_records(path: str | os.PathLike[str]) -> list[dict[str, Any]]:
     try:
         return reader(path)
     except FileNotFoundError:
-        raise HubkitError(f"{path}: file not found") from None
+        raise InputNotFound(f"{path}: file not found") from None
     except (OSError, ValueError, csv.Error) as exc:  # a user's file that does not parse: theirs to fix
         raise HubkitError(
             f"{path}: unreadable {path.suffix[1:]} file ({type(exc).__name__}: {exc})"

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any, ClassVar, Literal, Self
+from typing import Annotated, Any, ClassVar, Literal, Self
 
 from pydantic import (
     AliasChoices,
@@ -31,14 +31,13 @@ from pydantic import (
     Field,
     ValidationError,
     create_model,
-    field_validator,
     model_validator,
 )
 
 from . import __version__
-from .errors import HubkitError, format_validation_error
+from .errors import HubkitError, InputNotFound, format_validation_error
 from .methods import MERGE_METHODS
-from .recipe import CATEGORIES, Recipe
+from .recipe import CATEGORIES, Recipe, one_of
 
 SCHEMA_VERSION = 1
 # The artifact kinds a manifest names (and the ``Literal`` of each kind's manifest spells).
@@ -108,7 +107,7 @@ class ArtifactFile(_Record):
             text = path.read_bytes()
         except FileNotFoundError:
             need = f", needed by {needed_by}" if needed_by else ""
-            raise HubkitError(f"{path}: not found{need}{hint}") from None
+            raise InputNotFound(f"{path}: not found{need}{hint}") from None
         except OSError as exc:
             raise HubkitError(f"{path}: not readable ({exc.strerror})") from None
         try:
@@ -376,7 +375,7 @@ class MergedProvenance(ArtifactFile):
 
     FILE: ClassVar[str] = PROVENANCE
     kind: Literal["merged"] = MERGED
-    method: str  # a key of hubkit.methods.MERGE_METHODS
+    method: Annotated[str, one_of("merge method", MERGE_METHODS)]
     inputs: list[MergeInputRecord]
     taint_gate: TaintGate
     allow_unverified: list[str] = Field(default_factory=list)
@@ -400,13 +399,6 @@ class MergedProvenance(ArtifactFile):
     # mergekit merges: the configuration as published (inputs by name) and a random method's seed
     mergekit_config: dict[str, Any] | None = None
     seed: int | None = None
-
-    @field_validator("method")
-    @classmethod
-    def _known_method(cls, name: str) -> str:
-        if name not in MERGE_METHODS:
-            raise ValueError(f"unknown merge method {name!r} (this hubkit knows {', '.join(MERGE_METHODS)})")
-        return name
 
 
 class VerificationRecord(ArtifactFile):

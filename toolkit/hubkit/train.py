@@ -35,7 +35,7 @@ from .artifacts import (
     write_manifest,
 )
 from .attention import SDPA_VARLEN, register_sdpa_varlen
-from .errors import HubkitError
+from .errors import HubkitError, InputNotFound, hub_errors
 from .prompts import to_prompt_completion
 from .provenance import load_leak_certificate, require_passing_certificate
 from .recipe import LoraSection, Recipe
@@ -203,7 +203,7 @@ def resolve_base_model(recipe: Recipe) -> BaseModelRef:
             raise HubkitError(f"{key}: {folder} has no config.json (not a model folder)")
         return BaseModelRef(name, str(folder), None, local=True)
     if not _is_hub_id(name):
-        raise HubkitError(f"{key}: base model folder {folder} not found")
+        raise InputNotFound(f"{key}: base model folder {folder} not found")
     return BaseModelRef(name, name, _resolve_hub_revision(name, recipe.model.revision, key), local=False)
 
 
@@ -215,13 +215,13 @@ def _resolve_hub_revision(repo_id: str, revision: str | None, key: str) -> str:
         sha = HfApi().model_info(repo_id, revision=revision).sha
         if sha:
             return sha
-    except Exception:  # offline, unknown or gated: try the local cache before giving up
+    except hub_errors():  # offline, unknown or gated: try the local cache
         pass
     try:
         return Path(snapshot_download(repo_id, revision=revision, local_files_only=True)).name
-    except Exception:  # any failure here means "not resolvable", reported below
+    except hub_errors():  # not in the cache
         at = f" at revision {revision!r}" if revision else ""
-        raise HubkitError(
+        raise InputNotFound(
             f"{key}: base model {repo_id!r}{at} not found (neither on the Hub nor in the local cache)"
         ) from None
 
@@ -247,9 +247,11 @@ def resolve_dataset_dir(
 
         try:
             return Path(snapshot_download(repo_id, repo_type="dataset")), repo_id
-        except Exception as exc:  # network, auth and not-found errors alike
-            raise HubkitError(f"{label}: Hub dataset {repo_id!r} not found ({type(exc).__name__})") from None
-    raise HubkitError(
+        except hub_errors() as exc:  # network, auth and not-found alike
+            raise InputNotFound(
+                f"{label}: Hub dataset {repo_id!r} not found ({type(exc).__name__})"
+            ) from None
+    raise InputNotFound(
         f"{label}: {folder} not found (run `hubkit data build` and `hubkit data check`, or pass --dataset)"
     )
 

@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from ..artifacts import digest_of
-from ..errors import HubkitError
+from ..errors import HubkitError, dataset_errors, hub_errors
 from ..rows import read_records
 
 
@@ -175,7 +175,7 @@ def _from_hub(name: str, loader: Loader, ref: str | None) -> tuple[list[dict[str
     where = f"{hub_id}" + (f"/{loader.config}" if loader.config else "") + f" split {loader.split}"
     try:
         dataset = load_dataset(hub_id, loader.config, split=loader.split, revision=revision or None)
-    except Exception as exc:  # offline, not found, gated: say which benchmark and how to go local
+    except dataset_errors() as exc:  # offline, not found, gated: say which benchmark and how to go local
         raise HubkitError(
             f"benchmark {name!r}: cannot load {where} ({type(exc).__name__}); "
             f"give a local copy with --benchmark-file {name}=PATH"
@@ -189,7 +189,7 @@ def _hub_commit(hub_id: str) -> str | None:
 
     try:
         return HfApi().dataset_info(hub_id).sha
-    except Exception:  # offline: the certificate records no revision rather than a guess
+    except hub_errors():  # offline: the certificate records no revision rather than a guess
         return None
 
 

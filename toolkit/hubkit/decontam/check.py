@@ -65,7 +65,7 @@ def read_dataset(folder: str | os.PathLike[str]) -> list[dict[str, str]]:
         raise HubkitError(f"{folder}: no {DATA_FILE} (not a dataset artifact; run `hubkit data build`)")
     try:
         table = pq.read_table(path)
-    except Exception as exc:  # a truncated or foreign file
+    except (OSError, ValueError) as exc:  # a truncated or foreign file (ArrowInvalid is a ValueError)
         raise HubkitError(f"{path}: unreadable parquet ({type(exc).__name__}: {exc})") from None
     for column in ("instruction", "input", "output"):
         if column not in table.column_names:

@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 
 from ..artifacts import digest_of, hash_files
-from ..errors import HubkitError
+from ..errors import InputNotFound, hub_errors
 from ..recipe import DataSection, default
 
 logger = logging.getLogger(__name__)
@@ -62,8 +62,8 @@ def _resolve_model(name: str) -> tuple[str, Path, str]:
 
     try:
         folder = Path(snapshot_download(name))
-    except Exception as exc:  # unknown id, no network and not cached
-        raise HubkitError(f"embedding model {name!r}: not found ({type(exc).__name__})") from None
+    except hub_errors() as exc:  # unknown id, no network and not cached
+        raise InputNotFound(f"embedding model {name!r}: not found ({type(exc).__name__})") from None
     return name, folder, folder.name
 
 

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from ..artifacts import hash_files, read_json, write_json
-from ..errors import HubkitError
+from ..errors import HubkitError, InputNotFound
 
 INDEX = "model.safetensors.index.json"
 SINGLE = "model.safetensors"
@@ -93,7 +93,7 @@ class Checkpoint:
         if (self.folder / SINGLE).is_file():
             return {}
         if not self.folder.is_dir():
-            raise HubkitError(f"{self.name}: model folder {self.folder} not found")
+            raise InputNotFound(f"{self.name}: model folder {self.folder} not found")
         found = (
             "only .bin weights (convert them to safetensors)" if any(self.folder.glob("*.bin")) else "none"
         )

@@ -20,7 +20,7 @@ import yaml
 from pydantic import ValidationError
 
 from ..artifacts import digest_of, read_json
-from ..errors import HubkitError
+from ..errors import GateRefused, HubkitError
 from ..recipe import TaintEntry
 from ..schemas import PROVENANCE
 
@@ -262,13 +262,13 @@ def run_gate(
     for model, lineage in zip(inputs, lineages, strict=True):
         reason = _tainted(model, lineage, by_id)
         if reason:
-            raise HubkitError(f"{model.id}: refused by the taint gate: {reason}")
+            raise GateRefused(f"{model.id}: refused by the taint gate: {reason}")
     records = []
     for model, lineage in zip(inputs, lineages, strict=True):
         reason = _unverified(lineage)
         override = bool(reason) and any(_same_model(model.id, a) for a in allow_unverified)
         if reason and not override:
-            raise HubkitError(
+            raise GateRefused(
                 f"{model.id}: refused by the taint gate: {reason}; pass --allow-unverified {model.id} "
                 "to merge it anyway (recorded in the provenance and the card)"
             )

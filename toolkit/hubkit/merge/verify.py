@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from ..artifacts import artifact_kind, digest_of, load_manifest, write_json, write_manifest
-from ..errors import HubkitError
+from ..errors import NotVerified
 from ..methods import MERGE_METHODS
 from ..prompts import format_prompt
 from ..schemas import MERGED as KIND
@@ -180,11 +180,11 @@ def require_verified(merged_dir: str | os.PathLike[str]) -> dict[str, Any]:
     manifest = load_manifest(folder, KIND)
     summary = manifest.verification if isinstance(manifest, MergedManifest) else None
     if not summary:
-        raise HubkitError(f"{folder}: merged model not verified; run `hubkit verify merge {folder}` first")
+        raise NotVerified(f"{folder}: merged model not verified; run `hubkit verify merge {folder}` first")
     if not summary.passed:
-        raise HubkitError(f"{folder}: merged model failed its equivalence check (see {VERIFICATION})")
+        raise NotVerified(f"{folder}: merged model failed its equivalence check (see {VERIFICATION})")
     if digest_of(model_file_hashes(folder)) != summary.weights_sha256:
-        raise HubkitError(f"{folder}: weights or tokenizer changed since `hubkit verify merge`; run it again")
+        raise NotVerified(f"{folder}: weights or tokenizer changed since `hubkit verify merge`; run it again")
     return summary.model_dump(mode="json")
 
 
