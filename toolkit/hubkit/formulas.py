@@ -40,9 +40,15 @@ def tensor_seed(seed: int, name: str) -> int:
 
 
 def linear(s: Settings, base: Any, tensors: list[Any]) -> Any:
-    """sum(w_i W_i), divided by sum(w_i) when normalized (Model Soups, arXiv 2203.05482)."""
-    total = sum(w * t.float() for w, t in zip(s.weights, tensors, strict=True))
-    return total / sum(s.weights) if s.normalize else total
+    """sum(w_i W_i), divided by sum(w_i) when normalized (Model Soups, arXiv 2203.05482).
+
+    Accumulated in place, one input at a time: hubkit's streaming merge runs this formula,
+    and its peak memory is a few copies of the largest tensor.
+    """
+    total = tensors[0].float() * s.weights[0]
+    for weight, tensor in zip(s.weights[1:], tensors[1:], strict=True):
+        total.add_(tensor.float(), alpha=weight)
+    return total.div_(sum(s.weights)) if s.normalize else total
 
 
 def _top_k(delta: Any, density: float) -> Any:
@@ -94,8 +100,17 @@ def _combine(s: Settings, base: Any, deltas: list[Any], consensus: bool) -> Any:
 
 
 def task_arithmetic(s: Settings, base: Any, tensors: list[Any]) -> Any:
-    """W_base + lambda * sum(w_i (W_i - W_base)) (arXiv 2212.04089)."""
-    return _combine(s, base, [t.float() - base.float() for t in tensors], consensus=False)
+    """W_base + lambda * sum(w_i (W_i - W_base)) (arXiv 2212.04089), divided by sum(w_i) when
+    normalized; accumulated in place, one input at a time, as ``linear``."""
+    start = base.float()
+    total = None
+    for weight, tensor in zip(s.weights, tensors, strict=True):
+        delta = tensor.float() - start
+        total = delta.mul_(weight) if total is None else total.add_(delta, alpha=weight)
+        del delta
+    if s.normalize and abs(sum(s.weights)) >= 1e-8:
+        total.div_(sum(s.weights))
+    return total.mul_(s.lam).add_(start)
 
 
 def ties(s: Settings, base: Any, tensors: list[Any]) -> Any:
