@@ -16,9 +16,12 @@ from safetensors.torch import load_file, save_file
 from transformers import AutoModelForCausalLM, GPT2Config, GPT2LMHeadModel
 
 from hubkit.artifacts import read_json
+from hubkit.cards import write_card
 from hubkit.cli import main
 from hubkit.errors import HubkitError
 from hubkit.merge import merge_config, merge_models, require_verified, verify_merge
+from hubkit.publish import push_folder
+from hubkit.recipe import recipe_from_dict
 
 TAINTED = "truthfulqa/truthful_qa"  # in the shipped registry
 
@@ -146,25 +149,43 @@ def test_dare_seed_is_recorded_and_changes_the_masks(models, tmp_path):
     assert verify_merge(one)["passed"] and verify_merge(two)["passed"]
 
 
-def test_published_config_names_inputs_never_paths(local_hub, models, tmp_path):
-    from huggingface_hub import HfApi
+def test_published_config_card_and_push_name_inputs_never_paths(local_hub, models, tmp_path):
+    from huggingface_hub import HfApi, ModelCard
 
     api = HfApi()
     api.create_repo("alice/mergekit-partner", exist_ok=True)
     api.upload_folder(repo_id="alice/mergekit-partner", folder_path=models / "b")
     commit = api.repo_info("alice/mergekit-partner").sha
-    config = yaml.safe_load(_config(models, "ties").read_text())
+    config = yaml.safe_load(_config(models, "dare_ties").read_text())
     config["models"][1]["model"] = "alice/mergekit-partner"
-    out = merge_config(config, tmp_path / "out", base_dir=models)
+    recipe = recipe_from_dict(
+        {
+            "name": "stable",
+            "model": {"name_or_path": "x"},
+            "hub": {"merged_repo": "alice/stable", "license": "mit"},
+        }
+    )
+    out = merge_config(config, tmp_path / "out", base_dir=models, recipe=recipe.to_dict())
     text = (out / "mergekit_config.yml").read_text()
-    assert str(models) not in text and str(tmp_path) not in text
     published = yaml.safe_load(text)
     assert published["base_model"] == "base"
     assert [m["model"] for m in published["models"]] == ["a", f"alice/mergekit-partner@{commit}"]
-    inputs = read_json(out / "provenance.json")["inputs"]
-    for record in inputs:
+    for record in read_json(out / "provenance.json")["inputs"]:
         assert f"#   {record['name']}: {record['sha256']}" in text
+
+    with pytest.raises(HubkitError, match="not verified"):
+        push_folder(out, "alice/stable")
     assert verify_merge(out)["passed"]
+    write_card("merged", out)
+    card = ModelCard.load(out / "README.md")
+    assert card.data.base_model == "alice/mergekit-partner"  # local folders are not Hub metadata
+    assert "## Merge configuration" in card.text and f"alice/mergekit-partner@{commit}" in card.text
+    assert "seeded per tensor from seed 0" in card.text
+    push_folder(out, "alice/stable")
+    remote = set(api.list_repo_files("alice/stable"))
+    assert {"README.md", "mergekit_config.yml", "provenance.json", "verification.json"} <= remote
+    for name in ("README.md", "mergekit_config.yml"):
+        assert str(models) not in (out / name).read_text() and str(tmp_path) not in (out / name).read_text()
 
 
 def test_a_tainted_model_anywhere_in_a_config_is_refused_with_nothing_written(models, tmp_path):

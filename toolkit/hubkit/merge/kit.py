@@ -103,33 +103,36 @@ def config_models(config, source: str) -> list[tuple[str, str]]:
 
 
 def resolve_inputs(refs: Sequence[tuple[str, str]], base_dir: Path) -> list[ModelInput]:
-    """Each reference as a local folder (relative to ``base_dir``) or a Hub snapshot."""
+    """Each ``path[@revision]`` as a local folder (relative to ``base_dir``) or a Hub snapshot;
+    an input's id is the path as written, its revision the commit fetched."""
     from .checkpoint import resolve_model
 
     inputs = []
     for ref, role in refs:
         path, _, revision = ref.partition("@")
-        local = (base_dir / Path(path).expanduser()) if not Path(path).is_absolute() else Path(path)
-        target = str(local) if local.is_dir() else path
-        folder, commit = resolve_model(target, revision or None)
-        inputs.append(ModelInput(ref, role, folder, commit or revision or None))
+        local = base_dir / Path(path).expanduser()
+        folder, commit = resolve_model(str(local) if local.is_dir() else path, revision or None)
+        inputs.append(ModelInput(path, role, folder, commit or revision or None))
     return inputs
+
+
+def _by_path(inputs: Sequence[ModelInput], value: Callable[[ModelInput], str]) -> Callable[[str], str]:
+    """Map a configuration's ``path[@revision]`` reference to ``value`` of its input."""
+    table = {m.id: value(m) for m in inputs}
+    return lambda ref: table[ref.partition("@")[0]]
 
 
 def public_name(model: ModelInput) -> str:
     """How ``mergekit_config.yml`` names an input: its Hub id at the commit fetched, or its
     folder's name (the sha256 in the file's header says which folder)."""
-    if model.revision and not Path(model.id.partition("@")[0]).expanduser().is_dir():
-        return f"{model.id.partition('@')[0]}@{model.revision}"
-    return model.path.name
+    return f"{model.id}@{model.revision}" if model.revision else model.path.name
 
 
 def public_config(config, inputs: Sequence[ModelInput], digests: dict[ModelInput, str]) -> tuple[dict, str]:
     """The configuration as published (a mapping, and its YAML with the inputs' hashes on top)."""
-    names = {m.id: public_name(m) for m in inputs}
-    mapping = _walk_models(config.model_dump(mode="json", exclude_none=True), names.__getitem__)
+    mapping = _walk_models(config.model_dump(mode="json", exclude_none=True), _by_path(inputs, public_name))
     header = ["# mergekit configuration as hubkit ran it; inputs pinned by content hash or commit:"]
-    header += [f"#   {names[m.id]}: {digests[m]}" for m in inputs]
+    header += [f"#   {public_name(m)}: {digests[m]}" for m in inputs]
     return mapping, "\n".join(header) + "\n" + yaml.safe_dump(mapping, sort_keys=False)
 
 
@@ -137,9 +140,9 @@ def local_config(config, inputs: Sequence[ModelInput]):
     """The configuration mergekit runs: every model named by the folder the gate judged."""
     from mergekit.config import MergeConfiguration
 
-    folders = {m.id: str(m.path) for m in inputs}
+    folders = _by_path(inputs, lambda m: str(m.path))
     return MergeConfiguration.model_validate(
-        _walk_models(config.model_dump(mode="json", exclude_none=True), folders.__getitem__)
+        _walk_models(config.model_dump(mode="json", exclude_none=True), folders)
     )
 
 
