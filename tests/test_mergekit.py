@@ -263,3 +263,58 @@ def test_cli_runs_a_config(models, monkeypatch, capsys, tmp_path):
         "merge", "models", str(models / "a"), "--config", "x.yaml", "--out", str(tmp_path / "o")
     )
     assert code == 1 and "give either MODELS and flags or a mergekit configuration" in err
+
+
+def test_train_and_push_merges_the_fold_with_a_partner_by_a_mergekit_config(local_hub, tmp_path, monkeypatch):
+    """A Stable-Platypus2-style release on the tiny recipe: train, fold, TIES with a partner,
+    verify, cards, push; the pushed merge loads back with the local logits."""
+    from hubkit.pipeline import load_back, train_and_push
+    from hubkit.recipe import load_recipe
+    from hubkit.tiny import build_tiny_llama, sample_corpus
+
+    _card(build_tiny_llama(tmp_path / "partner", sample_corpus(), seed=7))
+    params = {"weight": 0.5, "density": 0.6}
+    merge = {
+        "merge_method": "ties",
+        "base_model": "hubkit:base",
+        "models": [
+            {"model": "hubkit:fold", "parameters": params},
+            {"model": "partner", "parameters": params},
+        ],
+    }
+    hub = {
+        "dataset_repo": "alice/st-data",
+        "adapter_repo": "alice/st-adapter",
+        "merged_repo": "alice/st-merged",
+    }
+    recipe_file = tmp_path / "stable.yaml"
+    tiny = Path(__file__).resolve().parents[1] / "recipes" / "tiny.yaml"
+    recipe_file.write_text(
+        yaml.safe_dump(
+            {
+                "extends": str(tiny),
+                "name": "stable",
+                "hub": hub | {"license": "mit"},
+                "merge": {"config": merge},
+            }
+        )
+    )
+    monkeypatch.chdir(tmp_path)
+    recipe = load_recipe(recipe_file, ["training.max_steps=4", "training.save_steps=4"])
+    result = train_and_push(recipe, echo=lambda _: None)
+    merged = result.artifacts["merged"]
+    provenance = read_json(merged / "provenance.json")
+    assert (provenance["method"], provenance["engine"]) == ("ties", "mergekit")
+    assert [(r["name"], r["role"]) for r in provenance["inputs"]] == [
+        ("base-model", "base"),
+        ("merged-adapter", "model"),
+        ("partner", "model"),
+    ]
+    verification = read_json(merged / "verification.json")
+    assert verification["passed"] and verification["recompute_max_abs_diff"] < 1e-5
+    assert "## Merge configuration" in (merged / "README.md").read_text()
+    assert load_back(result)["merged_logits_equal"]
+    with pytest.raises(
+        HubkitError, match="merge.config: merge_method 'frankenmerge' is not one hubkit gates"
+    ):
+        train_and_push(load_recipe(recipe_file, ["merge.config.merge_method=frankenmerge"]), dry_run=True)

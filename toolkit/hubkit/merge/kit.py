@@ -31,6 +31,8 @@ from .taint import ModelInput
 
 CONFIG_FILE = "mergekit_config.yml"
 DEFAULT_SEED = 0
+# What a recipe's merge.config may name besides models: the recipe's own fold and base model
+FOLD, BASE = "hubkit:fold", "hubkit:base"
 _MODEL_KEYS = ("model", "base_model", "tokenizer_source")
 
 
@@ -84,6 +86,11 @@ def _walk_models(obj: Any, fn: Callable[[str], str]) -> Any:
         else:
             out[key] = _walk_models(value, fn)
     return out
+
+
+def rename_models(raw: dict[str, Any], names: dict[str, str]) -> dict[str, Any]:
+    """A configuration with the models named in ``names`` renamed (``hubkit:fold`` to its folder)."""
+    return _walk_models(raw, lambda ref: names.get(ref, ref))
 
 
 def config_models(config, source: str) -> list[tuple[str, str]]:
