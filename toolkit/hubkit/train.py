@@ -568,6 +568,130 @@ def _base_model_files(base: BaseModelRef) -> dict[str, str]:
     return hash_files(snapshot_download(base.load_from, revision=base.revision, local_files_only=True))
 
 
+def _prepare_checkpoints(
+    checkpoints: Path, stamp: dict[str, Any], state: Any, say: Callable[[str], None]
+) -> Path | None:
+    """Stamp ``checkpoints`` with this run's inputs, discarding progress made from others; the
+    last complete checkpoint to resume from, if any."""
+    stale = _stale_checkpoints(checkpoints, stamp)  # on every rank, so a refusal stops them all
+    state.wait_for_everyone()  # all have read the stamp before the main process replaces it
+    if state.is_main_process:
+        if stale:
+            say(f"Discarding checkpoints made from other inputs: {checkpoints}")
+            shutil.rmtree(checkpoints)
+        write_json(checkpoints / CHECKPOINT_STAMP, stamp)
+    state.wait_for_everyone()
+    return _last_complete_checkpoint(checkpoints)
+
+
+def _fit(trainer: SFTTrainer, resume: Path | None, say: Callable[[str], None]) -> float:
+    """Train (from ``resume``); the mean loss of the steps this segment ran."""
+    try:
+        return trainer.train(resume_from_checkpoint=str(resume) if resume else None).training_loss
+    except _RunComplete:
+        say(f"{resume.name} holds all {trainer.state.global_step} steps: saving it, nothing left to train")
+        return 0.0  # no step ran: the mean covers the checkpoint's logged steps only
+
+
+def _save_whole(trainer: SFTTrainer, staging: Path) -> None:
+    """Save the adapter with whole tensors, on every rank: FSDP / ZeRO-3 gather the weights collectively."""
+    if trainer.is_fsdp_enabled:  # the adapter file must hold whole tensors, not this rank's shards
+        trainer.accelerator.state.fsdp_plugin.set_state_dict_type("FULL_STATE_DICT")
+    trainer.save_model(str(staging))
+
+
+def _metrics(
+    trainer: SFTTrainer,
+    resume: Path | None,
+    segment_loss: float,
+    params: ParamCount,
+    global_batch: int,
+    run_hardware: dict[str, Any],
+) -> schemas.TrainingMetrics:
+    """``metrics.json``: the loss curve and figures of every segment of the run."""
+    resumed_at = _checkpoint_step(resume) if resume else 0
+    wall = trainer.state.stateful_callbacks[TRAINING_CLOCK]["args"]["seconds"]
+    return schemas.TrainingMetrics(
+        loss=[
+            {k: entry[k] for k in ("step", "loss", "learning_rate", "num_input_tokens_seen") if k in entry}
+            for entry in trainer.state.log_history
+            if "loss" in entry
+        ],
+        train_loss=_mean_train_loss(
+            trainer.state.log_history, resumed_at, segment_loss, trainer.state.global_step
+        ),
+        global_step=trainer.state.global_step,
+        resumed_from=resume.name if resume else None,
+        tokens_seen=trainer.state.num_input_tokens_seen,
+        wall_time_s=round(wall, 3),
+        global_batch_size=global_batch,
+        trainable_parameters=schemas.ParameterCount(
+            trainable=params.trainable, total=params.total, percent=params.percent
+        ),
+        hardware=run_hardware,
+    )
+
+
+def _provenance(
+    recipe: Recipe,
+    base: BaseModelRef,
+    data: DatasetArtifact,
+    hub_id: str | None,
+    allow_unchecked_data: bool,
+    run_hardware: dict[str, Any],
+) -> schemas.AdapterProvenance:
+    """``provenance.json``: what the adapter was made from, for the taint gate and the card."""
+    return schemas.AdapterProvenance(
+        base_model=schemas.BaseModelRecord(
+            name_or_path=base.name_or_path,
+            revision=recipe.model.revision,
+            resolved_revision=base.revision,
+            files=_base_model_files(base),
+        ),
+        dataset=schemas.DatasetRecord(
+            path=str(data.path),
+            hub_id=hub_id,
+            data_sha256=data.sha256,
+            manifest_content_hash=data.manifest_content_hash,
+            rows=len(data.rows),
+        ),
+        # the taint gate's lineage: the data trained on, not what the recipe names
+        datasets=list(data.hub_datasets),
+        leak_certificate=data.certificate,
+        allow_unchecked_data=allow_unchecked_data,
+        recipe=recipe.to_dict(),  # every key, defaults included: the recipe as it ran
+        libraries=library_versions(),
+        hardware=run_hardware,
+    )
+
+
+def _write_adapter(
+    out: Path,
+    staging: Path,
+    records: Sequence[schemas.ArtifactFile],
+    inputs: dict[str, Any],
+    base: BaseModelRef,
+    data: DatasetArtifact,
+    allow_unchecked_data: bool,
+) -> None:
+    """The adapter artifact, atomically: the saved adapter, ``records`` and the manifest."""
+    with atomic_folder(out) as tmp:
+        for item in staging.iterdir():
+            if item.name not in _NOT_IN_ARTIFACT:
+                shutil.move(str(item), tmp / item.name)
+        for record in records:
+            write_json(tmp / record.FILE, record.to_json_dict())
+        write_manifest(
+            tmp,
+            schemas.ADAPTER,
+            inputs,
+            base_model=base.name_or_path,
+            dataset_sha256=data.sha256,
+            allow_unchecked_data=allow_unchecked_data,
+            leak_check_passed=bool(data.certificate and data.certificate.passed),
+        )
+
+
 def train(
     recipe: Recipe,
     *,
@@ -603,17 +727,7 @@ def train(
         return TrainResult(out, True, schemas.TrainingMetrics.read(out).to_json_dict())
 
     _refuse_data_parallel(args, recipe.source)
-    stamp = {**inputs, "processes": state.num_processes}
-    stale = _stale_checkpoints(checkpoints, stamp)  # on every rank, so a refusal stops them all
-    state.wait_for_everyone()  # all have read the stamp before the main process replaces it
-    if state.is_main_process:
-        if stale:
-            say(f"Discarding checkpoints made from other inputs: {checkpoints}")
-            shutil.rmtree(checkpoints)
-        write_json(checkpoints / CHECKPOINT_STAMP, stamp)
-    state.wait_for_everyone()
-    resume = _last_complete_checkpoint(checkpoints)
-
+    resume = _prepare_checkpoints(checkpoints, {**inputs, "processes": state.num_processes}, state, say)
     trainer = build_trainer(recipe, base, data, args, [*callbacks, _training_clock(), _stop_if_complete()])
     params = ParamCount.of(trainer.model)
     say(str(params))
@@ -622,78 +736,16 @@ def train(
         f"Training on {len(data.rows):,} rows, global batch {global_batch}"
         + (f", resuming from {resume}" if resume else "")
     )
-
-    try:
-        segment_loss = trainer.train(resume_from_checkpoint=str(resume) if resume else None).training_loss
-    except _RunComplete:
-        say(f"{resume.name} holds all {trainer.state.global_step} steps: saving it, nothing left to train")
-        segment_loss = 0.0  # no step ran: the mean covers the checkpoint's logged steps only
-    resumed_at = _checkpoint_step(resume) if resume else 0
-    wall = trainer.state.stateful_callbacks[TRAINING_CLOCK]["args"]["seconds"]
+    segment_loss = _fit(trainer, resume, say)
     staging = checkpoints / "final"
-    if trainer.is_fsdp_enabled:  # the adapter file must hold whole tensors, not this rank's shards
-        trainer.accelerator.state.fsdp_plugin.set_state_dict_type("FULL_STATE_DICT")
-    trainer.save_model(str(staging))  # every rank: FSDP / ZeRO-3 gather the weights collectively
+    _save_whole(trainer, staging)
     state.wait_for_everyone()
 
     run_hardware = hardware(state.num_processes)
-    metrics = schemas.TrainingMetrics(
-        loss=[
-            {k: entry[k] for k in ("step", "loss", "learning_rate", "num_input_tokens_seen") if k in entry}
-            for entry in trainer.state.log_history
-            if "loss" in entry
-        ],
-        train_loss=_mean_train_loss(
-            trainer.state.log_history, resumed_at, segment_loss, trainer.state.global_step
-        ),
-        global_step=trainer.state.global_step,
-        resumed_from=resume.name if resume else None,
-        tokens_seen=trainer.state.num_input_tokens_seen,
-        wall_time_s=round(wall, 3),
-        global_batch_size=global_batch,
-        trainable_parameters=schemas.ParameterCount(
-            trainable=params.trainable, total=params.total, percent=params.percent
-        ),
-        hardware=run_hardware,
-    )
+    metrics = _metrics(trainer, resume, segment_loss, params, global_batch, run_hardware)
     if state.is_main_process:
-        provenance = schemas.AdapterProvenance(
-            base_model=schemas.BaseModelRecord(
-                name_or_path=base.name_or_path,
-                revision=recipe.model.revision,
-                resolved_revision=base.revision,
-                files=_base_model_files(base),
-            ),
-            dataset=schemas.DatasetRecord(
-                path=str(data.path),
-                hub_id=hub_id,
-                data_sha256=data.sha256,
-                manifest_content_hash=data.manifest_content_hash,
-                rows=len(data.rows),
-            ),
-            # the taint gate's lineage: the data trained on, not what the recipe names
-            datasets=list(data.hub_datasets),
-            leak_certificate=data.certificate,
-            allow_unchecked_data=allow_unchecked_data,
-            recipe=recipe.to_dict(),  # every key, defaults included: the recipe as it ran
-            libraries=library_versions(),
-            hardware=run_hardware,
-        )
-        with atomic_folder(out) as tmp:
-            for item in staging.iterdir():
-                if item.name not in _NOT_IN_ARTIFACT:
-                    shutil.move(str(item), tmp / item.name)
-            for record in (metrics, provenance):
-                write_json(tmp / record.FILE, record.to_json_dict())
-            write_manifest(
-                tmp,
-                "adapter",
-                inputs,
-                base_model=base.name_or_path,
-                dataset_sha256=data.sha256,
-                allow_unchecked_data=allow_unchecked_data,
-                leak_check_passed=bool(data.certificate and data.certificate.passed),
-            )
+        provenance = _provenance(recipe, base, data, hub_id, allow_unchecked_data, run_hardware)
+        _write_adapter(out, staging, [metrics, provenance], inputs, base, data, allow_unchecked_data)
         shutil.rmtree(checkpoints, ignore_errors=True)
         say(f"Adapter written: {out}")
     state.wait_for_everyone()
