@@ -197,14 +197,14 @@ def _is_number(text: str) -> bool:
 
 
 class _WeightsCommand(click.Command):
-    """Lets ``--weights`` take one number per model (``--weights 0.6 0.4``), as the models do."""
+    """Lets ``--weights`` and ``--density`` take one number per model (``--weights 0.6 0.4``)."""
 
     def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
         joined, i = [], 0
         while i < len(args):
             joined.append(args[i])
             i += 1
-            if joined[-1] == "--weights":
+            if joined[-1] in ("--weights", "--density"):
                 values = []
                 while i < len(args) and _is_number(args[i]):
                     values.append(args[i])
