@@ -6,7 +6,6 @@ one tensor is changed."""
 from __future__ import annotations
 
 import shutil
-import sys
 from pathlib import Path
 
 import pytest
@@ -17,7 +16,6 @@ from transformers import AutoModelForCausalLM, GPT2Config, GPT2LMHeadModel
 
 from hubkit.artifacts import read_json
 from hubkit.cards import write_card
-from hubkit.cli import main
 from hubkit.errors import HubkitError
 from hubkit.merge import merge_config, merge_models, require_verified, verify_merge
 from hubkit.publish import push_folder
@@ -243,15 +241,10 @@ def test_different_architectures_and_lora_references_are_refused(models, tmp_pat
 
 
 def test_cli_runs_a_config(models, monkeypatch, capsys, tmp_path):
+    from test_merge import _cli
+
     def cli(*args: str) -> tuple[int, str, str]:
-        monkeypatch.setattr(sys, "argv", ["hubkit", *args])
-        try:
-            main()
-            code = 0
-        except SystemExit as exc:
-            code = exc.code
-        captured = capsys.readouterr()
-        return code, captured.out, captured.err
+        return _cli(monkeypatch, capsys, *args)
 
     out = tmp_path / "out"
     code, stdout, err = cli("merge", "models", "--config", str(_config(models, "ties")), "--out", str(out))
