@@ -33,7 +33,9 @@ CONFIG_FILE = "mergekit_config.yml"
 DEFAULT_SEED = 0
 # What a recipe's merge.config may name besides models: the recipe's own fold and base model
 FOLD, BASE = "hubkit:fold", "hubkit:base"
-_MODEL_KEYS = ("model", "base_model", "tokenizer_source")
+# where a configuration names a model (``source``: a tokenizer's, in its ``tokenizer`` section)
+_MODEL_KEYS = ("model", "base_model", "tokenizer_source", "source")
+_TOKENIZER_KEYWORDS = ("union", "base")
 
 
 def read_config(path: str | os.PathLike[str]) -> dict[str, Any]:
@@ -69,6 +71,14 @@ def check_config(raw: dict[str, Any], source: str):
         )
     if config.modules:
         raise HubkitError(f"{source}: 'modules' configurations are not supported; use models or slices")
+    for model in config.referenced_models():
+        if model.lora is not None:
+            raise HubkitError(
+                f"{source}: {model}: a model+LoRA reference; fold the adapter first with "
+                "`hubkit merge adapter` (its fold is checked against peft) and name the result"
+            )
+        if model.override_architecture:
+            raise HubkitError(f"{source}: {model.model}: override_architecture is not supported")
     return config
 
 
@@ -80,7 +90,7 @@ def _walk_models(obj: Any, fn: Callable[[str], str]) -> Any:
         return obj
     out = {}
     for key, value in obj.items():
-        keyword = key == "tokenizer_source" and value in ("union", "base")  # not a model
+        keyword = key in ("tokenizer_source", "source") and value in _TOKENIZER_KEYWORDS
         if key in _MODEL_KEYS and isinstance(value, str) and not keyword:
             out[key] = fn(value)
         else:
@@ -93,19 +103,13 @@ def rename_models(raw: dict[str, Any], names: dict[str, str]) -> dict[str, Any]:
     return _walk_models(raw, lambda ref: names.get(ref, ref))
 
 
-def config_models(config, source: str) -> list[tuple[str, str]]:
+def config_models(config) -> list[tuple[str, str]]:
     """(reference as written, role) of every model the configuration names, base first, in order."""
     dumped = config.model_dump(mode="json", exclude_none=True)
     refs: list[str] = []
     _walk_models(dumped, lambda ref: refs.append(ref) or ref)
     base = str(config.base_model) if config.base_model else None
     ordered = list(dict.fromkeys([*([base] if base else []), *refs]))
-    for ref in ordered:
-        if "+" in ref:
-            raise HubkitError(
-                f"{source}: {ref}: a model+LoRA reference; fold the adapter first with "
-                "`hubkit merge adapter` (its fold is checked against peft) and name the result"
-            )
     return [(ref, "base" if ref == base else "model") for ref in ordered]
 
 

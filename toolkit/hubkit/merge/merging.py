@@ -384,7 +384,7 @@ def merge_config(
         folder = Path(base_dir) if base_dir is not None else Path(config).resolve().parent
     parsed = kit.check_config(raw, where)
     spec = MERGE_METHODS[parsed.merge_method]
-    inputs = kit.resolve_inputs(kit.config_models(parsed, where), folder)
+    inputs = kit.resolve_inputs(kit.config_models(parsed), folder)
     gate = run_gate(inputs, load_registry() if registry is None else registry, allow_unverified)
     _require_verified_inputs(inputs)
     checkpoints = [Checkpoint(m.path, m.id) for m in inputs]
