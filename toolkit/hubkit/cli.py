@@ -347,9 +347,9 @@ def merge_adapter_command(
     default=default(MergeSection, "method"),
     show_default=True,
     help="; ".join(f"{name}: {MERGE_METHODS[name].formula}" for name in MODEL_MERGES)
-    + ". Run by "
-    + ", ".join(f"{name}: {MERGE_METHODS[name].engine}" for name in MODEL_MERGES)
-    + ".",
+    + ". Run by hubkit's streaming merge: "
+    + ", ".join(m for m in MODEL_MERGES if MERGE_METHODS[m].engine == "hubkit")
+    + "; by mergekit: the others.",
 )
 @click.option(
     "--base",

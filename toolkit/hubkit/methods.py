@@ -114,20 +114,20 @@ MERGE_METHODS: dict[str, MergeMethod] = {
         ),
         _mergekit(
             "ties",
-            "TIES: deltas from --base trimmed to their top --density, sign election, disjoint mean",
+            "deltas from --base trimmed to their top --density, sign election, disjoint mean",
             formulas.ties,
             parameters=("weight", "density"),
         ),
         _mergekit(
             "dare_ties",
-            "DARE-TIES: deltas randomly dropped to --density and rescaled, then sign election",
+            "deltas randomly dropped to --density and rescaled, then sign election",
             formulas.dare_ties,
             parameters=("weight", "density"),
             random=True,
         ),
         _mergekit(
             "dare_linear",
-            "DARE: deltas randomly dropped to --density and rescaled, then task arithmetic",
+            "deltas randomly dropped to --density and rescaled, then added (task arithmetic)",
             formulas.dare_linear,
             parameters=("weight", "density"),
             random=True,
@@ -140,16 +140,16 @@ MERGE_METHODS: dict[str, MergeMethod] = {
         ),
         _mergekit(
             "breadcrumbs",
-            "Model Breadcrumbs: deltas without their largest and smallest entries",
+            "deltas without their largest and smallest entries",
             parameters=("weight", "density"),
         ),
         _mergekit(
             "della",
-            "DELLA: deltas dropped by magnitude rank to --density, then sign election",
+            "deltas dropped by magnitude rank to --density, then sign election",
             parameters=("weight", "density"),
             random=True,
         ),
-        _mergekit("model_stock", "Model Stock: the base moved toward the models' average", parameters=()),
+        _mergekit("model_stock", "the base moved toward the models' average", parameters=()),
     )
 }
 # What `hubkit merge models --method` and the recipe's merge.method offer.
