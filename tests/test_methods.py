@@ -12,15 +12,27 @@ from hubkit.recipe import recipe_from_dict
 
 
 def test_recipe_and_cli_offer_the_model_merges_of_the_table() -> None:
-    assert MODEL_MERGES == ("linear", "task_arithmetic")
+    assert MODEL_MERGES == tuple(name for name, m in MERGE_METHODS.items() if m.inputs == "models")
+    assert {"linear", "task_arithmetic", "ties", "dare_ties", "slerp"} <= set(MODEL_MERGES)
     for name in MODEL_MERGES:
         assert recipe_from_dict({"name": "r", "model": {"name_or_path": "x"}, "merge": {"method": name}})
     method = next(p for p in merge_models_command.params if p.name == "method")
     assert tuple(method.type.choices) == MODEL_MERGES
     with pytest.raises(
-        HubkitError, match=r"merge\.method: unknown merge method 'ties' \(known: linear, task_arithmetic\)"
+        HubkitError, match=r"merge\.method: unknown merge method 'frankenmerge' \(known: linear, "
     ):
-        recipe_from_dict({"name": "r", "model": {"name_or_path": "x"}, "merge": {"method": "ties"}})
+        recipe_from_dict({"name": "r", "model": {"name_or_path": "x"}, "merge": {"method": "frankenmerge"}})
+
+
+def test_engines_and_formulas() -> None:
+    """hubkit streams what it measured cheaper; mergekit runs the rest; each formula is recorded."""
+    engines = {name: MERGE_METHODS[name].engine for name in MODEL_MERGES}
+    assert engines["linear"] == engines["task_arithmetic"] == "hubkit"
+    assert {engines[m] for m in ("ties", "dare_ties", "dare_linear", "slerp", "della")} == {"mergekit"}
+    assert [m for m in MODEL_MERGES if MERGE_METHODS[m].random] == ["dare_ties", "dare_linear", "della"]
+    assert all(
+        MERGE_METHODS[m].recompute for m in ("linear", "task_arithmetic", "ties", "dare_ties", "slerp")
+    )
 
 
 def test_combine_keeps_the_reference_dtype() -> None:

@@ -21,6 +21,8 @@ from importlib.resources import files
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
+import yaml
+
 from . import schemas
 from .errors import HubkitError
 from .evaluate import read_eval_results
@@ -522,6 +524,8 @@ class MergedCardContext:
     allow_unchecked_data: bool
     verification: Verification
     scores: list[EvalScore]
+    mergekit_config: str | None = None  # the configuration mergekit ran, as published (YAML)
+    seed: int | None = None  # a random method's seed
 
     @property
     def name(self) -> str:
@@ -541,7 +545,8 @@ class MergedCardContext:
 
         # an adapter folded into its base is a fine-tune of the base; a merge is made of all inputs
         method = MERGE_METHODS[self.method]
-        base = _hub_ids(method.base_models([(m.id, m.role) for m in self.inputs]))
+        # only inputs fetched from the Hub (pinned at a commit) are Hub models: not local folders
+        base = _hub_ids(method.base_models([(m.id, m.role) for m in self.inputs if m.revision]))
         return ModelCardData(
             license=self.license,
             language=[LANGUAGE],
@@ -634,6 +639,12 @@ def merged_context(
             figures=figures,
         ),
         scores=read_eval_results(eval_results) if eval_results else [],
+        mergekit_config=(
+            yaml.safe_dump(provenance.mergekit_config, sort_keys=False)
+            if provenance.mergekit_config
+            else None
+        ),
+        seed=provenance.seed,
     )
 
 

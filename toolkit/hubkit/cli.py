@@ -269,14 +269,14 @@ def _is_number(text: str) -> bool:
 
 
 class _WeightsCommand(_Command):
-    """Lets ``--weights`` take one number per model (``--weights 0.6 0.4``), as the models do."""
+    """Lets ``--weights`` and ``--density`` take one number per model (``--weights 0.6 0.4``)."""
 
     def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
         joined, i = [], 0
         while i < len(args):
             joined.append(args[i])
             i += 1
-            if joined[-1] == "--weights":
+            if joined[-1] in ("--weights", "--density"):
                 values = []
                 while i < len(args) and _is_number(args[i]):
                     values.append(args[i])
@@ -397,7 +397,15 @@ def merge_adapter_command(
 
 
 @merge.command("models", cls=_WeightsCommand)
-@click.argument("models", nargs=-1, required=True)
+@click.argument("models", nargs=-1)
+@click.option(
+    "--config",
+    "config_path",
+    default=None,
+    type=click.Path(dir_okay=False, path_type=str),
+    help="A mergekit YAML configuration, run unchanged by mergekit (instead of MODELS and the flags); "
+    "its local model folders are relative to the file.",
+)
 @click.option(
     "--weights",
     multiple=True,
@@ -410,7 +418,10 @@ def merge_adapter_command(
     type=click.Choice(MODEL_MERGES),
     default=default(MergeSection, "method"),
     show_default=True,
-    help="; ".join(f"{name}: {MERGE_METHODS[name].formula}" for name in MODEL_MERGES) + ".",
+    help="; ".join(f"{name}: {MERGE_METHODS[name].formula}" for name in MODEL_MERGES)
+    + ". Run by hubkit's streaming merge: "
+    + ", ".join(m for m in MODEL_MERGES if MERGE_METHODS[m].engine == "hubkit")
+    + "; by mergekit: the others.",
 )
 @click.option(
     "--base",
@@ -419,34 +430,60 @@ def merge_adapter_command(
     + " or ".join(m for m in MODEL_MERGES if MERGE_METHODS[m].needs_base)
     + " (its task vectors start here).",
 )
+@click.option(
+    "--density",
+    "densities",
+    multiple=True,
+    callback=_parse_weights,
+    metavar="D",
+    help="Fraction of each delta kept (TIES, DARE, breadcrumbs, DELLA): one, or one per model.",
+)
+@click.option("--t", "t", type=float, default=None, help="SLERP's point: 0 is --base, 1 the model.")
+@click.option(
+    "--seed",
+    type=int,
+    default=None,
+    help="Seed of a random method's masks (DARE, DELLA; default 0); recorded for the verification.",
+)
 @_merge_options
 def merge_models_command(
     models: tuple[str, ...],
+    config_path: str | None,
     weights: list[float],
     method: str,
     base: str | None,
+    densities: list[float],
+    t: float | None,
+    seed: int | None,
     out: str,
     allow_unverified: tuple[str, ...],
     registries: tuple[str, ...],
     max_shard_size: str | None,
     recipe_path: str | None,
 ) -> None:
-    """Merge MODELS (folders or Hub ids) of one architecture, tensor by tensor, by --method.
+    """Merge MODELS (folders or Hub ids) of one architecture by --method, or run a mergekit --config.
 
-    Different architectures or shapes are refused before anything is written.
+    Every model named (in a config: models, base_model, slices) passes the taint gate, and
+    different architectures or shapes are refused, before anything is written.
     """
-    from .merge import merge_models
+    from .merge import merge_config, merge_models
 
-    folder = merge_models(
-        models,
-        out,
-        weights=weights,
-        method=method,  # type: ignore[arg-type]
-        base=base,
+    shared = dict(
         allow_unverified=allow_unverified,
         max_shard_size=max_shard_size,
+        seed=seed,
         **_merge_recipe(recipe_path, registries),
     )
+    if config_path:
+        if models:
+            raise HubkitError("--config: give either MODELS and flags or a mergekit configuration, not both")
+        folder = merge_config(config_path, out, **shared)
+    elif not models:
+        raise HubkitError("merge models: give MODELS or --config MERGE.yaml")
+    else:
+        folder = merge_models(
+            models, out, weights=weights, method=method, base=base, densities=densities, t=t, **shared
+        )
     _report_merge(folder)
 
 

@@ -5,6 +5,13 @@ and the merged card all read ``MERGE_METHODS``: adding a method is one ``MergeMe
 (and, for a new kind of check, its branch in ``merge/verify.py``). This module imports no
 tensor library, so the CLI can list the methods without loading torch; ``combine`` receives
 torch tensors.
+
+``engine`` says what runs a method given as flags (``hubkit merge models --method``): hubkit's
+own streaming merge where it exists (linear and task arithmetic: one tensor at a time, a
+fraction of mergekit's peak memory, see ``tests/benchmarks/bench_merge.py``), else mergekit. A
+mergekit configuration (``--config``) always runs on mergekit. ``recompute`` is the method's
+formula from ``hubkit.formulas``, which ``hubkit verify merge`` applies to sampled tensors;
+a method without one is checked for structure and finite logits only.
 """
 
 from __future__ import annotations
@@ -12,6 +19,8 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
+
+from . import formulas
 
 # combine(weights, [reference tensor, *other tensors]) -> the merged tensor, in the reference's dtype
 Combine = Callable[[Sequence[float], list[Any]], Any]
@@ -35,6 +44,12 @@ class MergeMethod:
     # the card's base_model_relation, tags and which inputs are its base_model
     relation: Literal["finetune", "merge"] = "merge"
     tags: tuple[str, ...] = ("hubkit", "merge")
+    engine: Literal["hubkit", "mergekit"] = "hubkit"
+    # formula(settings, base tensor or None, other tensors) -> fp32 tensor, for the recomputation
+    recompute: Callable[..., Any] | None = None
+    # the flags that set its parameters: --weights (weight), --density, --t
+    parameters: tuple[str, ...] = ("weight",)
+    random: bool = False  # draws random masks: merged with a seed, which is recorded
 
     def base_models(self, inputs: Sequence[tuple[str, str]]) -> list[str]:
         """The ids among (id, role) ``inputs`` the card lists as ``base_model``: a fine-tune has
@@ -43,15 +58,27 @@ class MergeMethod:
 
 
 def _linear(weights: Sequence[float], tensors: list[Any]) -> Any:
-    total = sum(weights)
-    merged = sum((w / total) * t.float() for w, t in zip(weights, tensors, strict=True))
-    return merged.to(tensors[0].dtype)
+    settings = formulas.Settings(weights, [], normalize=True, rescale=False)
+    return formulas.linear(settings, None, tensors).to(tensors[0].dtype)
 
 
 def _task_arithmetic(weights: Sequence[float], tensors: list[Any]) -> Any:
-    start = tensors[0].float()
-    merged = start + sum(w * (t.float() - start) for w, t in zip(weights, tensors[1:], strict=True))
-    return merged.to(tensors[0].dtype)
+    settings = formulas.Settings(weights, [], normalize=False, rescale=False)
+    return formulas.task_arithmetic(settings, tensors[0], tensors[1:]).to(tensors[0].dtype)
+
+
+def _mergekit(name: str, formula: str, recompute: Callable[..., Any] | None = None, **kw: Any) -> MergeMethod:
+    """A model merge mergekit runs (every one of them takes a base model)."""
+    return MergeMethod(
+        name,
+        formula,
+        f"A `{name}` merge of {{n}} models (run by mergekit),",
+        inputs="models",
+        needs_base=True,
+        engine="mergekit",
+        recompute=recompute,
+        **kw,
+    )
 
 
 MERGE_METHODS: dict[str, MergeMethod] = {
@@ -74,6 +101,7 @@ MERGE_METHODS: dict[str, MergeMethod] = {
             inputs="models",
             weights_may_sum_to_zero=False,
             combine=_linear,
+            recompute=formulas.linear,
         ),
         MergeMethod(
             "task_arithmetic",
@@ -82,7 +110,46 @@ MERGE_METHODS: dict[str, MergeMethod] = {
             inputs="models",
             needs_base=True,
             combine=_task_arithmetic,
+            recompute=formulas.task_arithmetic,
         ),
+        _mergekit(
+            "ties",
+            "deltas from --base trimmed to their top --density, sign election, disjoint mean",
+            formulas.ties,
+            parameters=("weight", "density"),
+        ),
+        _mergekit(
+            "dare_ties",
+            "deltas randomly dropped to --density and rescaled, then sign election",
+            formulas.dare_ties,
+            parameters=("weight", "density"),
+            random=True,
+        ),
+        _mergekit(
+            "dare_linear",
+            "deltas randomly dropped to --density and rescaled, then added (task arithmetic)",
+            formulas.dare_linear,
+            parameters=("weight", "density"),
+            random=True,
+        ),
+        _mergekit(
+            "slerp",
+            "spherical interpolation from --base (t=0) to one model (t=1) at --t",
+            formulas.slerp,
+            parameters=("t",),
+        ),
+        _mergekit(
+            "breadcrumbs",
+            "deltas without their largest and smallest entries",
+            parameters=("weight", "density"),
+        ),
+        _mergekit(
+            "della",
+            "deltas dropped by magnitude rank to --density, then sign election",
+            parameters=("weight", "density"),
+            random=True,
+        ),
+        _mergekit("model_stock", "the base moved toward the models' average", parameters=()),
     )
 }
 # What `hubkit merge models --method` and the recipe's merge.method offer.

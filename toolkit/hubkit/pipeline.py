@@ -157,6 +157,17 @@ def merge_ref(recipe: Recipe, ref: str) -> str:
     return str(folder) if folder.is_dir() else ref
 
 
+def recipe_merge_config(recipe: Recipe, fold: Path) -> dict[str, Any]:
+    """The recipe's mergekit configuration with ``hubkit:fold`` and ``hubkit:base`` named by the
+    folder (or Hub id and commit) they stand for."""
+    from .merge.kit import BASE, FOLD, rename_models
+    from .train import resolve_base_model
+
+    base = resolve_base_model(recipe)
+    base_ref = base.load_from if base.local else f"{base.load_from}@{base.revision}"
+    return rename_models(recipe.merge.config or {}, {FOLD: str(Path(fold).resolve()), BASE: base_ref})
+
+
 def train_and_push(
     recipe: Recipe,
     *,
@@ -175,6 +186,10 @@ def train_and_push(
         raise HubkitError(f"--force {unknown[0]}: unknown stage (stages: {', '.join(STAGES)})")
     check_publishable(recipe, push=not dry_run)
     check_trainable(recipe)
+    if recipe.merge.config is not None:  # mergekit's own checks of it, before any stage
+        from .merge.kit import check_config
+
+        check_config(recipe.merge.config, f"{recipe.source}: merge.config")
     result = PipelineResult(recipe)
     run = recipe.run_dir()
 
@@ -228,24 +243,37 @@ def train_and_push(
             else ""
         )
 
-    from .merge import load_registry, merge_adapter, merge_models
+    from .merge import load_registry, merge_adapter, merge_config, merge_models
 
     registry = load_registry(entries=recipe.merge.taint_registry)
     allowed = [*(merge_ref(recipe, ref) for ref in recipe.merge.allow_unverified), *allow_unverified]
     with stage("merge") as note:
         before = _stamp(run / "merged")
+        partnered = bool(recipe.merge.models or recipe.merge.config)
         merged = merge_adapter(
             trained.out,
-            run / ("merged-adapter" if recipe.merge.models else "merged"),
+            run / ("merged-adapter" if partnered else "merged"),
             registry=registry,
             allow_unverified=allowed,
             recipe=recipe.to_dict(),
             force="merge" in force,
         )
-        if recipe.merge.models:
-            # The fold's exact check (against base + adapter through peft) must come first: the
-            # model merge's own check is only structural, and merge_models refuses an unchecked fold.
+        if partnered:
+            # The fold's exact check (against base + adapter through peft) must come first: a
+            # model merge cannot check the fold, and merge_models refuses an unchecked one.
             _verified(merged)
+        if recipe.merge.config is not None:
+            merged = merge_config(
+                recipe_merge_config(recipe, merged),
+                run / "merged",
+                source=f"{recipe.source}: merge.config",
+                base_dir=recipe.base_dir,
+                registry=registry,
+                allow_unverified=allowed,
+                recipe=recipe.to_dict(),
+                force="merge" in force,
+            )
+        elif recipe.merge.models:
             merged = merge_models(
                 [str(merged), *(merge_ref(recipe, ref) for ref in recipe.merge.models)],
                 run / "merged",

@@ -172,8 +172,17 @@ class MergeSection(_Section):
     weights: list[float] = Field(default_factory=list)
     method: Annotated[str, one_of("merge method", MODEL_MERGES)] = "linear"  # `merge adapter` folds LoRA
     base: str | None = None
+    # A mergekit configuration, run instead of models/weights/method: "hubkit:fold" names this
+    # recipe's adapter folded into its base, "hubkit:base" the base model it was trained on.
+    config: dict[str, Any] | None = None
     taint_registry: list[TaintEntry] = Field(default_factory=list)
     allow_unverified: list[str] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _one_kind_of_merge(self) -> MergeSection:
+        if self.config is not None and self.models:
+            raise ValueError("give either models (with weights, method, base) or a mergekit config, not both")
+        return self
 
 
 class EvalGate(_Section):

@@ -343,6 +343,7 @@ class MergeInputRecord(_Record):
     revision: str | None = None
     sha256: str
     weight: float | None = None
+    name: str | None = None  # how mergekit_config.yml names it (mergekit merges)
 
 
 class GateRecord(_Record):
@@ -398,6 +399,10 @@ class MergedProvenance(ArtifactFile):
     adapter_provenance: dict[str, Any] | None = None
     # model merges
     models: list[str] | None = None
+    engine: Literal["hubkit", "mergekit"] = "hubkit"
+    # mergekit merges: the configuration as published (inputs by name) and a random method's seed
+    mergekit_config: dict[str, Any] | None = None
+    seed: int | None = None
 
 
 class VerificationRecord(ArtifactFile):
@@ -414,6 +419,10 @@ class VerificationRecord(ArtifactFile):
     weights_sha256: str
     max_abs_logit_diff: float | None = None
     tolerance: float | None = None
+    # model merges: sampled tensors recomputed with the method's formula (hubkit.formulas)
+    recomputed_tensors: list[str] = Field(default_factory=list)
+    recompute_max_abs_diff: float | None = None
+    recomputation: str | None = None  # what was recomputed, or why nothing could be
 
     def summary(self) -> VerificationSummary:
         return VerificationSummary(

@@ -9,6 +9,7 @@ adapter), and the output appears only when complete (``atomic_folder``).
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Callable, Sequence
 from importlib.metadata import PackageNotFoundError, version
@@ -30,7 +31,9 @@ from ..methods import MERGE_METHODS, MODEL_MERGES
 from ..recipe import MergeSection, TaintEntry
 from ..schemas import MERGED as KIND
 from ..schemas import PROVENANCE, Manifest, MergedProvenance
+from . import kit
 from .checkpoint import Checkpoint, ShardWriter, copy_model_files, parse_size, resolve_model
+from .kit import flags_config
 from .lora import LoraAdapter
 from .taint import ModelInput, load_registry, run_gate, trained_base
 from .verify import require_verified_if_merged
@@ -38,7 +41,7 @@ from .verify import require_verified_if_merged
 
 def _versions() -> dict[str, str]:
     out = {}
-    for package in ("hubkit", "torch", "safetensors", "peft", "transformers"):
+    for package in ("hubkit", "torch", "safetensors", "peft", "transformers", "mergekit"):
         try:
             out[package] = version(package)
         except PackageNotFoundError:
@@ -102,14 +105,17 @@ def _write_artifact(
     inputs: Sequence[ModelInput],
     gate: dict[str, Any],
     write_weights: Callable[[Path], None],
-    files_from: Path,
+    files_from: Path | None,
     tokenizer_from: Path | None = None,
     weights: Sequence[float] | None = None,
     force: bool = False,
+    names: dict[str, str] | None = None,
     **fields: Any,
 ) -> Path:
     """Weights, model files, provenance.json and manifest.json, all in one atomic folder.
 
+    ``files_from`` None: ``write_weights`` writes the config and tokenizer too (mergekit does).
+    ``names`` maps an input's id to its name in ``mergekit_config.yml``, recorded with it.
     A folder already made from the same inputs, registry and settings is kept (unless
     ``force``), so a re-run after a crash resumes instead of merging again.
     """
@@ -125,11 +131,13 @@ def _write_artifact(
     records = [
         {"id": m.id, "role": m.role, "path": str(m.path), "revision": m.revision, "sha256": digests[m]}
         | ({"weight": next(model_weights)} if weights and m.role == "model" else {})
+        | ({"name": names[m.id]} if names else {})
         for m in inputs
     ]
     with atomic_folder(out) as tmp:
         write_weights(tmp)
-        copy_model_files(files_from, tmp, tokenizer_from)
+        if files_from is not None:
+            copy_model_files(files_from, tmp, tokenizer_from)
         provenance = MergedProvenance(
             **fields,
             inputs=records,
@@ -264,18 +272,23 @@ def merge_models(
     max_shard_size: str | int | None = None,
     recipe: dict[str, Any] | None = None,
     force: bool = False,
+    densities: Sequence[float] | None = None,
+    t: float | None = None,
+    seed: int | None = None,
 ) -> Path:
-    """Merge whole models of one architecture, streaming tensor by tensor, by a ``method`` of
-    ``hubkit.methods.MODEL_MERGES`` (``linear``: the weighted average ``sum(w_i * W_i) /
-    sum(w_i)``, the Stable-Platypus2 kind of merge; ``task_arithmetic``: ``W_base + sum(w_i *
-    (W_i - W_base))`` with a ``base``). The output takes the reference model's
-    (the base's, or the first model's) dtype, shard layout, config and tokenizer. ``recipe``
-    is recorded in the provenance, as for ``merge_adapter``. A hubkit merged input must have
-    passed ``verify_merge`` first.
+    """Merge whole models of one architecture by a ``method`` of ``hubkit.methods.MODEL_MERGES``.
+
+    hubkit's own engine streams tensor by tensor (``linear``: the weighted average ``sum(w_i *
+    W_i) / sum(w_i)``, the Stable-Platypus2 kind of merge; ``task_arithmetic``: ``W_base +
+    sum(w_i * (W_i - W_base))`` with a ``base``); the output takes the reference model's (the
+    base's, or the first model's) dtype, shard layout, config and tokenizer. The other methods
+    (TIES, DARE, SLERP...) run on mergekit through ``merge_config``, with ``densities``, ``t``
+    and (for random ones) ``seed``. ``recipe`` is recorded in the provenance, as for
+    ``merge_adapter``. A hubkit merged input must have passed ``verify_merge`` first.
     """
     spec = MERGE_METHODS.get(method)
-    if spec is None or spec.combine is None:
-        raise HubkitError(f"--method {method!r}: expected {' or '.join(MODEL_MERGES)}")
+    if spec is None or spec.inputs != "models":
+        raise HubkitError(f"--method {method!r}: expected one of {', '.join(MODEL_MERGES)}")
     if spec.needs_base and not base:
         raise HubkitError(f"--method {method} needs --base (the model the task vectors start from)")
     if base and not spec.needs_base:
@@ -288,6 +301,26 @@ def merge_models(
         raise HubkitError(f"--weights: {len(weights)} weight(s) for {len(models)} model(s)")
     if not spec.weights_may_sum_to_zero and sum(weights) == 0:
         raise HubkitError(f"--weights: a {method} merge needs weights that do not sum to 0")
+    for flag, given in (("density", densities), ("t", t)):
+        if given is not None and given != [] and flag not in spec.parameters:
+            raise HubkitError(f"--{flag}: not a parameter of --method {method}")
+    if seed is not None and not spec.random:
+        raise HubkitError(f"--seed: --method {method} draws no random masks")
+    if densities and len(densities) not in (1, len(models)):
+        raise HubkitError(f"--density: {len(densities)} value(s) for {len(models)} model(s)")
+    if spec.engine == "mergekit":
+        config = flags_config(method, models, base, weights, densities, t)
+        return merge_config(
+            config,
+            out_dir,
+            source="--method " + method,
+            registry=registry,
+            allow_unverified=allow_unverified,
+            max_shard_size=max_shard_size,
+            recipe=recipe,
+            force=force,
+            seed=seed,
+        )
 
     refs = ([base] if base else []) + list(models)
     roles = (["base"] if base else []) + ["model"] * len(models)
@@ -318,4 +351,72 @@ def merge_models(
         recipe=recipe,
         base_model=base,
         models=list(models),
+    )
+
+
+def merge_config(
+    config: dict[str, Any] | str | os.PathLike[str],
+    out_dir: str | os.PathLike[str],
+    *,
+    source: str | None = None,
+    base_dir: str | os.PathLike[str] | None = None,
+    registry: Sequence[TaintEntry] | None = None,
+    allow_unverified: Sequence[str] = (),
+    max_shard_size: str | int | None = None,
+    recipe: dict[str, Any] | None = None,
+    force: bool = False,
+    seed: int | None = None,
+) -> Path:
+    """Run a mergekit configuration (a YAML file or its mapping, unchanged) behind the gates.
+
+    Every model it names passes the taint gate, the verified-input check and the architecture
+    check before mergekit writes, into the temporary folder of an atomic artifact. Local
+    folders are found relative to ``base_dir`` (default: the YAML file's folder, else the
+    working directory). A random method runs with ``seed`` (default 0), recorded for the
+    verification. The folder gets ``mergekit_config.yml`` naming inputs by Hub id or folder
+    name (never a local path) and hubkit's ``provenance.json``; no README until ``hubkit card``.
+    """
+    if isinstance(config, dict):
+        raw, where = config, source or "mergekit configuration"
+        folder = Path(base_dir) if base_dir is not None else Path.cwd()
+    else:
+        raw, where = kit.read_config(config), source or str(config)
+        folder = Path(base_dir) if base_dir is not None else Path(config).resolve().parent
+    parsed = kit.check_config(raw, where)
+    spec = MERGE_METHODS[parsed.merge_method]
+    inputs = kit.resolve_inputs(kit.config_models(parsed), folder)
+    gate = run_gate(inputs, load_registry() if registry is None else registry, allow_unverified)
+    _require_verified_inputs(inputs)
+    checkpoints = [Checkpoint(m.path, m.id) for m in inputs]
+    reference = checkpoints[0]
+    _check_compatible(reference, checkpoints[1:])
+    _check_out(Path(out_dir), inputs)
+    if spec.random and seed is None:
+        seed = kit.DEFAULT_SEED
+    published, text = kit.public_config(parsed, inputs, {m: _digest(m) for m in inputs})
+    width = max(info.nbytes // max(1, math.prod(info.shape)) for info in reference.tensors.values())
+    max_bytes = parse_size(max_shard_size) if isinstance(max_shard_size, str) else max_shard_size
+    local = kit.local_config(parsed, inputs)
+
+    def write(tmp: Path) -> None:
+        kit.run_mergekit(local, tmp, seed=seed, shard_params=max_bytes // width if max_bytes else None)
+        (tmp / kit.CONFIG_FILE).write_text(text, encoding="utf-8")
+
+    base = next((m.id for m in inputs if m.role == "base"), None)
+    return _write_artifact(
+        Path(out_dir),
+        inputs,
+        gate,
+        write,
+        files_from=None,
+        force=force,
+        names={m.id: kit.public_name(m) for m in inputs},
+        method=parsed.merge_method,
+        engine="mergekit",
+        mergekit_config=published,
+        seed=seed if spec.random else None,
+        max_shard_size=max_shard_size,
+        recipe=recipe,
+        base_model=base,
+        models=[m.id for m in inputs if m.role == "model"],
     )

@@ -26,6 +26,7 @@ from ..prompts import format_prompt
 from ..schemas import MERGED as KIND
 from ..schemas import MergedManifest, MergedProvenance, MergeInputRecord, VerificationRecord
 from .checkpoint import Checkpoint, model_file_hashes, resolve_model
+from .recompute import recompute
 
 VERIFICATION = VerificationRecord.FILE
 PROBES = (
@@ -149,12 +150,15 @@ def verify_merge(merged_dir: str | os.PathLike[str]) -> dict[str, Any]:
         }
     else:
         result["check"] = (
-            "tensor names, shapes and dtypes equal the reference input's; finite logits on fixed probes"
+            "tensor names, shapes and dtypes equal the reference input's; finite logits on fixed probes; "
+            "sampled tensors equal their recomputation with the method's formula"
         )
         finite = all(bool(g.isfinite().all()) for g in got)
         if not finite:
             problems.append("non-finite logits on the probe prompts")
-        result |= {"max_abs_logit_diff": None, "tolerance": None, "logits_finite": finite}
+        figures, differing = recompute(merged, provenance, _locate)
+        problems += differing
+        result |= {"max_abs_logit_diff": None, "tolerance": None, "logits_finite": finite, **figures}
     result |= {
         "passed": not problems,
         "problems": problems,
