@@ -18,9 +18,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from importlib.resources import files
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
-
-from pydantic import BaseModel, ConfigDict
+from typing import TYPE_CHECKING, Any
 
 from .artifacts import (
     atomic_folder,
@@ -32,7 +30,7 @@ from .artifacts import (
     write_manifest,
 )
 from .errors import HubkitError
-from .schemas import Manifest
+from .schemas import EVAL, BenchmarkRecord, EvalManifest, ModelRecord, TaskRecord
 from .scores import LEADERBOARD_V1, EvalScore, read_results_json
 
 if TYPE_CHECKING:
@@ -79,61 +77,6 @@ def mmlu_subjects() -> list[str]:
     return sorted(p.stem.removeprefix("mmlu_") for p in (task_dir() / "mmlu").glob("mmlu_*.yaml"))
 
 
-# --------------------------------------------------------------------------- the manifest
-
-
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-
-class ModelRecord(_Strict):
-    """What was scored: where it came from and the sha256 of its files (digest of the file hashes)."""
-
-    name: str
-    revision: str | None = None
-    sha256: str
-
-
-class BenchmarkRecord(_Strict):
-    """The benchmark file a task read, pinned as the leak certificate pins it."""
-
-    source: str
-    revision: str | None = None
-    sha256: str
-    items: int
-
-
-class TaskRecord(_Strict):
-    key: str
-    lm_eval_task: str
-    version: str
-    num_fewshot: int
-    shots_from: str | None
-    leaderboard_shots_from: str | None
-    items_scored: int
-    seconds: float
-    metric: str
-    score: float  # percent, as the leaderboard shows it
-    benchmark: BenchmarkRecord
-
-
-class EvalManifest(Manifest):
-    """``manifest.json`` of an eval artifact (``hubkit eval``), on the shared manifest schema
-    (``schemas.Manifest``: FILE, schema_version, one-line errors naming file and field)."""
-
-    kind: Literal["eval"]
-    model: ModelRecord
-    adapter: ModelRecord | None
-    tasks: list[TaskRecord]
-    skipped: dict[str, str]
-    limit: int | None
-    average: float | None
-    lm_eval_version: str
-    batch_size: str
-    device: str
-    wall_time_s: float
-
-
 # --------------------------------------------------------------------------- resolving inputs
 
 
@@ -166,8 +109,8 @@ def resolve_tasks(
 def _benchmark_record(name: str, path: str, shots: int) -> BenchmarkRecord:
     """Hash a task's file as the leak check does (same loader, same digest) and check it holds
     enough items for the leaderboard's shots plus the scored one."""
-    from .data import read_records
     from .decontam.benchmarks import LOADERS, load_benchmark
+    from .rows import read_records
 
     if name in LOADERS:
         record = load_benchmark(name, path).record()
@@ -428,7 +371,7 @@ def _score(
         values = [r.score for r in records]
         write_manifest(
             tmp,
-            "eval",
+            EVAL,
             plan.inputs,
             model=plan.model.model_dump(),
             adapter=plan.adapter.model_dump() if plan.adapter else None,

@@ -41,7 +41,7 @@ from .recipe import CATEGORIES, Recipe, one_of
 
 SCHEMA_VERSION = 1
 # The artifact kinds a manifest names (and the ``Literal`` of each kind's manifest spells).
-DATASET, ADAPTER, MERGED = "dataset", "adapter", "merged"
+DATASET, ADAPTER, MERGED, EVAL = "dataset", "adapter", "merged", "eval"
 MANIFEST = "manifest.json"
 PROVENANCE = "provenance.json"  # each artifact's own: an adapter's, a merged model's, the tiny base's
 DATA_FILE = "data.parquet"
@@ -231,10 +231,60 @@ class MergedManifest(Manifest):
     verification: VerificationSummary | None = None
 
 
+class ModelRecord(_Record):
+    """What was scored: where it came from and the sha256 of its files (digest of the file hashes)."""
+
+    name: str
+    revision: str | None = None
+    sha256: str
+
+
+class BenchmarkRecord(_Record):
+    """The benchmark file a task read, pinned as the leak certificate pins it."""
+
+    source: str
+    revision: str | None = None
+    sha256: str
+    items: int
+
+
+class TaskRecord(_Record):
+    key: str
+    lm_eval_task: str
+    version: str
+    num_fewshot: int
+    shots_from: str | None
+    leaderboard_shots_from: str | None
+    items_scored: int
+    seconds: float
+    metric: str
+    score: float  # percent, as the leaderboard shows it
+    benchmark: BenchmarkRecord
+
+
+class EvalManifest(Manifest):
+    """``manifest.json`` of an eval artifact (``hubkit eval``): lm-eval's scores bound to the
+    model's and adapter's file hashes and to the benchmark files, whose hashes are the ones a
+    leak certificate records."""
+
+    kind: Literal["eval"] = EVAL
+    model: ModelRecord
+    adapter: ModelRecord | None
+    tasks: list[TaskRecord]
+    skipped: dict[str, str]
+    limit: int | None
+    average: float | None
+    lm_eval_version: str
+    batch_size: str
+    device: str
+    wall_time_s: float
+
+
 MANIFESTS: dict[str, type[Manifest]] = {
     DATASET: DatasetManifest,
     ADAPTER: AdapterManifest,
     MERGED: MergedManifest,
+    EVAL: EvalManifest,
 }
 
 
