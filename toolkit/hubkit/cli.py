@@ -765,7 +765,7 @@ def _benchmark_files(items: tuple[str, ...]) -> dict[str, str]:
     "--batch-size",
     default="auto",
     show_default=True,
-    help="Batch size, or auto: the largest that fits on a GPU (lm-eval's probe), 1 on CPU.",
+    help="Batch size, or auto: the largest that fits on a GPU (lm-eval's probe), 16 on CPU.",
 )
 @click.option("--device", default=None, help="cuda, cuda:1, cpu ... [default: cuda if available].")
 @click.option("--out", default=None, help="Eval artifact folder [default: runs/eval/<model>[+<adapter>]].")
