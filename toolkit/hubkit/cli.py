@@ -44,6 +44,12 @@ def cli() -> None:
     envvar="HF_ENDPOINT",
     help="Hub URL (default: $HF_ENDPOINT or huggingface.co).",
 )
+@click.option(
+    "--follow-symlinks",
+    is_flag=True,
+    help="Publish symbolic links as the files they point to, if those are inside FOLDER "
+    "(default: refuse any link).",
+)
 def push(
     folder: str,
     repo_id: str,
@@ -53,6 +59,7 @@ def push(
     tag: str | None,
     message: str | None,
     endpoint: str | None,
+    follow_symlinks: bool,
 ) -> None:
     """Publish FOLDER as the content of REPO_ID, in one commit, then verify it.
 
@@ -73,6 +80,7 @@ def push(
         tag=tag,
         endpoint=endpoint,
         commit_message=message,
+        follow_symlinks=follow_symlinks,
     )
     if result.created_commit:
         click.echo(

@@ -16,14 +16,13 @@ import fnmatch
 import hashlib
 import os
 import re
-import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, TypeVar
 
-from .artifacts import list_files, sha256_file
+from .artifacts import sha256_file
 from .endpoint import current_endpoint, disable_xet_if_local
 from .errors import HubkitError
 
@@ -93,17 +92,64 @@ def _file_credential(path: Path) -> str | None:
     return None
 
 
-def scan_for_credentials(folder: str | os.PathLike[str]) -> list[tuple[str, str]]:
+def publishable_files(folder: str | os.PathLike[str], *, follow_symlinks: bool = False) -> dict[str, Path]:
+    """Map each file a push of ``folder`` would publish (relative POSIX path) to where it is read.
+
+    A symbolic link (to a file or a folder) is refused: it can publish what lies outside the
+    folder, such as ``/proc/self/environ`` or a home directory. With ``follow_symlinks`` a link
+    is published as what it points to, but only when that stays inside the folder. Anything
+    that is not a regular file (a FIFO, a socket, a device) is refused too.
+    """
+    root = Path(folder).resolve()
+    files: dict[str, Path] = {}
+
+    def visit(directory: Path, prefix: str, above: frozenset[Path]) -> None:
+        if directory in above:  # a link to a folder holding it: a loop, not more files
+            raise HubkitError(f"{Path(folder) / prefix}: a symbolic link loop; refusing to publish it")
+        for entry in sorted(os.scandir(directory), key=lambda e: e.name):
+            rel = f"{prefix}{entry.name}"
+            if _ignored(rel) or _ignored(f"{rel}/"):
+                continue
+            path = Path(entry.path)
+            if entry.is_symlink():
+                target = path.resolve()
+                if not follow_symlinks:
+                    raise HubkitError(
+                        f"{Path(folder) / rel}: a symbolic link (to {os.readlink(path)}); push publishes "
+                        "only regular files (--follow-symlinks publishes links that stay inside the folder)"
+                    )
+                if not target.is_relative_to(root) or not target.exists():
+                    raise HubkitError(
+                        f"{Path(folder) / rel}: a symbolic link to {os.readlink(path)}, outside the folder; "
+                        "refusing to publish it"
+                    )
+                path = target
+            if path.is_dir():
+                visit(path.resolve(), f"{rel}/", above | {directory})
+            elif path.is_file():
+                files[rel] = path
+            else:
+                raise HubkitError(f"{Path(folder) / rel}: not a regular file; refusing to publish it")
+
+    visit(root, "", frozenset())
+    return files
+
+
+def scan_for_credentials(
+    folder: str | os.PathLike[str], *, follow_symlinks: bool = False
+) -> list[tuple[str, str]]:
     """Every (relative path, reason) in ``folder`` that is or holds a credential."""
-    root = Path(folder)
+    return scan_files(publishable_files(folder, follow_symlinks=follow_symlinks))
+
+
+def scan_files(files: dict[str, Path]) -> list[tuple[str, str]]:
+    """Every (relative path, reason) among ``files`` that is or holds a credential."""
     findings = []
-    for rel in list_files(root):
-        if _ignored(rel):
-            continue
+    for rel, path in files.items():
         name = rel.rsplit("/", 1)[-1]
         if any(fnmatch.fnmatch(name, pattern) for pattern in CREDENTIAL_FILES):
             findings.append((rel, f"credential file ({name})"))
-        elif what := _file_credential(root / rel):
+        elif what := _file_credential(path):
             findings.append((rel, f"contains a {what}"))
     return findings
 
@@ -174,20 +220,22 @@ def preflight_push(
     token: str | None = None,
     retries: int = 3,
     read_hub: bool = True,
+    follow_symlinks: bool = False,
 ) -> PushPlan:
     """Every check of a push that writes nothing: the folder, the repo id, credentials, a hubkit
     merged model's equivalence check, the card metadata as the Hub judges it, and the tag.
 
     The Hub is only read (retried like the upload), so a refusal leaves it untouched;
     ``read_hub=False`` (a dry run) leaves out the two checks that read it, metadata and tag.
+    A symbolic link is refused unless ``follow_symlinks`` and it points inside the folder.
     """
     root = Path(folder)
     if not root.is_dir():
         raise HubkitError(f"{folder}: folder not found")
-    local = {rel: root / rel for rel in list_files(root) if not _ignored(rel)}
+    local = publishable_files(root, follow_symlinks=follow_symlinks)
     if not local:
         raise HubkitError(f"{folder}: folder is empty; nothing to push")
-    if findings := scan_for_credentials(root):
+    if findings := scan_files(local):
         rel, why = findings[0]
         more = f" (and {len(findings) - 1} more)" if len(findings) > 1 else ""
         raise HubkitError(f"{root / rel}: {why}; refusing to push {repo_id}{more}")
@@ -233,6 +281,7 @@ def push_folder(
     token: str | None = None,
     commit_message: str | None = None,
     retries: int = 3,
+    follow_symlinks: bool = False,
 ) -> PushResult:
     """Publish ``folder`` as the whole content of ``repo_id`` at ``revision``, in one commit:
     ``preflight_push`` then ``upload``. Remote files absent locally are deleted in the same
@@ -247,6 +296,7 @@ def push_folder(
         endpoint=endpoint,
         token=token,
         retries=retries,
+        follow_symlinks=follow_symlinks,
     )
     return upload(plan, private=private, commit_message=commit_message, retries=retries)
 
@@ -357,7 +407,7 @@ def _push_once(api, plan: PushPlan, private: bool | None, commit_message: str | 
         commit, created = info.oid, True
     if tag is not None and tag not in tags:
         api.create_tag(repo_id, tag=tag, revision=commit, repo_type=repo_type)
-    verify_round_trip(api, plan.root, repo_id, repo_type, commit, list(local))
+    verify_round_trip(api, repo_id, repo_type, commit, local)
     return PushResult(
         repo_id=repo_id,
         repo_type=repo_type,
@@ -373,25 +423,20 @@ def _push_once(api, plan: PushPlan, private: bool | None, commit_message: str | 
     )
 
 
-def verify_round_trip(api, root: Path, repo_id: str, repo_type: str, commit: str, files: list[str]) -> None:
-    """Check that the repo at ``commit`` holds exactly ``files`` with the local sha256s.
+def verify_round_trip(api, repo_id: str, repo_type: str, commit: str, files: dict[str, Path]) -> None:
+    """Check that the repo at ``commit`` holds exactly ``files``, each with the local content.
 
-    LFS files report their sha256; small regular files are downloaded and hashed.
+    One recursive tree listing (paged by the Hub, 1,000 entries a page) gives every remote file's
+    size with its sha256 (LFS files) or git blob id (a sha1 of its bytes, regular files); both
+    are compared with the local file's, so no file is downloaded again.
     """
     remote = _remote_files(api, repo_id, repo_type, commit)
     names = set(remote) - ({".gitattributes"} - set(files))  # the Hub's own, unless the folder brings one
     if names != set(files):
         diff = sorted(names.symmetric_difference(files))
-        raise HubkitError(f"{repo_id}@{commit[:12]}: remote files differ from {root} ({', '.join(diff[:5])})")
-    with tempfile.TemporaryDirectory(prefix="hubkit-verify-") as tmp:
-        for rel in sorted(files):
-            entry = remote[rel]
-            if entry.lfs is not None:
-                remote_sha = entry.lfs.sha256
-            else:
-                fetched = api.hf_hub_download(
-                    repo_id, rel, repo_type=repo_type, revision=commit, local_dir=tmp
-                )
-                remote_sha = sha256_file(fetched)
-            if remote_sha != sha256_file(root / rel):
-                raise HubkitError(f"{repo_id}@{commit[:12]}: {rel} differs from the local file after upload")
+        raise HubkitError(
+            f"{repo_id}@{commit[:12]}: remote files differ from the folder ({', '.join(diff[:5])})"
+        )
+    for rel in sorted(files):
+        if not _same(files[rel], remote[rel]):
+            raise HubkitError(f"{repo_id}@{commit[:12]}: {rel} differs from the local file after upload")
