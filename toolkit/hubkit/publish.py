@@ -15,7 +15,6 @@ from __future__ import annotations
 import fnmatch
 import hashlib
 import os
-import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -23,39 +22,16 @@ from pathlib import Path
 from typing import Any, Literal, TypeVar
 
 from .artifacts import sha256_file
+from .credentials import credential_in
 from .endpoint import current_endpoint, disable_xet_if_local
 from .errors import HubkitError
 
 RepoType = Literal["model", "dataset"]
 _T = TypeVar("_T")
 
-# Files that are credentials by name, whatever they hold.
-CREDENTIAL_FILES = (
-    ".env",
-    ".env.*",
-    "*.pem",
-    "*.key",
-    ".git-credentials",
-    ".netrc",
-    "_netrc",
-    "id_rsa",
-    "id_ed25519",
-)
-# Secrets recognisable by shape: (what it is, pattern).
-CREDENTIAL_PATTERNS: tuple[tuple[str, re.Pattern[bytes]], ...] = (
-    ("Hugging Face token", re.compile(rb"\bhf_[A-Za-z0-9]{30,}")),
-    ("Hugging Face OAuth token", re.compile(rb"\bhf_oauth_[A-Za-z0-9_]{30,}")),
-    ("AWS access key id", re.compile(rb"\b(?:AKIA|ASIA)[0-9A-Z]{16}\b")),
-    ("GitHub token", re.compile(rb"\b(?:gh[pousr]_[A-Za-z0-9]{36}|github_pat_[A-Za-z0-9_]{40,})")),
-    ("OpenAI API key", re.compile(rb"\bsk-(?:proj-)?[A-Za-z0-9_-]{32,}")),
-    ("Google API key", re.compile(rb"\bAIza[0-9A-Za-z_-]{35}")),
-    ("Slack token", re.compile(rb"\bxox[abposr]-[A-Za-z0-9-]{10,}")),
-    ("private key", re.compile(rb"-----BEGIN (?:[A-Z]+ )?PRIVATE KEY-----")),
-)
 # Never uploaded: VCS and client bookkeeping.
 IGNORED = (".git/*", ".cache/*", "*/__pycache__/*", "__pycache__/*", ".DS_Store")
 _CHUNK = 1 << 20
-_OVERLAP = 256  # longer than any pattern above, so a secret split across chunks is still seen
 
 
 @dataclass(frozen=True)
@@ -77,19 +53,6 @@ class PushResult:
 
 def _ignored(rel: str) -> bool:
     return any(fnmatch.fnmatch(rel, pattern) for pattern in IGNORED)
-
-
-def _file_credential(path: Path) -> str | None:
-    """Name the kind of secret in ``path``, streaming it so size never matters."""
-    tail = b""
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(_CHUNK), b""):
-            window = tail + block
-            for what, pattern in CREDENTIAL_PATTERNS:
-                if pattern.search(window):
-                    return what
-            tail = window[-_OVERLAP:]
-    return None
 
 
 def publishable_files(folder: str | os.PathLike[str], *, follow_symlinks: bool = False) -> dict[str, Path]:
@@ -144,14 +107,7 @@ def scan_for_credentials(
 
 def scan_files(files: dict[str, Path]) -> list[tuple[str, str]]:
     """Every (relative path, reason) among ``files`` that is or holds a credential."""
-    findings = []
-    for rel, path in files.items():
-        name = rel.rsplit("/", 1)[-1]
-        if any(fnmatch.fnmatch(name, pattern) for pattern in CREDENTIAL_FILES):
-            findings.append((rel, f"credential file ({name})"))
-        elif what := _file_credential(path):
-            findings.append((rel, f"contains a {what}"))
-    return findings
+    return [(rel, why) for rel, path in files.items() if (why := credential_in(path, rel))]
 
 
 def git_blob_sha1(path: Path) -> str:
