@@ -164,7 +164,7 @@ def test_adapter_merge_equals_peft_merge_and_unload(base, tmp_path, lora):
     manifest = read_json(out / "manifest.json")
     assert manifest["kind"] == "merged" and manifest["method"] == "lora" and manifest["verification"] is None
     provenance = read_json(out / "provenance.json")
-    assert provenance["base_model"] == str(base) and provenance["adapter"] == str(adapter)
+    assert provenance["base_model"] == base.name and provenance["adapter"] == adapter.name  # no local path
     assert provenance["leak_certificate"]["passed"] is True
     assert provenance["adapter_provenance"]["recipe"]["name"] == "tiny"
 
@@ -439,7 +439,7 @@ def test_leak_certificates_of_hubkit_trained_inputs(base, tmp_path):
         merge_adapter(unchecked, tmp_path / "out")
     _nothing_written(tmp_path / "out")
     out = merge_adapter(unchecked, tmp_path / "out", allow_unverified=[str(unchecked)])
-    assert read_json(out / "provenance.json")["allow_unverified"] == [str(unchecked)]
+    assert read_json(out / "provenance.json")["allow_unverified"] == [unchecked.name]
 
 
 def test_unknown_provenance_is_refused_unless_allowed_and_recorded(tiny_llama, base, tmp_path):
@@ -456,18 +456,18 @@ def test_unknown_provenance_is_refused_unless_allowed_and_recorded(tiny_llama, b
 
     merge_adapter(adapter, out, allow_unverified=[str(tiny_llama)])
     provenance = read_json(out / "provenance.json")
-    assert provenance["allow_unverified"] == [str(tiny_llama)]
+    assert provenance["allow_unverified"] == [tiny_llama.name]  # local inputs by name, not path
     records = {r["id"]: r for r in provenance["taint_gate"]["inputs"]}
     assert (
-        records[str(tiny_llama)]["verdict"] == "allowed-unverified" and records[str(tiny_llama)]["override"]
+        records[tiny_llama.name]["verdict"] == "allowed-unverified" and records[tiny_llama.name]["override"]
     )
-    assert records[str(adapter)]["verdict"] == "clean"
-    assert records[str(adapter)]["datasets"] == ["openai/gsm8k"]
+    assert records[adapter.name]["verdict"] == "clean"
+    assert records[adapter.name]["datasets"] == ["openai/gsm8k"]
 
     # The override travels: a model merged from an unverified input is itself unverified.
     lineage = read_lineage(out)
-    assert lineage.unverified_ancestors == [str(tiny_llama)] and str(tiny_llama) in lineage.ancestors
-    with pytest.raises(HubkitError, match=rf"merged from unverified input\(s\) {tiny_llama}"):
+    assert lineage.unverified_ancestors == [tiny_llama.name] and tiny_llama.name in lineage.ancestors
+    with pytest.raises(HubkitError, match=rf"merged from unverified input\(s\) {tiny_llama.name}"):
         merge_models([str(out), str(base)], tmp_path / "again")
 
 
@@ -484,7 +484,7 @@ def test_a_provenance_json_hubkit_did_not_write_is_unknown_provenance(tiny_llama
 
     merge_adapter(adapter, out, allow_unverified=[str(foreign)])
     record = read_json(out / "provenance.json")["taint_gate"]["inputs"][0]
-    assert record["id"] == str(foreign) and record["provenance"] == "none"
+    assert record["id"] == foreign.name and record["provenance"] == "none"
     assert record["verdict"] == "allowed-unverified" and record["override"]
 
 
@@ -700,7 +700,7 @@ def test_cli_merge_models_weights_and_allow_unverified(
     assert code == 1 and f"pass --allow-unverified {tiny_llama}" in _error_line(err)
     code, stdout, _ = _cli(monkeypatch, capsys, *args, "--allow-unverified", str(tiny_llama))
     assert code == 0, stdout
-    assert f"{tiny_llama}: allowed-unverified" in stdout
+    assert f"{tiny_llama.name}: allowed-unverified" in stdout
     assert [r["weight"] for r in read_json(out / "provenance.json")["inputs"]] == [0.6, 0.4]
 
     # --recipe: its registry entries join the gate, and its hub section makes the card possible.

@@ -271,3 +271,18 @@ def test_offline_main_job_resumes_after_a_kill(tmp_path):
     with LocalHub(tmp_path / "hub") as hub:
         api = HfApi(endpoint=hub.endpoint)
         assert {m.id for m in api.list_models()} >= {"hubkit/tiny-adapter", "hubkit/tiny-merged"}
+        _assert_no_local_path(api, tmp_path)
+
+
+def _assert_no_local_path(api: HfApi, cwd: Path) -> None:
+    """No file of the quick start's three repos names the working directory, home or user."""
+    import getpass
+
+    needles = {str(cwd), str(cwd.resolve()), str(Path.home()), str(REPO), f"/{getpass.getuser()}/"}
+    repos = {"hubkit/tiny-dataset": "dataset", "hubkit/tiny-adapter": "model", "hubkit/tiny-merged": "model"}
+    for repo_id, repo_type in repos.items():
+        folder = Path(api.snapshot_download(repo_id, repo_type=repo_type, local_dir=cwd / "pulled" / repo_id))
+        for path in sorted(p for p in folder.rglob("*") if p.is_file() and ".cache" not in p.parts):
+            data = path.read_bytes()
+            leaked = sorted(n for n in needles if n.encode() in data)
+            assert not leaked, f"{repo_id}/{path.relative_to(folder)} holds {leaked}"

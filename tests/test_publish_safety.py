@@ -48,7 +48,11 @@ def test_links_inside_the_folder_are_published_only_when_followed(local_hub, tmp
         publishable_files(root)
     files = publishable_files(root, follow_symlinks=True)
     assert sorted(files) == [
-        "README.md", "alias.txt", "model.safetensors", "same-sub/notes.txt", "sub/notes.txt"
+        "README.md",
+        "alias.txt",
+        "model.safetensors",
+        "same-sub/notes.txt",
+        "sub/notes.txt",
     ]
     result = push_folder(root, "alice/link-inside", follow_symlinks=True)
     assert sorted(HfApi().list_repo_files("alice/link-inside")) == [".gitattributes", *sorted(files)]

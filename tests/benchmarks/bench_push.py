@@ -41,7 +41,9 @@ def _per_file_round_trip(api, repo_id: str, repo_type: str, commit: str, files: 
             if entry.lfs is not None:
                 remote_sha = entry.lfs.sha256
             else:
-                fetched = api.hf_hub_download(repo_id, rel, repo_type=repo_type, revision=commit, local_dir=tmp)
+                fetched = api.hf_hub_download(
+                    repo_id, rel, repo_type=repo_type, revision=commit, local_dir=tmp
+                )
                 remote_sha = sha256_file(fetched)
             if remote_sha != sha256_file(files[rel]):
                 raise HubkitError(f"{repo_id}: {rel} differs")

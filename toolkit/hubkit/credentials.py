@@ -46,6 +46,8 @@ CREDENTIAL_FILES = (
 )
 # Paths that are credentials wherever they sit: the AWS CLI's and kubectl's stores.
 CREDENTIAL_PATHS = ("*.aws/credentials", "*.kube/config", "*.docker/config.json")
+
+
 class Shape(NamedTuple):
     """A secret recognisable by its shape; ``pattern`` runs only where one of ``anchors`` occurs,
     so clean gigabytes of weights cost a few ``bytes.find`` calls per MiB, not a regex each."""
@@ -62,7 +64,9 @@ CREDENTIAL_PATTERNS: tuple[Shape, ...] = (
     Shape(
         "AWS secret access key",
         (b"secret", b"SECRET", b"Secret"),
-        re.compile(rb"(?i)aws_?secret_?(?:access_?)?key[\"']?\s*[:=]\s*[\"']?[A-Za-z0-9/+]{40}(?![A-Za-z0-9/+])"),
+        re.compile(
+            rb"(?i)aws_?secret_?(?:access_?)?key[\"']?\s*[:=]\s*[\"']?[A-Za-z0-9/+]{40}(?![A-Za-z0-9/+])"
+        ),
     ),
     Shape(
         "GitHub token",
@@ -75,7 +79,9 @@ CREDENTIAL_PATTERNS: tuple[Shape, ...] = (
     Shape(
         "npm token",
         (b"npm_", b"_auth"),
-        re.compile(rb"(?m)\bnpm_[A-Za-z0-9]{36}\b|^\s*(?://\S*:)?_auth(?:Token)?\s*=\s*[A-Za-z0-9+/=_.-]{8,}\s*$"),
+        re.compile(
+            rb"(?m)\bnpm_[A-Za-z0-9]{36}\b|^\s*(?://\S*:)?_auth(?:Token)?\s*=\s*[A-Za-z0-9+/=_.-]{8,}\s*$"
+        ),
     ),
     Shape("PyPI token", (b"pypi-AgE",), re.compile(rb"\bpypi-AgE[A-Za-z0-9_-]{50,}")),
     Shape(

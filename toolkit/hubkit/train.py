@@ -37,6 +37,7 @@ from .artifacts import (
 )
 from .attention import SDPA_VARLEN, register_sdpa_varlen
 from .errors import HubkitError
+from .portable import portable_ref, relative_to_artifact
 from .prompts import to_prompt_completion
 from .provenance import DATA_FILE, load_leak_certificate, require_passing_certificate
 from .recipe import LoraSection, Recipe
@@ -669,7 +670,7 @@ def train(
                 "files": _base_model_files(base),
             },
             "dataset": {
-                "path": str(data.path),
+                "path": portable_ref(data.path),
                 "hub_id": hub_id,
                 "data_sha256": data.sha256,
                 "manifest_content_hash": data.manifest_content_hash,
@@ -687,6 +688,10 @@ def train(
             for item in staging.iterdir():
                 if item.name not in _NOT_IN_ARTIFACT:
                     shutil.move(str(item), tmp / item.name)
+            if base.local:  # peft wrote this machine's path of the base: name it relative to the adapter
+                config = read_json(tmp / "adapter_config.json")
+                config["base_model_name_or_path"] = relative_to_artifact(base.load_from, out)
+                write_json(tmp / "adapter_config.json", config)
             write_json(tmp / "metrics.json", metrics)
             write_json(tmp / "provenance.json", provenance)
             write_manifest(

@@ -30,6 +30,7 @@ from typing import Any
 
 from ..artifacts import digest_of
 from ..errors import HubkitError
+from ..portable import portable_ref
 
 
 @dataclass(frozen=True)
@@ -56,7 +57,7 @@ class Benchmark:
     def record(self) -> dict[str, Any]:
         """What the leak certificate says about this benchmark."""
         return {
-            "source": self.source,
+            "source": portable_ref(self.source),  # a local file by name: its sha256 is beside
             "revision": self.revision,
             "sha256": self.sha256,
             "items": len(self.items),

@@ -21,6 +21,7 @@ from typing import Any
 
 from ..artifacts import MANIFEST, digest_of, read_json, read_manifest, write_json, write_manifest
 from ..errors import HubkitError
+from ..portable import recall_location
 from ..prompts import format_prompt
 from .checkpoint import Checkpoint, model_file_hashes, resolve_model
 from .merging import KIND
@@ -41,10 +42,15 @@ TOLERANCES = {"F32": (1e-3, 1e-5), "F16": (1e-2, 1e-2), "BF16": (2e-2, 2e-2)}
 _MANIFEST_OWN = ("kind", "inputs", "files", "content_hash", "hubkit_version")
 
 
-def _locate(record: dict[str, Any]) -> Path:
-    """An input's folder: where it was at merge time, else fetched again by id and revision."""
-    path = Path(record["path"])
-    return path if path.is_dir() else resolve_model(record["id"], record.get("revision"))[0]
+def _locate(record: dict[str, Any], merged: Path) -> Path:
+    """An input's folder: where it was at merge time (relative to the merged model, or as this
+    machine remembers it by hash), else fetched again by id and revision."""
+    path = merged / record["path"] if record.get("path") else None
+    if path is not None and path.is_dir():
+        return path
+    if not record.get("revision") and (known := recall_location(record["sha256"])) is not None:
+        return known
+    return resolve_model(record["id"], record.get("revision"))[0]
 
 
 def _structure(merged: Checkpoint, reference: Checkpoint) -> list[str]:
@@ -103,7 +109,7 @@ def verify_merge(merged_dir: str | os.PathLike[str]) -> dict[str, Any]:
     method = provenance["method"]
     records = provenance["inputs"]
     reference_record = next((r for r in records if r["role"] == "base"), records[0])
-    reference = Checkpoint(_locate(reference_record), reference_record["id"])
+    reference = Checkpoint(_locate(reference_record, folder), reference_record["id"])
     merged = Checkpoint(folder)
     dtype = Counter(info.dtype for info in merged.tensors.values()).most_common(1)[0][0]
     problems = _structure(merged, reference)
@@ -119,7 +125,7 @@ def verify_merge(merged_dir: str | os.PathLike[str]) -> dict[str, Any]:
         )
         from peft import PeftModel
 
-        adapter = _locate(next(r for r in records if r["role"] == "adapter"))
+        adapter = _locate(next(r for r in records if r["role"] == "adapter"), folder)
         checked, differing = _untouched_differences(merged, reference, set(provenance["touched_tensors"]))
         problems += [f"{name}: untouched by the adapter but differs from the base" for name in differing]
         peft_model = PeftModel.from_pretrained(_load(reference.folder), adapter)
