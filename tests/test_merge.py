@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 import torch
 import yaml
+from huggingface_hub import HfApi
 from peft import LoraConfig, get_peft_model
 from safetensors.torch import load_file, save_file
 from transformers import AutoModelForCausalLM, GPT2Config, GPT2LMHeadModel
@@ -249,7 +250,7 @@ def test_verify_merge_records_the_check_and_gates_publishing(local_hub, merged, 
     tokenizer_config = folder / "tokenizer_config.json"
     original = tokenizer_config.read_bytes()
     write_json(tokenizer_config, read_json(tokenizer_config) | {"model_max_length": 7})
-    with pytest.raises(HubkitError, match="weights or tokenizer changed since"):
+    with pytest.raises(HubkitError, match="files changed or added since"):
         require_verified(folder)
     tokenizer_config.write_bytes(original)
     assert require_verified(folder)["passed"]
@@ -259,7 +260,7 @@ def test_verify_merge_records_the_check_and_gates_publishing(local_hub, merged, 
     tensors = load_file(shard)
     tensors["model.norm.weight"] = tensors["model.norm.weight"] + 1e-3
     save_file(tensors, shard, metadata={"format": "pt"})
-    with pytest.raises(HubkitError, match="weights or tokenizer changed since"):
+    with pytest.raises(HubkitError, match="files changed or added since"):
         require_verified(folder)
     failed = verify_merge(folder)
     assert not failed["passed"]
@@ -523,6 +524,77 @@ def test_linear_and_task_arithmetic_merges(base, other_model, tmp_path):
     got = AutoModelForCausalLM.from_pretrained(task).state_dict()
     assert max(float((got[k] - (a[k] + 0.5 * (b[k] - a[k]))).abs().max()) for k in a) <= 1e-6
     assert [r["role"] for r in read_json(task / "provenance.json")["inputs"]] == ["base", "model"]
+
+
+@pytest.fixture(scope="module")
+def verified(merged, tmp_path_factory) -> Path:
+    """A copy of the shared merge that passed `hubkit verify merge`."""
+    folder = tmp_path_factory.mktemp("verified") / "merged"
+    shutil.copytree(merged[1], folder)
+    assert verify_merge(folder)["passed"]
+    return folder
+
+
+def _remanifest(folder: Path, **changes) -> None:
+    """Rewrite a merged model's manifest over its current files, as a forger would."""
+    manifest = read_json(folder / "manifest.json")
+    fields = {k: v for k, v in manifest.items() if k not in ("kind", "inputs", "files", "content_hash")}
+    write_manifest(folder, changes.pop("kind", "merged"), manifest["inputs"], **(fields | changes))
+
+
+def _fail_check(folder: Path) -> dict:
+    """Make the recorded equivalence check a failing one (figures, verdict and summary agree)."""
+    result = read_json(folder / "verification.json")
+    result |= {"passed": False, "max_abs_logit_diff": 3.0, "problems": ["max |logit diff| 3 exceeds"]}
+    write_json(folder / "verification.json", result)
+    summary = {k: result[k] for k in ("passed", "max_abs_logit_diff", "tolerance", "weights_sha256")}
+    _remanifest(folder, verification=summary)
+    return summary
+
+
+@pytest.mark.parametrize(
+    ("probe", "error"),
+    [
+        ("manifest says passed", r"verification summary differs from verification\.json"),
+        ("both say passed", r"max \|logit diff\| 3\.0 is not within the tolerance"),
+        ("kind model", r"manifest\.json: kind 'model' is not a hubkit artifact"),
+        ("manifest deleted", r"provenance\.json: a hubkit merged without its manifest\.json"),
+        ("bin added", r"pytorch_model\.bin: not part of the artifact"),
+        ("code added and listed", r"files changed or added since `hubkit verify merge`"),
+        ("shard changed and listed", r"files changed or added since `hubkit verify merge`"),
+    ],
+)
+def test_push_recomputes_a_merged_models_claims(local_hub, verified, tmp_path, probe, error):
+    folder = tmp_path / "merged"
+    shutil.copytree(verified, folder)
+    if probe == "manifest says passed":
+        summary = _fail_check(folder)
+        manifest = read_json(folder / "manifest.json")
+        write_json(folder / "manifest.json", manifest | {"verification": summary | {"passed": True}})
+    elif probe == "both say passed":
+        summary = _fail_check(folder)
+        result = read_json(folder / "verification.json") | {"passed": True, "problems": []}
+        write_json(folder / "verification.json", result)
+        _remanifest(folder, verification=summary | {"passed": True})
+    elif probe == "kind model":
+        _remanifest(folder, kind="model")
+    elif probe == "manifest deleted":
+        (folder / "manifest.json").unlink()
+    elif probe == "bin added":
+        (folder / "pytorch_model.bin").write_bytes(b"\0" * 256)
+    elif probe == "code added and listed":
+        (folder / "modeling_evil.py").write_text("import os\n")
+        _remanifest(folder)
+    else:
+        shard = sorted(folder.glob("*.safetensors"))[0]
+        tensors = load_file(shard)
+        name = sorted(tensors)[0]
+        save_file({**tensors, name: tensors[name] + 1}, shard, metadata={"format": "pt"})
+        _remanifest(folder)
+    repo_id = f"alice/gate-merged-{probe.replace(' ', '-')}"
+    with pytest.raises(HubkitError, match=error):
+        push_folder(folder, repo_id)
+    assert not HfApi().repo_exists(repo_id)
 
 
 def test_an_unverified_merged_input_is_refused(base, merged, tmp_path):

@@ -21,7 +21,7 @@ def _folder(tmp_path: Path) -> Path:
     (root / "sub").mkdir(parents=True)
     (root / "README.md").write_text("# hello\n")
     (root / "sub" / "notes.txt").write_text("nested\n")
-    (root / "model.safetensors").write_bytes(os.urandom(200_000))  # an LFS file on the Hub
+    (root / "assets.tar").write_bytes(os.urandom(200_000))  # an LFS file on the Hub
     return root
 
 
@@ -50,7 +50,7 @@ def test_links_inside_the_folder_are_published_only_when_followed(local_hub, tmp
     assert sorted(files) == [
         "README.md",
         "alias.txt",
-        "model.safetensors",
+        "assets.tar",
         "same-sub/notes.txt",
         "sub/notes.txt",
     ]
@@ -106,7 +106,7 @@ def test_a_noop_repush_checks_the_round_trip_without_downloading(local_hub, tmp_
     assert len(requests) < 12, requests  # a handful of listings, not one request per file
 
 
-@pytest.mark.parametrize("changed", ["sub/notes.txt", "model.safetensors"])
+@pytest.mark.parametrize("changed", ["sub/notes.txt", "assets.tar"])
 def test_the_round_trip_sees_a_file_that_differs(local_hub, tmp_path, changed):
     root = _folder(tmp_path)
     result = push_folder(root, f"alice/bulk-differs-{changed[:3]}")

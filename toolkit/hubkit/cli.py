@@ -50,6 +50,12 @@ def cli() -> None:
     help="Publish symbolic links as the files they point to, if those are inside FOLDER "
     "(default: refuse any link).",
 )
+@click.option(
+    "--no-gate",
+    is_flag=True,
+    help="Publish model weights or data that no hubkit gate can check (no hubkit manifest.json); "
+    "the commit message and the card say so.",
+)
 def push(
     folder: str,
     repo_id: str,
@@ -60,6 +66,7 @@ def push(
     message: str | None,
     endpoint: str | None,
     follow_symlinks: bool,
+    no_gate: bool,
 ) -> None:
     """Publish FOLDER as the content of REPO_ID, in one commit, then verify it.
 
@@ -67,7 +74,10 @@ def push(
     makes no commit), deletes remote files the folder no longer has, tags the commit, and
     checks that every remote file's sha256 equals the local one. A folder holding a
     credential (hf_ tokens, API keys, .env, *.pem, .netrc, ...) is refused before anything
-    is sent. The token comes from $HF_TOKEN or `hf auth login`.
+    is sent, as is a symbolic link. A hubkit artifact passes its kind's gate first, its claims
+    recomputed from its files: a dataset's data hash and leak certificate, an adapter's
+    certificate against the dataset it names, a merged model's equivalence check covering every
+    file. The token comes from $HF_TOKEN or `hf auth login`.
     """
     from .publish import push_folder
 
@@ -81,7 +91,12 @@ def push(
         endpoint=endpoint,
         commit_message=message,
         follow_symlinks=follow_symlinks,
+        no_gate=no_gate,
     )
+    if result.gate:
+        click.echo(f"Gate: {result.gate}")
+    elif no_gate:
+        click.echo("No gate (--no-gate): the commit message and the card say so.")
     if result.created_commit:
         click.echo(
             f"Pushed {len(result.changed)} file(s) ({result.uploaded_bytes:,} bytes), "

@@ -2,8 +2,9 @@
 
 ``push_folder`` is the only way hubkit writes to a Hub: ``preflight_push`` then ``upload``,
 which a caller publishing several repos runs for all of them before uploading any. The
-pre-flight refuses a folder that holds a credential, a hubkit merged model without a passing
-equivalence check, card metadata the Hub rejects or a reused version tag, with reads only;
+pre-flight refuses a folder that holds a symbolic link or a credential, a hubkit artifact its
+gate refuses (``gates``: claims recomputed from the files), weights or data without a hubkit
+manifest (unless ``no_gate``), card metadata the Hub rejects or a reused version tag, with reads only;
 the upload sends only what changed (an unchanged folder makes no commit and sends 0 bytes),
 makes the remote mirror the folder in a single commit whose parent is pinned (a concurrent
 writer makes it fail rather than silently interleave), and then checks the round trip: the
@@ -15,6 +16,7 @@ from __future__ import annotations
 import fnmatch
 import hashlib
 import os
+import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -25,10 +27,17 @@ from .artifacts import sha256_file
 from .credentials import credential_in
 from .endpoint import current_endpoint, disable_xet_if_local
 from .errors import HubkitError
+from .gates import push_gate
 
 RepoType = Literal["model", "dataset"]
 _T = TypeVar("_T")
 
+# What the card of a folder pushed with --no-gate says, and its commit.
+NO_GATE_NOTICE = (
+    "\n\n## Published without a gate\n\nPushed with `hubkit push --no-gate`: no hubkit gate checked "
+    "these files (no leak certificate or equivalence check was recomputed).\n"
+)
+NO_GATE_COMMIT = "Pushed with --no-gate: no hubkit gate checked these files."
 # Never uploaded: VCS and client bookkeeping.
 IGNORED = (".git/*", ".cache/*", "*/__pycache__/*", "__pycache__/*", ".DS_Store")
 _CHUNK = 1 << 20
@@ -49,6 +58,7 @@ class PushResult:
     tag: str | None = None
     changed: list[str] = field(default_factory=list)
     deleted: list[str] = field(default_factory=list)
+    gate: str | None = None
 
 
 def _ignored(rel: str) -> bool:
@@ -163,6 +173,9 @@ class PushPlan:
     tag: str | None
     endpoint: str | None
     token: str | None = field(default=None, repr=False)
+    gate: str | None = None  # what the artifact's gate recomputed; None: no gate applied
+    no_gate: bool = False
+    scratch: Any = field(default=None, repr=False, compare=False)  # holds a --no-gate card while it lives
 
 
 def preflight_push(
@@ -177,13 +190,15 @@ def preflight_push(
     retries: int = 3,
     read_hub: bool = True,
     follow_symlinks: bool = False,
+    no_gate: bool = False,
 ) -> PushPlan:
     """Every check of a push that writes nothing: the folder, the repo id, credentials, a hubkit
     merged model's equivalence check, the card metadata as the Hub judges it, and the tag.
 
     The Hub is only read (retried like the upload), so a refusal leaves it untouched;
     ``read_hub=False`` (a dry run) leaves out the two checks that read it, metadata and tag.
-    A symbolic link is refused unless ``follow_symlinks`` and it points inside the folder.
+    A symbolic link is refused unless ``follow_symlinks`` and it points inside the folder. A hubkit
+    artifact must pass its kind's gate; ``no_gate`` skips it, and the card and commit say so.
     """
     root = Path(folder)
     if not root.is_dir():
@@ -200,14 +215,16 @@ def preflight_push(
     from huggingface_hub.errors import HFValidationError
     from huggingface_hub.utils import validate_repo_id
 
-    from .merge import require_verified_if_merged
-
     try:
         validate_repo_id(repo_id)
     except HFValidationError as exc:
         raise HubkitError(f"{repo_id}: not a valid repo id ({exc})") from None
-    require_verified_if_merged(root)
-    plan = PushPlan(root, local, repo_id, repo_type, revision, tag, endpoint, token)
+    gate, scratch = None, None
+    if no_gate:
+        local, scratch = _with_no_gate_card(root, local)
+    else:
+        gate = push_gate(root, local)
+    plan = PushPlan(root, local, repo_id, repo_type, revision, tag, endpoint, token, gate, no_gate, scratch)
     if read_hub:
         _with_retries(plan, retries, lambda api: _check_remote(api, plan))
     return plan
@@ -238,6 +255,7 @@ def push_folder(
     commit_message: str | None = None,
     retries: int = 3,
     follow_symlinks: bool = False,
+    no_gate: bool = False,
 ) -> PushResult:
     """Publish ``folder`` as the whole content of ``repo_id`` at ``revision``, in one commit:
     ``preflight_push`` then ``upload``. Remote files absent locally are deleted in the same
@@ -253,8 +271,20 @@ def push_folder(
         token=token,
         retries=retries,
         follow_symlinks=follow_symlinks,
+        no_gate=no_gate,
     )
     return upload(plan, private=private, commit_message=commit_message, retries=retries)
+
+
+def _with_no_gate_card(root: Path, files: dict[str, Path]) -> tuple[dict[str, Path], Any]:
+    """``files`` with a README.md whose card says it was published without a gate (the folder's own
+    card plus the notice, or the notice alone), written to a scratch folder the plan keeps."""
+    readme = files.get("README.md")
+    text = readme.read_text(encoding="utf-8") if readme is not None else f"# {root.resolve().name}\n"
+    scratch = tempfile.TemporaryDirectory(prefix="hubkit-no-gate-")
+    card = Path(scratch.name) / "README.md"
+    card.write_text(text if NO_GATE_NOTICE in text else text.rstrip("\n") + NO_GATE_NOTICE, encoding="utf-8")
+    return {**files, "README.md": card}, scratch
 
 
 def _with_retries(plan: PushPlan, retries: int, call: Callable[[Any], _T]) -> _T:
@@ -352,10 +382,12 @@ def _push_once(api, plan: PushPlan, private: bool | None, commit_message: str | 
             CommitOperationAdd(path_in_repo=rel, path_or_fileobj=str(local[rel])) for rel in changed
         ]
         operations += [CommitOperationDelete(path_in_repo=rel) for rel in deleted]
+        message = commit_message or f"Upload {plan.root.resolve().name} with hubkit"
         info = api.create_commit(
             repo_id,
             operations,
-            commit_message=commit_message or f"Upload {plan.root.name} with hubkit",
+            commit_message=f"{message} (--no-gate)" if plan.no_gate else message,
+            commit_description=NO_GATE_COMMIT if plan.no_gate else None,
             repo_type=repo_type,
             revision=branch,
             parent_commit=parent,
@@ -376,6 +408,7 @@ def _push_once(api, plan: PushPlan, private: bool | None, commit_message: str | 
         tag=tag,
         changed=changed,
         deleted=deleted,
+        gate=plan.gate,
     )
 
 

@@ -37,7 +37,7 @@ from .artifacts import (
 )
 from .attention import SDPA_VARLEN, register_sdpa_varlen
 from .errors import HubkitError
-from .portable import portable_ref, relative_to_artifact
+from .portable import portable_ref, relative_to_artifact, remember_location
 from .prompts import to_prompt_completion
 from .provenance import DATA_FILE, load_leak_certificate, require_passing_certificate
 from .recipe import LoraSection, Recipe
@@ -693,6 +693,7 @@ def train(
                 config["base_model_name_or_path"] = relative_to_artifact(base.load_from, out)
                 write_json(tmp / "adapter_config.json", config)
             write_json(tmp / "metrics.json", metrics)
+            remember_location(data.sha256, data.path)  # where the push gate finds the dataset it names
             write_json(tmp / "provenance.json", provenance)
             write_manifest(
                 tmp,

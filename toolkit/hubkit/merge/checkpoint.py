@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..artifacts import hash_files, read_json, write_json
+from ..artifacts import read_json, write_json
 from ..errors import HubkitError
 
 INDEX = "model.safetensors.index.json"
@@ -142,17 +142,6 @@ class Checkpoint:
         if not path.is_file():
             raise HubkitError(f"{self.name}: {CONFIG} missing in {self.folder}")
         return read_json(path)
-
-
-def model_file_hashes(folder: Path) -> dict[str, str]:
-    """sha256 of a model folder's weights, index, config and tokenizer: what a check is about
-    (it reads the probes through the folder's own tokenizer)."""
-    hashes = hash_files(folder)
-    return {
-        rel: digest
-        for rel, digest in hashes.items()
-        if rel.endswith(".safetensors") or rel in (INDEX, *MODEL_FILES, *TOKENIZER_FILES)
-    }
 
 
 # safetensors' dtype names in the order ``save_file`` lays tensors out (widest first, which

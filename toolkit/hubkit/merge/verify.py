@@ -19,11 +19,20 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from ..artifacts import MANIFEST, digest_of, read_json, read_manifest, write_json, write_manifest
+from ..artifacts import (
+    CARD_FILES,
+    MANIFEST,
+    digest_of,
+    hash_files,
+    read_json,
+    read_manifest,
+    write_json,
+    write_manifest,
+)
 from ..errors import HubkitError
 from ..portable import recall_location
 from ..prompts import format_prompt
-from .checkpoint import Checkpoint, model_file_hashes, resolve_model
+from .checkpoint import Checkpoint, resolve_model
 from .merging import KIND
 from .taint import PROVENANCE
 
@@ -162,7 +171,7 @@ def verify_merge(merged_dir: str | os.PathLike[str]) -> dict[str, Any]:
         "passed": not problems,
         "problems": problems,
         "probes": list(PROBES),
-        "weights_sha256": digest_of(model_file_hashes(folder)),
+        "weights_sha256": digest_of(published_hashes(folder)),
     }
     write_json(folder / VERIFICATION, result)
     summary = {k: result[k] for k in ("passed", "max_abs_logit_diff", "tolerance", "weights_sha256")}
@@ -171,16 +180,49 @@ def verify_merge(merged_dir: str | os.PathLike[str]) -> dict[str, Any]:
     return result
 
 
+def published_hashes(folder: Path) -> dict[str, str]:
+    """sha256 of every file of a merged model that is published (weights, index, config, tokenizer,
+    code, provenance), all but those written after the check: what a passing check vouches for, so
+    nothing can be changed or added after it."""
+    return hash_files(folder, exclude=(MANIFEST, *CARD_FILES, VERIFICATION))
+
+
+def _verdict_problem(result: dict[str, Any]) -> str | None:
+    """Why the recorded figures do not make the recorded verdict a pass, or None."""
+    if result.get("problems"):
+        return f"failed its equivalence check: {result['problems'][0]}"
+    if result.get("passed") is not True:
+        return "equivalence check did not pass"
+    if result.get("method") == "lora":
+        diff, tolerance = result.get("max_abs_logit_diff"), result.get("tolerance")
+        numbers = isinstance(diff, int | float) and isinstance(tolerance, int | float)
+        if not numbers or not diff <= tolerance:
+            return f"max |logit diff| {diff} is not within the tolerance {tolerance}, yet it says passed"
+    elif result.get("logits_finite") is not True:
+        return "logits on the probes are not recorded finite, yet it says passed"
+    return None
+
+
 def require_verified(merged_dir: str | os.PathLike[str]) -> dict[str, Any]:
-    """Refuse a merged model whose equivalence check is missing, failed, or older than its weights."""
+    """Refuse a merged model whose equivalence check is missing, failed, or older than its files.
+
+    The verdict is recomputed from the figures in ``verification.json`` (the manifest's summary
+    must agree with them), and its hash must cover every file that would be published.
+    """
     folder = Path(merged_dir)
     summary = read_manifest(folder, KIND).get("verification")
     if not summary:
         raise HubkitError(f"{folder}: merged model not verified; run `hubkit verify merge {folder}` first")
-    if not summary.get("passed"):
-        raise HubkitError(f"{folder}: merged model failed its equivalence check (see {VERIFICATION})")
-    if digest_of(model_file_hashes(folder)) != summary.get("weights_sha256"):
-        raise HubkitError(f"{folder}: weights or tokenizer changed since `hubkit verify merge`; run it again")
+    path = folder / VERIFICATION
+    if not path.is_file():
+        raise HubkitError(f"{path}: missing; run `hubkit verify merge {folder}` again")
+    result = read_json(path)
+    if any(result.get(k) != v for k, v in summary.items()):
+        raise HubkitError(f"{folder / MANIFEST}: verification summary differs from {VERIFICATION}")
+    if problem := _verdict_problem(result):
+        raise HubkitError(f"{folder}: merged model {problem} (see {VERIFICATION})")
+    if digest_of(published_hashes(folder)) != summary.get("weights_sha256"):
+        raise HubkitError(f"{folder}: files changed or added since `hubkit verify merge`; run it again")
     return summary
 
 
