@@ -197,7 +197,8 @@ def test_merge_models_resolve_relative_to_the_recipe(local_hub, work, monkeypatc
     assert merge_ref(recipe, "openai/some-model") == "openai/some-model"
     result = train_and_push(recipe, dry_run=True, echo=lambda _: None)
     inputs = read_json(result.artifacts["merged"] / "provenance.json")["inputs"]
-    assert [i["id"] for i in inputs[1:]] == [str(partner.resolve())]
+    assert [i["id"] for i in inputs[1:]] == ["partner"]  # by name; found relative to the merged model
+    assert (result.artifacts["merged"] / inputs[1]["path"]).resolve() == partner.resolve()
 
 
 @pytest.mark.parametrize("dry_run", [False, True])
