@@ -287,3 +287,54 @@ def _assert_no_local_path(api: HfApi, cwd: Path) -> None:
             data = path.read_bytes()
             leaked = sorted(n for n in needles if n.encode() in data)
             assert not leaked, f"{repo_id}/{path.relative_to(folder)} holds {leaked}"
+
+
+def test_verify_rederives_the_published_claims_and_names_a_forged_one(local_hub, work, monkeypatch, tmp_path):
+    from hubkit.proofs import verify_adapter, verify_dataset, verify_merged
+
+    monkeypatch.chdir(work)
+    result = train_and_push(_recipe("e2e"), echo=lambda _: None)  # the first test's repos, unchanged
+    data, adapter, merged = (result.pushes[r].repo_id for r in ("dataset", "adapter", "merged"))
+    for claims in (verify_dataset(data), verify_adapter(adapter, dataset=data), verify_merged(merged)):
+        assert all(c.ok for c in claims), [c for c in claims if not c.ok]
+
+    api = HfApi()
+
+    def commit(repo_id: str, path: str, content: bytes, repo_type: str = "model") -> None:
+        """A new commit made around hubkit's gates, as someone holding the repo could."""
+        api.upload_file(path_or_fileobj=content, path_in_repo=path, repo_id=repo_id, repo_type=repo_type)
+
+    def wrong(claims) -> list[str]:
+        return [c.name for c in claims if not c.ok]
+
+    import pyarrow.parquet as pq
+
+    local = result.artifacts["dataset"]
+    table = pq.read_table(local / "data.parquet").to_pylist()
+    gsm8k_test = files("hubkit") / "sample_data" / "benchmarks" / "gsm8k_test.jsonl"
+    test = json.loads(gsm8k_test.read_text().splitlines()[0])
+    table[0] |= {"instruction": test["question"], "output": test["answer"]}
+    from hubkit.data import write_rows
+
+    write_rows(table, tmp_path / "data.parquet")
+    commit(data, "data.parquet", (tmp_path / "data.parquet").read_bytes(), "dataset")
+    assert {"data sha256", "leaking rows left", "passed"} <= set(wrong(verify_dataset(data)))
+    certificate = read_json(local / "leak_certificate.json") | {"threshold": 0.99}
+    commit(data, "leak_certificate.json", json.dumps(certificate).encode(), "dataset")
+    commit(data, "data.parquet", (local / "data.parquet").read_bytes(), "dataset")  # data back, cert edited
+    assert wrong(verify_dataset(data)) == ["files hash to the manifest"]
+
+    other = load_file(result.artifacts["adapter"] / "adapter_model.safetensors")
+    save_file({k: v.flip(0) for k, v in other.items()}, tmp_path / "adapter_model.safetensors")
+    commit(adapter, "adapter_model.safetensors", (tmp_path / "adapter_model.safetensors").read_bytes())
+    assert wrong(verify_adapter(adapter, dataset=data, dataset_revision=result.pushes["dataset"].commit)) == [
+        "files hash to the manifest"
+    ]
+
+    shard = sorted(result.artifacts["merged"].glob("*.safetensors"))[0]
+    tensors = load_file(shard)
+    name = next(n for n in sorted(tensors) if "mlp" in n)
+    save_file({**tensors, name: tensors[name] * 1.5}, tmp_path / shard.name, metadata={"format": "pt"})
+    commit(merged, shard.name, (tmp_path / shard.name).read_bytes())
+    failed = wrong(verify_merged(merged))
+    assert {"files hash to the manifest", "files sha256", "passed"} <= set(failed), failed

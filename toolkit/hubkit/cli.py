@@ -423,6 +423,89 @@ def verify_merge_command(folder: str) -> None:
         )
 
 
+def _benchmark_files(items: tuple[str, ...]) -> dict[str, str]:
+    """--benchmark-file NAME=PATH options as a mapping."""
+    files = {}
+    for item in items:
+        name, sep, path = item.partition("=")
+        if not sep or not name or not path:
+            raise HubkitError(f"--benchmark-file {item!r}: expected NAME=PATH")
+        files[name] = path
+    return files
+
+
+def _report_claims(source: str, claims: list) -> None:
+    """Print the claim table; any claim that does not hold is a one-line error and exit 1."""
+    from .proofs import render
+
+    click.echo(render(claims))
+    wrong = [c.name for c in claims if not c.ok]
+    if wrong:
+        raise HubkitError(f"{source}: {len(wrong)} claim(s) do not hold: {', '.join(wrong)}")
+    click.echo(f"All {len(claims)} claims of {source} recomputed and hold.")
+
+
+_REVISION = click.option("--revision", default=None, help="Hub revision (branch, tag or commit) of SOURCE.")
+
+
+@verify.command("dataset")
+@click.argument("source")
+@_REVISION
+@click.option(
+    "--benchmark-file",
+    "benchmark_files",
+    multiple=True,
+    metavar="NAME=PATH",
+    help="A benchmark the certificate names by a local file name: where that file is here.",
+)
+def verify_dataset_command(source: str, revision: str | None, benchmark_files: tuple[str, ...]) -> None:
+    """Re-derive a published dataset's claims: SOURCE is a dataset folder or Hub dataset id.
+
+    Hashes data.parquet and every file again, reloads the benchmarks the leak certificate names
+    (their files or Hub revisions) and compares their hashes, and re-runs the leak check with the
+    certificate's embedding model and threshold: no leaking row may be left. Prints claim /
+    claimed / recomputed / ok; exits 1 on any mismatch.
+    """
+    from .proofs import verify_dataset
+
+    _report_claims(source, verify_dataset(source, revision, _benchmark_files(benchmark_files)))
+
+
+@verify.command("adapter")
+@click.argument("source")
+@_REVISION
+@click.option("--dataset", default=None, help="The dataset it was trained on: folder or Hub dataset id.")
+@click.option("--dataset-revision", default=None, help="Hub revision of --dataset.")
+def verify_adapter_command(
+    source: str, revision: str | None, dataset: str | None, dataset_revision: str | None
+) -> None:
+    """Re-derive a published adapter's claims: SOURCE is an adapter folder or Hub model id.
+
+    Hashes every file again against its manifest, and checks that the leak certificate its
+    provenance carries is the published dataset's, for that dataset's data (hashed again).
+    Without --dataset, the dataset is looked up where this machine trained on it.
+    """
+    from .proofs import verify_adapter
+
+    _report_claims(source, verify_adapter(source, dataset, revision, dataset_revision))
+
+
+@verify.command("merged")
+@click.argument("source")
+@_REVISION
+def verify_merged_command(source: str, revision: str | None) -> None:
+    """Re-derive a published merged model's claims: SOURCE is a merged folder or Hub model id.
+
+    Hashes every file again, then re-runs the equivalence check (base + adapter through peft
+    against the merged weights, on fixed probes) on a scratch copy, with the inputs its
+    provenance names (Hub id + revision, or where this machine has them), and compares it
+    with the recorded one. SOURCE itself is never written.
+    """
+    from .proofs import verify_merged
+
+    _report_claims(source, verify_merged(source, revision))
+
+
 @cli.group()
 def card() -> None:
     """Write an artifact's Hub card (README.md) from its manifests: every fact on it is measured.
@@ -551,12 +634,7 @@ def data_check(
     """
     from .decontam import check_dataset, check_recipe
 
-    files = {}
-    for item in benchmark_files:
-        name, sep, path = item.partition("=")
-        if not sep or not name or not path:
-            raise HubkitError(f"--benchmark-file {item!r}: expected NAME=PATH")
-        files[name] = path
+    files = _benchmark_files(benchmark_files)
     options = {
         "benchmarks": [b.strip() for b in benchmarks.split(",") if b.strip()] if benchmarks else None,
         "threshold": threshold,

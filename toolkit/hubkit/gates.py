@@ -70,7 +70,7 @@ def push_gate(folder: Path, files: dict[str, Path]) -> str | None:
         raise HubkitError(
             f"{folder / MANIFEST}: kind {kind!r} is not a hubkit artifact ({', '.join(GATES)}); refusing it"
         )
-    _unchanged(folder, files, manifest)
+    check_unchanged(folder, files, manifest)
     return f"{kind} gate: {gate(folder, manifest)}"
 
 
@@ -88,7 +88,7 @@ def _provenance_kind(folder: Path) -> str | None:
     )
 
 
-def _unchanged(folder: Path, files: dict[str, Path], manifest: dict[str, Any]) -> None:
+def check_unchanged(folder: Path, files: dict[str, Path], manifest: dict[str, Any]) -> None:
     """Every published file (but the manifest and the cards) hashes to what the manifest lists."""
     listed = manifest.get("files")
     if not isinstance(listed, dict):

@@ -38,6 +38,11 @@ def portable_ref(ref: str | os.PathLike[str] | None) -> str | None:
     return path.name
 
 
+def bundled_path(ref: str) -> Path:
+    """The file a ``hubkit:sample_data/...`` ref names in this install."""
+    return Path(str(files("hubkit").joinpath(ref.removeprefix(BUNDLED))))
+
+
 def relative_to_artifact(path: str | os.PathLike[str], artifact: str | os.PathLike[str]) -> str:
     """``path`` relative to the artifact folder that records it, so the record holds no absolute path."""
     return Path(os.path.relpath(Path(path).resolve(), Path(artifact).resolve())).as_posix()
