@@ -225,3 +225,16 @@ def test_no_gate_is_recorded_in_the_commit_and_the_card(local_hub, tmp_path):
     assert (folder / "README.md").read_text() == "# my model\n"  # the folder itself is left as it was
     again = subprocess.run(command, capture_output=True, text=True, timeout=120)
     assert again.returncode == 0 and "Up to date, no commit made" in again.stdout
+
+
+def test_cli_verify_prints_the_claims_and_exits_1_naming_a_wrong_one(tmp_path):
+    folder = _dataset(tmp_path / "dataset-clean", _rows())  # its gsm8k hash "ab" is not the file's
+    command = [sys.executable, "-m", "hubkit", "verify", "dataset", str(folder)]
+    run = subprocess.run(command, capture_output=True, text=True, timeout=300)
+    assert run.returncode == 1, run.stdout + run.stderr
+    table = run.stdout.splitlines()
+    assert table[0].split() == ["claim", "claimed", "recomputed", "ok"]
+    rows = {line.split("  ")[0]: line for line in table[1:]}
+    assert rows["data sha256"].endswith("ok") and rows["gsm8k sha256"].endswith("MISMATCH")
+    error = run.stderr.strip().splitlines()[-1]  # the last line; model loading may print progress before it
+    assert error.startswith(f"Error: {folder}: 2 claim(s) do not hold: ") and "gsm8k sha256" in error

@@ -19,7 +19,7 @@ from peft import LoraConfig, get_peft_model
 from safetensors.torch import load_file, save_file
 from transformers import AutoModelForCausalLM, GPT2Config, GPT2LMHeadModel
 
-from hubkit.artifacts import read_json, write_json, write_manifest
+from hubkit.artifacts import read_json, sha256_file, write_json, write_manifest
 from hubkit.cli import main
 from hubkit.errors import HubkitError
 from hubkit.merge import (
@@ -50,6 +50,19 @@ def _known(source: Path, dest: Path, **metadata) -> Path:
     return _card(dest, **(metadata or {"datasets": ["openai/gsm8k"]}))
 
 
+# every field `hubkit data check` writes that a gate reads
+_CERTIFICATE = {
+    "passed": True,
+    "dataset_sha256": "0" * 64,
+    "benchmarks": {"gsm8k": {"source": "hubkit:sample_data/benchmarks/gsm8k_test.jsonl", "sha256": "0"}},
+    "embedding_model": "sentence-transformers/all-MiniLM-L6-v2",
+    "threshold": 0.8,
+    "rows_checked": 10,
+    "rows_removed": 0,
+    "hits": 0,
+}
+
+
 def _adapter(base: Path, out: Path, *, seed: int = 1, certificate=None, **lora) -> Path:
     """A peft LoRA adapter with non-zero B (so the delta is real) and a hubkit provenance.json."""
     model = AutoModelForCausalLM.from_pretrained(base)
@@ -67,9 +80,7 @@ def _adapter(base: Path, out: Path, *, seed: int = 1, certificate=None, **lora) 
     peft_model.save_pretrained(out)
     provenance = {  # the shape `hubkit train` writes
         "base_model": {"name_or_path": str(base), "revision": None, "resolved_revision": None},
-        "leak_certificate": {"passed": True, "dataset_sha256": "0" * 64}
-        if certificate is None
-        else certificate,
+        "leak_certificate": _CERTIFICATE if certificate is None else certificate,
         "allow_unchecked_data": certificate is False,
         "recipe": {"name": "tiny", "data": {"sources": [{"name": "gsm8k", "hub_id": "openai/gsm8k"}]}},
         "versions": {},
@@ -441,6 +452,36 @@ def test_leak_certificates_of_hubkit_trained_inputs(base, tmp_path):
     _nothing_written(tmp_path / "out")
     out = merge_adapter(unchecked, tmp_path / "out", allow_unverified=[str(unchecked)])
     assert read_json(out / "provenance.json")["allow_unverified"] == [unchecked.name]
+
+
+@pytest.mark.parametrize(
+    ("probe", "error"),
+    [
+        ("flipped", r"refused by the taint gate: its leak certificate differs from .*leak_certificate\.json"),
+        ("bare", r"its leak certificate missing field 'dataset_sha256'.*; pass --allow-unverified"),
+        ("provenance deleted", r"unknown provenance .*; pass --allow-unverified"),
+    ],
+)
+def test_the_taint_gate_recomputes_an_adapters_certificate(base, tmp_path, probe, error):
+    from hubkit.data import write_rows
+    from hubkit.portable import remember_location
+
+    dataset = tmp_path / "dataset-clean"  # its leak check failed
+    dataset.mkdir()
+    row = {"instruction": "q", "input": "", "output": "a", "data_source": "x"}
+    write_rows([row], dataset / "data.parquet")
+    data_sha = sha256_file(dataset / "data.parquet")
+    failed = _CERTIFICATE | {"passed": False, "dataset_sha256": data_sha}
+    write_json(dataset / "leak_certificate.json", failed)
+    remember_location(data_sha, dataset)
+    certificate = {"passed": True} if probe == "bare" else _CERTIFICATE | {"dataset_sha256": data_sha}
+    adapter = _adapter(base, tmp_path / "adapter", certificate=certificate)
+    if probe == "provenance deleted":  # the card still lists a clean Hub dataset
+        (adapter / "provenance.json").unlink()
+        (adapter / "README.md").write_text("---\ndatasets:\n- openai/gsm8k\n---\n# adapter\n")
+    with pytest.raises(HubkitError, match=error):
+        merge_adapter(adapter, tmp_path / "out", base=str(base))
+    _nothing_written(tmp_path / "out")
 
 
 def test_unknown_provenance_is_refused_unless_allowed_and_recorded(tiny_llama, base, tmp_path):

@@ -160,19 +160,27 @@ def _adapter(folder: Path, manifest: dict[str, Any]) -> str:
         raise HubkitError(
             f"{path}: dataset.data_sha256 differs from {MANIFEST}'s dataset_sha256; refusing it"
         )
-    dataset = recall_location(data_sha256)
-    if dataset is None:
+    if recall_location(data_sha256) is None:
         raise HubkitError(
             f"{path}: the dataset it was trained on (data sha256 {data_sha256[:12]}) is not on this machine, "
             "so its certificate cannot be checked here; `hubkit verify adapter` checks a published one"
         )
-    if sha256_file(dataset / DATA_FILE) != data_sha256:
-        raise HubkitError(
-            f"{dataset / DATA_FILE}: changed since the adapter was trained on it; refusing {folder}"
-        )
-    if digest_of(read_json(dataset / CERTIFICATE)) != digest_of(certificate):
-        raise HubkitError(f"{path}: leak_certificate differs from {dataset / CERTIFICATE}; refusing it")
+    if problem := dataset_certificate_problem(certificate, data_sha256):
+        raise HubkitError(f"{path}: leak_certificate {problem}; refusing it")
     return f"its leak certificate is the one of the dataset it names ({DATA_FILE} hashed again)"
+
+
+def dataset_certificate_problem(certificate: dict[str, Any], data_sha256: str) -> str | None:
+    """Why ``certificate`` is not the one of the dataset artifact whose data hashes to ``data_sha256``
+    (found where this machine last saw it, and hashed again), or None; None too when it is not here."""
+    dataset = recall_location(data_sha256)
+    if dataset is None:
+        return None
+    if sha256_file(dataset / DATA_FILE) != data_sha256:
+        return f"names {dataset / DATA_FILE}, which changed since"
+    if digest_of(read_json(dataset / CERTIFICATE)) != digest_of(certificate):
+        return f"differs from {dataset / CERTIFICATE}"
+    return None
 
 
 def _merged(folder: Path, manifest: dict[str, Any]) -> str:
