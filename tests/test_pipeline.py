@@ -293,7 +293,8 @@ def test_verify_rederives_the_published_claims_and_names_a_forged_one(local_hub,
     from hubkit.proofs import verify_adapter, verify_dataset, verify_merged
 
     monkeypatch.chdir(work)
-    result = train_and_push(_recipe("e2e"), echo=lambda _: None)  # the first test's repos, unchanged
+    # the first test's repos; a tag of its own, as an earlier test may have run `verify` again
+    result = train_and_push(_recipe("e2e", "version=v0.1.0-verify"), echo=lambda _: None)
     data, adapter, merged = (result.pushes[r].repo_id for r in ("dataset", "adapter", "merged"))
     for claims in (verify_dataset(data), verify_adapter(adapter, dataset=data), verify_merged(merged)):
         assert all(c.ok for c in claims), [c for c in claims if not c.ok]
