@@ -68,7 +68,16 @@ def build(work: Path, layers: int) -> None:
     peft_model.save_pretrained(work / "adapter")
     provenance = {
         "base_model": {"name_or_path": str(work / "base"), "revision": None, "resolved_revision": None},
-        "leak_certificate": {"passed": True},
+        "leak_certificate": {  # complete, as `hubkit data check` writes it: the taint gate checks
+            "passed": True,
+            "dataset_sha256": "0" * 64,
+            "benchmarks": {"gsm8k": {"sha256": "0"}},
+            "embedding_model": "sentence-transformers/all-MiniLM-L6-v2",
+            "threshold": 0.8,
+            "rows_checked": 1,
+            "rows_removed": 0,
+            "hits": 0,
+        },
         "allow_unchecked_data": False,
         "recipe": {"name": "bench"},
         "versions": {},
