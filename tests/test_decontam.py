@@ -25,6 +25,7 @@ from hubkit.data import write_rows
 from hubkit.decontam import Embedder, check_dataset, load_benchmark
 from hubkit.decontam.categories import DUPLICATE_OVERLAP, answer_verdict, categorize, overlap
 from hubkit.decontam.search import similar_pairs
+from hubkit.errors import HubkitError
 from hubkit.provenance import require_passing_certificate
 
 SUBJECTS = ("sociology", "abstract_algebra")
@@ -179,8 +180,15 @@ def test_clean_artifact_report_and_certificate(planted, checked, bench_files):
     assert set(certificate["benchmarks"]) == {"arc", "hellaswag", "mmlu", "truthfulqa", "gsm8k"}
     assert certificate["embedding_model"] == "sentence-transformers/all-MiniLM-L6-v2"
     assert certificate["embedding_model_revision"].startswith("sha256:")
-    assert certificate["threshold"] == 0.8 and certificate["rows_removed"] == flagged
+    assert certificate["threshold"] == 0.65 and certificate["rows_removed"] == flagged
+    assert certificate["rule"]["method"] == "multiview"
+    assert certificate["rule"]["benchmarks"]["gsm8k"] == {"candidate": 0.78, "sure": 0.85, "numbers": 0.75}
+    assert certificate["rule"]["benchmarks"]["mmlu"] == {"candidate": 0.65, "sure": 0.8, "numbers": 0.75}
     report = read_json(out / "leak_report.json")
+    assert report["rule"] == certificate["rule"]
+    for hit in report["hits"]:  # each hit carries the evidence its decision rests on
+        assert hit["evidence"]["decided_by"] in ("cosine", "numbers")
+        assert hit["evidence"]["view"] == hit["view"]
     assert report["summary"]["gsm8k"]["duplicate"] == 3
     assert report["summary"]["mmlu"] == {"duplicate": 1, "gray_area": 3, "similar_different": 1}
     hit = next(h for h in report["hits"] if h["row"] == 0)
@@ -188,6 +196,21 @@ def test_clean_artifact_report_and_certificate(planted, checked, bench_files):
     markdown = (out / "leak_report.md").read_text()
     assert "| arc | 1 | 0 | 0 |" in markdown and rows[7]["instruction"][:40] in markdown
     assert read_json(out / "manifest.json")["kind"] == "dataset"
+
+
+def test_platypus_keeps_the_single_cut(planted, checked, bench_files, cache):
+    """``method="platypus"``: the question alone at cosine >= 0.8, recorded as such; the
+    multiview method finds every pair it finds."""
+    folder, out, multiview = checked
+    result = check_dataset(
+        folder, out.parent / "platypus", method="platypus", benchmark_files=bench_files, cache_dir=cache
+    )
+    assert result.hits and all(h["view"] == "item" and h["score"] >= 0.8 for h in result.hits)
+    certificate = read_json(out.parent / "platypus" / "leak_certificate.json")
+    assert certificate["threshold"] == 0.8 and certificate["rule"]["method"] == "platypus"
+    assert {(h["row"], h["item"]) for h in result.hits} <= {(h["row"], h["item"]) for h in multiview.hits}
+    with pytest.raises(HubkitError, match="platypus"):
+        check_dataset(folder, threshold=0.7, benchmark_files=bench_files, cache_dir=cache)
 
 
 def test_keep_similar_different_is_recorded(planted, checked, bench_files, cache):

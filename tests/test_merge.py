@@ -638,6 +638,38 @@ def test_push_recomputes_a_merged_models_claims(local_hub, verified, tmp_path, p
     assert not HfApi().repo_exists(repo_id)
 
 
+def test_a_method_added_to_the_table_merges_verifies_and_gets_its_card(
+    base, other_model, tmp_path, monkeypatch
+):
+    """Adding a merge method is one entry in hubkit.methods: the merge, the check and the card read it."""
+    from hubkit.cards import card_context
+    from hubkit.methods import MERGE_METHODS, MergeMethod
+
+    def weighted_sum(weights, tensors):
+        return sum(w * t.float() for w, t in zip(weights, tensors, strict=True)).to(tensors[0].dtype)
+
+    method = MergeMethod(
+        "weighted_sum", "sum(w_i * W_i)", "A `weighted_sum` of {n} models,", "models", combine=weighted_sum
+    )
+    monkeypatch.setitem(MERGE_METHODS, "weighted_sum", method)
+    hub = {"merged_repo": "alice/summed", "license": "mit"}
+    recipe = recipe_from_dict({"name": "sum", "model": {"name_or_path": str(base)}, "hub": hub}).to_dict()
+    out = merge_models(
+        [str(base), str(other_model)],
+        tmp_path / "sum",
+        weights=[0.5, 0.5],
+        method="weighted_sum",
+        recipe=recipe,
+    )
+    a = AutoModelForCausalLM.from_pretrained(base).state_dict()
+    b = AutoModelForCausalLM.from_pretrained(other_model).state_dict()
+    got = AutoModelForCausalLM.from_pretrained(out).state_dict()
+    assert max(float((got[k] - 0.5 * (a[k] + b[k])).abs().max()) for k in a) <= 1e-6
+    assert verify_merge(out)["check"].startswith("tensor names, shapes and dtypes")
+    card = card_context("merged", out)
+    assert card.intro == "A `weighted_sum` of 2 models," and "merge" in card.metadata().tags
+
+
 def test_an_unverified_merged_input_is_refused(base, merged, tmp_path):
     fold = tmp_path / "fold"
     shutil.copytree(merged[1], fold)

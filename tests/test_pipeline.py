@@ -20,6 +20,7 @@ from faulty_proxy import FaultyProxy
 from huggingface_hub import HfApi
 from safetensors.torch import load_file, save_file
 
+from hubkit import pipeline
 from hubkit.artifacts import read_json
 from hubkit.errors import HubkitError
 from hubkit.hub import LocalHub
@@ -208,13 +209,16 @@ def test_a_push_preflight_failure_publishes_no_repo(local_hub, work, monkeypatch
     monkeypatch.chdir(work)
     secret = work / "runs" / "tiny" / "merged" / "notes.txt"
 
-    def plant(message: str) -> None:  # after the cards stage, as the push stage starts
-        if message == "==> push":
-            secret.write_text("hf_" + "x" * 34)
+    preflight = pipeline.preflight_push
 
+    def plant(*args, **kwargs):  # after the cards stage, as the push stage starts
+        secret.write_text("hf_" + "x" * 34)
+        return preflight(*args, **kwargs)
+
+    monkeypatch.setattr(pipeline, "preflight_push", plant)
     try:
         with pytest.raises(HubkitError, match=r"merged/notes\.txt: contains a Hugging Face token"):
-            train_and_push(_recipe("preflight"), dry_run=dry_run, echo=plant)
+            train_and_push(_recipe("preflight"), dry_run=dry_run, echo=lambda _: None)
     finally:
         secret.unlink(missing_ok=True)
     assert _repos("preflight") == {"data": False, "adapter": False, "merged": False}
@@ -248,11 +252,20 @@ def test_server_errors_during_the_merged_upload(local_hub, work, monkeypatch):
     assert [c.title for c in api.list_repo_commits("alice/down-merged")] == ["initial commit"]  # untouched
 
 
+def _assert_plain_log(output: str) -> None:
+    """What a CI log gets: lines, no bar redraws, no per-step dicts, no library warnings."""
+    assert "\r" not in output, output[-3000:]
+    assert not re.search(r"\{'\w+': ", output), output[-3000:]
+    assert not re.search(r"Warning\b", output), output[-3000:]
+
+
 def test_offline_main_job_resumes_after_a_kill(tmp_path):
-    """The README's main job in a subprocess: killed once training is done, then re-run."""
-    env = {**os.environ, "HF_HOME": str(tmp_path / "hf_home")}
+    """The README's main job in a subprocess, its output a log (not a TTY): killed once training
+    is done, then re-run. Each stage prints one line, then the summary (and what to run next)."""
+    env = {**os.environ, "HF_HOME": str(tmp_path / "hf_home"), "PYTHONUNBUFFERED": "1"}
     env.pop("HF_ENDPOINT")
     env.pop("HF_TOKEN")
+    env.pop("TRANSFORMERS_VERBOSITY", None)  # as a user's shell has it: hubkit quietens the libraries itself
     cmd = [sys.executable, "-m", "hubkit", "train-and-push", str(TINY), "--local-hub", str(tmp_path / "hub")]
     cmd += [f"--set={s}" for s in FAST]
     first = subprocess.Popen(cmd, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
@@ -262,13 +275,27 @@ def test_offline_main_job_resumes_after_a_kill(tmp_path):
         time.sleep(0.2)
     first.send_signal(signal.SIGKILL)
     first.wait()
-    assert adapter.exists(), first.stdout.read().decode()[-3000:]
+    trained = first.stdout.read().decode()
+    assert adapter.exists(), trained[-3000:]
+    _assert_plain_log(trained)  # training ran: a loss bar at most, not one dict per step
+    assert re.search(r"^data-build\s+ran\s.*\n(  .*\n)*data-check\s+ran\s", trained, re.M), trained
 
     second = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
     assert second.returncode == 0, second.stdout[-3000:] + second.stderr[-3000:]
-    assert re.search(r"^train\s+skipped\s", second.stdout, re.M), second.stdout[-3000:]
-    assert "merged model and adapter logits equal the local ones" in second.stdout
-    assert "Generation from" in second.stdout
+    _assert_plain_log(second.stdout + second.stderr)
+    lines = second.stdout.splitlines()
+    table = lines.index(next(line for line in lines if line.startswith("stage ")))
+    # before the summary: the Hub, one line per stage, the load-back (progress lines are indented)
+    progress = [line for line in lines[:table] if not line.startswith("  ")]
+    assert progress[0].startswith("Local Hub at ")
+    assert [line.split()[0] for line in progress[1:8]] == list(STAGES), second.stdout
+    assert progress[1 + STAGES.index("train")].split()[1] == "skipped"
+    assert "merged model and adapter logits equal the local ones" in progress[8]
+    assert progress[9].startswith("Generation from") and len(progress) == 10
+    assert [line.split()[0] for line in lines[table + 1 : table + 8]] == list(STAGES)
+    assert "Next: load what was pushed" in lines
+    assert "datasets.load_dataset('hubkit/tiny-dataset'" in lines[-3]
+    assert "PeftModel.from_pretrained" in lines[-1] and "revision='v0.1.0'" in lines[-1]
     with LocalHub(tmp_path / "hub") as hub:
         api = HfApi(endpoint=hub.endpoint)
         assert {m.id for m in api.list_models()} >= {"hubkit/tiny-adapter", "hubkit/tiny-merged"}

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -80,6 +81,7 @@ def test_tiny_recipe_trains_and_adapter_loads(tmp_path, monkeypatch, capsys, dat
     assert code == 0, err
     assert time.perf_counter() - started < 120
     assert "trainable params: 18,432 || all params: 166,208 || trainable%: 11.0897" in out
+    assert "{'loss'" not in out + err and "Warning" not in out + err  # one bar, not a dict per step
 
     adapter = tmp_path / "runs" / "tiny" / "adapter"
     assert {"adapter_model.safetensors", "adapter_config.json", "tokenizer.json", "metrics.json"} <= {
@@ -376,7 +378,8 @@ def test_checkpoints_from_other_inputs_are_stale(tmp_path):
 
 
 def test_killed_run_resumes_from_checkpoint(tmp_path, tiny_llama, dataset):
-    """SIGKILL after a checkpoint: no half adapter; the re-run resumes there and finishes."""
+    """SIGKILL after a checkpoint: no half adapter; the re-run resumes there and finishes. The
+    killed run is --verbose: the trainer's own log lines (one dict per step) are printed."""
     from transformers import TrainerCallback
 
     from hubkit.train import TRAINING_CLOCK, train
@@ -384,8 +387,9 @@ def test_killed_run_resumes_from_checkpoint(tmp_path, tiny_llama, dataset):
     out = tmp_path / "adapter"
     overrides = [f"model.name_or_path={tiny_llama}", "training.max_steps=40", "training.save_steps=5"]
     cmd = [sys.executable, "-m", "hubkit", "train", str(TINY), "--dataset", str(dataset), "--out", str(out)]
-    cmd += [arg for item in overrides for arg in ("--set", item)]
-    proc = subprocess.Popen(cmd, cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    cmd += [arg for item in overrides for arg in ("--set", item)] + ["--verbose"]
+    env = {k: v for k, v in os.environ.items() if k != "TRANSFORMERS_VERBOSITY"} | {"PYTHONUNBUFFERED": "1"}
+    proc = subprocess.Popen(cmd, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
     checkpoints = tmp_path / "adapter.checkpoints"
     deadline = time.monotonic() + 120
     while not list(checkpoints.glob("checkpoint-*/trainer_state.json")):
@@ -393,6 +397,7 @@ def test_killed_run_resumes_from_checkpoint(tmp_path, tiny_llama, dataset):
         time.sleep(0.05)
     proc.send_signal(signal.SIGKILL)
     proc.wait()
+    assert re.search(r"^\{'loss': ", proc.stdout.read().decode(), re.M)
     assert not out.exists()
     clocks = {  # the training seconds each complete checkpoint holds
         path.parent.name: read_json(path)["stateful_callbacks"][TRAINING_CLOCK]["args"]["seconds"]

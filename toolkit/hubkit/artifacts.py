@@ -19,9 +19,9 @@ from pathlib import Path
 from typing import Any
 
 from . import __version__
-from .errors import HubkitError
+from .errors import HubkitError, InputNotFound
+from .schemas import MANIFEST, MANIFESTS, Manifest
 
-MANIFEST = "manifest.json"
 # Written into an artifact after it is complete, from its manifest: not part of what it is.
 CARD_FILES = ("README.md", "training_loss.png")
 _CHUNK = 1 << 20
@@ -102,7 +102,7 @@ def read_json(path: str | os.PathLike[str]) -> Any:
     try:
         return json.loads(Path(path).read_text(encoding="utf-8"))
     except FileNotFoundError:
-        raise HubkitError(f"{path}: file not found") from None
+        raise InputNotFound(f"{path}: file not found") from None
     except (OSError, ValueError) as exc:
         raise HubkitError(f"{path}: not readable JSON ({exc})") from None
 
@@ -140,29 +140,46 @@ def write_manifest(
     """Write ``manifest.json`` for an artifact folder whose files are all in place.
 
     ``inputs`` holds the hashes of what the artifact was made from; ``fields`` anything
-    the later stages and the cards need (counts, thresholds, versions...).
+    the later stages and the cards need (counts, thresholds, versions...), checked against
+    the kind's manifest schema.
     """
-    manifest = {
-        "kind": kind,
-        "hubkit_version": __version__,
-        "inputs": dict(inputs or {}),
-        "files": hash_files(folder),
+    files = hash_files(folder)
+    manifest = MANIFESTS.get(kind, Manifest)(
+        kind=kind,
+        hubkit_version=__version__,
+        inputs=dict(inputs or {}),
+        files=files,
+        content_hash=digest_of(files),
         **fields,
-    }
-    manifest["content_hash"] = digest_of(manifest["files"])
+    ).to_json_dict()
     write_json(Path(folder) / MANIFEST, manifest)
     return manifest
 
 
-def read_manifest(folder: str | os.PathLike[str], kind: str | None = None) -> dict[str, Any]:
-    """Load an artifact's manifest, checking its kind; errors name the folder."""
-    path = Path(folder) / MANIFEST
+def load_manifest(folder: str | os.PathLike[str], kind: str | None = None) -> Manifest:
+    """An artifact's manifest, as its kind's schema, checking the kind; errors name the folder."""
     if not Path(folder).is_dir():
-        raise HubkitError(f"{folder}: artifact folder not found")
-    manifest = read_json(path)
-    if kind is not None and manifest.get("kind") != kind:
-        raise HubkitError(f"{folder}: expected a {kind!r} artifact, found {manifest.get('kind')!r}")
-    return manifest
+        raise InputNotFound(f"{folder}: artifact folder not found")
+    manifest = Manifest.read(folder)
+    if kind is not None and manifest.kind != kind:
+        raise HubkitError(f"{folder}: expected a {kind!r} artifact, found {manifest.kind!r}")
+    return MANIFESTS[manifest.kind].read(folder) if manifest.kind in MANIFESTS else manifest
+
+
+def read_manifest(folder: str | os.PathLike[str], kind: str | None = None) -> dict[str, Any]:
+    """``load_manifest`` as the JSON it was read from."""
+    return load_manifest(folder, kind).to_json_dict()
+
+
+def artifact_kind(folder: str | os.PathLike[str]) -> str | None:
+    """The kind of hubkit artifact ``folder`` is, or None for any other folder (a model made
+    elsewhere, a manifest.json of another tool's)."""
+    path = Path(folder) / MANIFEST
+    try:
+        kind = json.loads(path.read_text(encoding="utf-8")).get("kind")
+    except (OSError, ValueError, AttributeError):
+        return None
+    return kind if isinstance(kind, str) else None
 
 
 def is_up_to_date(folder: str | os.PathLike[str], inputs: Mapping[str, Any]) -> bool:

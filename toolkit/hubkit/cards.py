@@ -2,9 +2,9 @@
 
 Each card has a typed context built from one artifact folder: ``DatasetCardContext`` from a
 checked dataset, ``AdapterCardContext`` from an adapter, ``MergedCardContext`` from a merged
-model. Every value is read through ``_Facts``, which turns a missing field into a one-line
-error naming the file and the field, so a card is complete or not written at all; aligning
-with a producer's format is a one-line change in the ``*_context`` function that reads it.
+model. Every file is read through its schema (``hubkit.schemas``), which turns a missing field
+into a one-line error naming the file and the field, and a field a file may leave out but a
+card cannot is checked by ``_needed`` the same way, so a card is complete or not written at all.
 
 The contexts are rendered through the Jinja2 templates of the top-level ``cards/`` folder
 (installed as ``hubkit/card_templates``) by huggingface_hub's ``DatasetCard``/``ModelCard``
@@ -22,11 +22,14 @@ from importlib.resources import files
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
-from .artifacts import MANIFEST, read_json
+from . import schemas
+from .artifacts import read_json
 from .errors import HubkitError
+from .methods import MERGE_METHODS
 from .prompts import TEMPLATES
-from .provenance import CERTIFICATE, DATA_FILE, load_leak_certificate
-from .recipe import CATEGORIES
+from .provenance import CERTIFICATE, load_leak_certificate
+from .recipe import CATEGORIES, Recipe
+from .schemas import DATA_FILE
 
 if TYPE_CHECKING:
     from huggingface_hub import CardData, EvalResult, RepoCard
@@ -34,10 +37,6 @@ if TYPE_CHECKING:
 CardKind = Literal["dataset", "adapter", "merged"]
 CARD = "README.md"
 LOSS_PLOT = "training_loss.png"
-LEAK_REPORT = "leak_report.json"
-METRICS = "metrics.json"
-PROVENANCE = "provenance.json"
-VERIFICATION = "verification.json"
 # hubkit's prompt templates and the benchmarks it checks are English, as Platypus was.
 LANGUAGE = "en"
 CATEGORY_LABELS = {
@@ -45,59 +44,13 @@ CATEGORY_LABELS = {
     "gray_area": "gray area",
     "similar_different": "similar but different",
 }
-_MISSING = object()
 
 
-class _Facts:
-    """A JSON artifact file, or a part of one: ``need`` refuses a missing field by name."""
-
-    def __init__(self, data: Any, path: Path, card: str, prefix: str = "") -> None:
-        self.data, self.path, self.card, self.prefix = data, path, card, prefix
-
-    @classmethod
-    def read(cls, path: Path, card: str, hint: str = "") -> _Facts:
-        """The JSON file at ``path``; ``hint`` says which command writes it."""
-        if not path.is_file():
-            raise HubkitError(f"{path}: not found, needed by the {card} card{hint}")
-        return cls(read_json(path), path, card)
-
-    def _lookup(self, field: str) -> Any:
-        node = self.data
-        for part in field.split("."):
-            if not isinstance(node, Mapping) or part not in node:
-                return _MISSING
-            node = node[part]
-        return node
-
-    def get(self, field: str, default: Any = None) -> Any:
-        """An optional field: ``default`` when absent or null."""
-        value = self._lookup(field)
-        return default if value is _MISSING or value is None else value
-
-    def need(self, field: str, *types: type) -> Any:
-        """A field the card cannot do without, of one of ``types`` (when given)."""
-        value = self._lookup(field)
-        name = self.prefix + field
-        if value is _MISSING or value is None:
-            raise HubkitError(f"{self.path}: missing field '{name}' needed by the {self.card} card")
-        if types and (not isinstance(value, types) or (isinstance(value, bool) and bool not in types)):
-            wanted = " or ".join(t.__name__ for t in types)
-            found = type(value).__name__
-            raise HubkitError(
-                f"{self.path}: field '{name}' is a {found}; the {self.card} card needs {wanted}"
-            )
-        return value
-
-    def sub(self, field: str) -> _Facts:
-        """A mapping field, whose own missing fields are named with their full path."""
-        return _Facts(self.need(field, dict), self.path, self.card, f"{self.prefix}{field}.")
-
-    def each(self, field: str) -> list[_Facts]:
-        """The items of a list field, each named ``field[i]`` in errors."""
-        items = self.need(field, list)
-        return [
-            _Facts(item, self.path, self.card, f"{self.prefix}{field}[{i}].") for i, item in enumerate(items)
-        ]
+def _needed(value: Any, path: Path, field: str, card: str) -> Any:
+    """A field the card cannot do without, though its file may leave it out (None)."""
+    if value is None:
+        raise HubkitError(f"{path}: missing field '{field}' needed by the {card} card")
+    return value
 
 
 def _hub_ids(refs: Sequence[str | None]) -> list[str]:
@@ -130,12 +83,12 @@ def _one_or_many(items: list[str]) -> str | list[str] | None:
     return items[0] if len(items) == 1 else items or None
 
 
-def _trained_on(provenance: _Facts, recipe: _Facts) -> list[str]:
+def _trained_on(provenance: schemas.AdapterProvenance) -> list[str]:
     """The Hub datasets an adapter was trained on, as ``provenance.json`` records them, not as the
     recipe names them (``--dataset`` overrides it): the artifact's Hub id, or for a local artifact
     ``hub.dataset_repo``, where the recipe publishes it; then the Hub sources of its rows."""
-    own = provenance.get("dataset.hub_id") or recipe.get("hub.dataset_repo")
-    return _hub_ids([own, *provenance.need("datasets", list)])
+    own = provenance.dataset.hub_id or provenance.recipe.hub.dataset_repo
+    return _hub_ids([own, *provenance.datasets])
 
 
 # --------------------------------------------------------------------------- shared facts
@@ -152,13 +105,14 @@ class LeakCertificate:
     threshold: float
 
     @classmethod
-    def from_facts(cls, facts: _Facts) -> LeakCertificate:
+    def of(cls, record: schemas.LeakCertificate, path: Path, card: str, prefix: str = "") -> LeakCertificate:
+        """The certificate ``record`` read from ``path`` (at ``prefix`` in it), with what the card shows."""
         return cls(
-            passed=facts.need("passed", bool),
-            dataset_sha256=facts.need("dataset_sha256", str),
-            benchmarks=[str(b) for b in facts.need("benchmarks", list, dict)],
-            embedding_model=facts.need("embedding_model", str),
-            threshold=facts.need("threshold", int, float),
+            passed=record.passed,
+            dataset_sha256=record.dataset_sha256,
+            benchmarks=[str(b) for b in _needed(record.benchmarks, path, f"{prefix}benchmarks", card)],
+            embedding_model=_needed(record.embedding_model, path, f"{prefix}embedding_model", card),
+            threshold=_needed(record.threshold, path, f"{prefix}threshold", card),
         )
 
     def rows(self) -> list[tuple[str, str]]:
@@ -386,43 +340,50 @@ def dataset_context(folder: str | os.PathLike[str]) -> DatasetCardContext:
 
     folder = Path(folder)
     card = "dataset"
-    manifest = _Facts.read(folder / MANIFEST, card)
-    certificate_data = load_leak_certificate(folder)
-    if certificate_data is None:
+    manifest = schemas.DatasetManifest.read(folder, needed_by=f"the {card} card")
+    where = folder / schemas.MANIFEST
+    record = load_leak_certificate(folder)
+    if record is None:
         raise HubkitError(
             f"{folder / CERTIFICATE}: not found, needed by the dataset card (run `hubkit data check`)"
         )
-    certificate = LeakCertificate.from_facts(_Facts(certificate_data, folder / CERTIFICATE, card))
-    report = _Facts.read(folder / LEAK_REPORT, card, " (run `hubkit data check`)")
-    recipe = manifest.sub("recipe")
-    dedup = manifest.sub("dedup")
-    near = dedup.get("near_threshold")
+    certificate = LeakCertificate.of(record, folder / CERTIFICATE, card)
+    report = schemas.LeakReport.read(folder, needed_by=f"the {card} card", hint=" (run `hubkit data check`)")
+    recipe: Recipe = _needed(manifest.recipe, where, "recipe", card)
+    dedup: schemas.DedupRecord = _needed(manifest.dedup, where, "dedup", card)
     sources = [
         Source(
-            name=s.need("name", str),
-            location=s.get("hub_id") or s.need("path", str),
-            license=s.need("license", str),
-            rows=s.need("rows", int),
+            name=s.name,
+            location=s.hub_id or _needed(s.path, where, f"sources[{i}].path", card),
+            license=_needed(s.license, where, f"sources[{i}].license", card),
+            rows=_needed(s.rows, where, f"sources[{i}].rows", card),
         )
-        for s in manifest.each("sources")
+        for i, s in enumerate(manifest.sources)
     ]
+    if not sources:
+        raise HubkitError(f"{where}: missing field 'sources' needed by the {card} card")
     schema = pq.read_schema(folder / DATA_FILE)
+    report_path = folder / schemas.LeakReport.FILE
     return DatasetCardContext(
-        recipe_name=recipe.need("name", str),
-        repo_id=recipe.need("hub.dataset_repo", str),
+        recipe_name=recipe.name,
+        repo_id=_needed(recipe.hub.dataset_repo, where, "recipe.hub.dataset_repo", card),
         sources=sources,
         dedup=Dedup(
-            exact=dedup.need("exact", bool),
-            near_threshold=near,
-            embedding_model=recipe.need("data.embedding_model", str) if near is not None else None,
-            rows_in=dedup.need("rows_in", int),
-            removed_exact=dedup.need("removed_exact", int),
-            removed_near=dedup.need("removed_near", int),
+            exact=dedup.exact,
+            near_threshold=dedup.near_threshold,
+            embedding_model=recipe.data.embedding_model if dedup.near_threshold is not None else None,
+            rows_in=dedup.rows_in,
+            removed_exact=dedup.removed_exact,
+            removed_near=dedup.removed_near,
         ),
         contamination={
-            b: {c: report.need(f"summary.{b}.{c}", int) for c in CATEGORIES} for b in certificate.benchmarks
+            b: {
+                c: getattr(_needed(report.summary.get(b), report_path, f"summary.{b}", card), c)
+                for c in CATEGORIES
+            }
+            for b in certificate.benchmarks
         },
-        removed=report.need("removed", int),
+        removed=report.removed,
         certificate=certificate,
         columns=[(field.name, str(field.type)) for field in schema],
         rows=pq.read_metadata(folder / DATA_FILE).num_rows,
@@ -548,66 +509,61 @@ def adapter_context(
     """The adapter card's facts: ``provenance.json`` (recipe, base, data, certificate), ``metrics.json``."""
     folder = Path(folder)
     card = "adapter"
-    provenance = _Facts.read(folder / PROVENANCE, card, " (run `hubkit train`)")
-    metrics = _Facts.read(folder / METRICS, card, " (run `hubkit train`)")
-    recipe = provenance.sub("recipe")
-    allow = provenance.need("allow_unchecked_data", bool)
-    certificate = provenance.get("leak_certificate") if allow else provenance.need("leak_certificate", dict)
-    loss = [(p.need("step", int), p.need("loss", int, float)) for p in metrics.each("loss")]
-    if not loss:
-        raise HubkitError(f"{metrics.path}: field 'loss' is empty; the adapter card plots it")
-    lora = recipe.sub("lora")
-    params = metrics.sub("trainable_parameters")
-    hardware = metrics.sub("hardware")
-    prompt_template = recipe.need("data.prompt_template", str)
-    if prompt_template not in TEMPLATES:
+    hint = " (run `hubkit train`)"
+    provenance = schemas.AdapterProvenance.read(folder, needed_by=f"the {card} card", hint=hint)
+    metrics = schemas.TrainingMetrics.read(folder, needed_by=f"the {card} card", hint=hint)
+    where = folder / schemas.AdapterProvenance.FILE
+    recipe = provenance.recipe
+    if not provenance.allow_unchecked_data:
+        _needed(provenance.leak_certificate, where, "leak_certificate", card)
+    if not metrics.loss:
         raise HubkitError(
-            f"{provenance.path}: recipe.data.prompt_template {prompt_template!r} is not a hubkit template"
+            f"{folder / schemas.TrainingMetrics.FILE}: field 'loss' is empty; the adapter card plots it"
         )
     return AdapterCardContext(
-        recipe_name=recipe.need("name", str),
-        recipe_version=recipe.need("version", str),
-        repo_id=recipe.need("hub.adapter_repo", str),
-        license=recipe.need("hub.license", str),
-        tags=list(recipe.get("hub.tags", [])),
-        dataset_repo=recipe.get("hub.dataset_repo"),
-        datasets=_trained_on(provenance, recipe),
-        base_model=provenance.need("base_model.name_or_path", str),
-        base_revision=provenance.get("base_model.resolved_revision"),
+        recipe_name=recipe.name,
+        recipe_version=recipe.version,
+        repo_id=_needed(recipe.hub.adapter_repo, where, "recipe.hub.adapter_repo", card),
+        license=_needed(recipe.hub.license, where, "recipe.hub.license", card),
+        tags=list(recipe.hub.tags),
+        dataset_repo=recipe.hub.dataset_repo,
+        datasets=_trained_on(provenance),
+        base_model=provenance.base_model.name_or_path,
+        base_revision=provenance.base_model.resolved_revision,
         lora=Lora(
-            r=lora.need("r", int),
-            alpha=lora.need("alpha", int),
-            dropout=lora.need("dropout", int, float),
-            target_modules=list(lora.need("target_modules", list)),
-            bias=lora.need("bias", str),
+            r=recipe.lora.r,
+            alpha=recipe.lora.alpha,
+            dropout=recipe.lora.dropout,
+            target_modules=list(recipe.lora.target_modules),
+            bias=recipe.lora.bias,
         ),
-        training=dict(recipe.need("training", dict)),
-        prompt_template=prompt_template,
-        max_length=recipe.need("data.max_length", int),
-        trainable=params.need("trainable", int),
-        total_parameters=params.need("total", int),
-        trainable_percent=params.need("percent", int, float),
-        loss=loss,
-        train_loss=metrics.need("train_loss", int, float),
-        steps=metrics.need("global_step", int),
-        tokens=metrics.need("tokens_seen", int),
-        global_batch_size=metrics.need("global_batch_size", int),
-        wall_time_s=metrics.need("wall_time_s", int, float),
+        training=dict(recipe.training),
+        prompt_template=recipe.data.prompt_template,
+        max_length=recipe.data.max_length,
+        trainable=metrics.trainable_parameters.trainable,
+        total_parameters=metrics.trainable_parameters.total,
+        trainable_percent=metrics.trainable_parameters.percent,
+        loss=[(p.step, p.loss) for p in metrics.loss],
+        train_loss=metrics.train_loss,
+        steps=metrics.global_step,
+        tokens=metrics.tokens_seen,
+        global_batch_size=metrics.global_batch_size,
+        wall_time_s=metrics.wall_time_s,
         hardware=Hardware(
-            processes=hardware.need("processes", int),
-            gpus=[str(g) for g in hardware.need("gpus", list)],
-            cpu=hardware.need("cpu", str),
-            cpu_count=hardware.need("cpu_count", int),
+            processes=metrics.hardware.processes,
+            gpus=list(metrics.hardware.gpus),
+            cpu=metrics.hardware.cpu,
+            cpu_count=metrics.hardware.cpu_count,
         ),
-        dataset_sha256=provenance.need("dataset.data_sha256", str),
-        dataset_rows=provenance.need("dataset.rows", int),
+        dataset_sha256=provenance.dataset.data_sha256,
+        dataset_rows=provenance.dataset.rows,
         certificate=(
-            LeakCertificate.from_facts(_Facts(certificate, provenance.path, card, "leak_certificate."))
-            if certificate
+            LeakCertificate.of(provenance.leak_certificate, where, card, "leak_certificate.")
+            if provenance.leak_certificate
             else None
         ),
-        allow_unchecked_data=allow,
-        libraries={str(k): str(v) for k, v in provenance.need("libraries", dict).items()},
+        allow_unchecked_data=provenance.allow_unchecked_data,
+        libraries=dict(provenance.libraries),
         scores=read_eval_results(eval_results) if eval_results else [],
     )
 
@@ -699,19 +655,25 @@ class MergedCardContext:
     def overrides(self) -> list[MergeInput]:
         return [m for m in self.inputs if m.gate.override]
 
+    @property
+    def intro(self) -> str:
+        """What was merged, as the card's first line says it."""
+        return MERGE_METHODS[self.method].intro.format(n=len(self.inputs))
+
     def metadata(self) -> CardData:
         from huggingface_hub import ModelCardData
 
-        lora = self.method == "lora"  # an adapter folded into its base is a fine-tune of the base
-        base = _hub_ids([m.id for m in self.inputs if m.role == "base" or not lora])
+        # an adapter folded into its base is a fine-tune of the base; a merge is made of all inputs
+        method = MERGE_METHODS[self.method]
+        base = _hub_ids(method.base_models([(m.id, m.role) for m in self.inputs]))
         return ModelCardData(
             license=self.license,
             language=[LANGUAGE],
             library_name="transformers",
             pipeline_tag="text-generation",
-            tags=_tags(["hubkit", "peft", "lora"] if lora else ["hubkit", "merge"], self.tags),
+            tags=_tags(list(method.tags), self.tags),
             base_model=_one_or_many(base),
-            base_model_relation=("finetune" if lora else "merge") if base else None,
+            base_model_relation=method.relation if base else None,
             datasets=self.datasets or None,
             **_model_index_data(self.name, self.scores),
         )
@@ -723,43 +685,52 @@ def merged_context(
     """The merged card's facts: ``provenance.json`` (inputs, taint gate, recipe) and ``verification.json``."""
     folder = Path(folder)
     card = "merged"
-    provenance = _Facts.read(folder / PROVENANCE, card, " (run `hubkit merge`)")
-    verification = _Facts.read(folder / VERIFICATION, card, " (run `hubkit verify merge`)")
-    method = provenance.need("method", str)
+    provenance = schemas.MergedProvenance.read(
+        folder, needed_by=f"the {card} card", hint=" (run `hubkit merge`)"
+    )
+    verification = schemas.VerificationRecord.read(
+        folder, needed_by=f"the {card} card", hint=" (run `hubkit verify merge`)"
+    )
+    where = folder / schemas.MergedProvenance.FILE
     # A model merge records its recipe; an adapter merge carries the adapter's training recipe.
-    lora_recipe = method == "lora" and provenance.get("recipe") is None
-    recipe = provenance.sub("adapter_provenance.recipe" if lora_recipe else "recipe")
-    gate = provenance.sub("taint_gate")
-    gate_records = {g.need("id", str): g for g in gate.each("inputs")}
+    if MERGE_METHODS[provenance.method].inputs == "adapter" and provenance.recipe is None:
+        adapter = _needed(provenance.adapter_provenance, where, "adapter_provenance", card)
+        field = "adapter_provenance.recipe"
+        recipe: Recipe = schemas.parse_part(
+            Recipe, _needed(adapter.get("recipe"), where, field, card), where, f"{field}.", f"the {card} card"
+        )
+    else:
+        field = "recipe"
+        recipe = _needed(provenance.recipe, where, field, card)
+    gate = provenance.taint_gate
+    gate_records = {g.id: (i, g) for i, g in enumerate(gate.inputs)}
     inputs = []
-    for record in provenance.each("inputs"):
-        model_id = record.need("id", str)
-        if model_id not in gate_records:
+    for record in provenance.inputs:
+        if record.id not in gate_records:
             raise HubkitError(
-                f"{provenance.path}: missing field 'taint_gate.inputs' record of {model_id!r} "
+                f"{where}: missing field 'taint_gate.inputs' record of {record.id!r} "
                 "needed by the merged card"
             )
-        result = gate_records[model_id]
-        certificate = result.get("leak_certificate")
+        i, result = gate_records[record.id]
         inputs.append(
             MergeInput(
-                id=model_id,
-                role=record.need("role", str),
-                revision=record.get("revision"),
-                sha256=record.need("sha256", str),
-                weight=record.get("weight"),
+                id=record.id,
+                role=record.role,
+                revision=record.revision,
+                sha256=record.sha256,
+                weight=record.weight,
                 gate=GateResult(
-                    lineage=result.need("provenance", str),
-                    verdict=result.need("verdict", str),
-                    reason=result.need("reason", str),
-                    override=result.need("override", bool),
-                    datasets=list(result.get("datasets", [])),
-                    ancestors=list(result.get("ancestors", [])),
+                    lineage=result.provenance,
+                    verdict=result.verdict,
+                    reason=result.reason,
+                    override=result.override,
+                    datasets=list(result.datasets),
+                    ancestors=list(result.ancestors),
                     certificate=(
-                        LeakCertificate.from_facts(
-                            _Facts(certificate, provenance.path, card, f"{result.prefix}leak_certificate.")
+                        LeakCertificate.of(
+                            result.leak_certificate, where, card, f"taint_gate.inputs[{i}].leak_certificate."
                         )
-                        if certificate
+                        if result.leak_certificate
                         else None
                     ),
                 ),
@@ -767,23 +738,23 @@ def merged_context(
         )
     figures = {
         k: v
-        for k, v in verification.data.items()
-        if k not in ("passed", "check") and isinstance(v, (str, int, float))
+        for k, v in verification.to_json_dict().items()
+        if k not in ("passed", "check", "schema_version") and isinstance(v, (str, int, float))
     }
     return MergedCardContext(
-        repo_id=recipe.need("hub.merged_repo", str),
-        license=recipe.need("hub.license", str),
-        tags=list(recipe.get("hub.tags", [])),
-        datasets=_hub_ids([recipe.get("hub.dataset_repo"), *(d for m in inputs for d in m.gate.datasets)]),
-        method=method,
+        repo_id=_needed(recipe.hub.merged_repo, where, f"{field}.hub.merged_repo", card),
+        license=_needed(recipe.hub.license, where, f"{field}.hub.license", card),
+        tags=list(recipe.hub.tags),
+        datasets=_hub_ids([recipe.hub.dataset_repo, *(d for m in inputs for d in m.gate.datasets)]),
+        method=provenance.method,
         inputs=inputs,
-        registry_entries=gate.need("registry.entries", int),
-        registry_sha256=gate.need("registry.sha256", str),
-        allow_unchecked_data=bool(provenance.get("allow_unchecked_data", False)),
+        registry_entries=gate.registry.entries,
+        registry_sha256=gate.registry.sha256,
+        allow_unchecked_data=bool(provenance.allow_unchecked_data),
         verification=Verification(
-            passed=verification.need("passed", bool),
-            check=verification.need("check", str),
-            problems=[str(p) for p in verification.get("problems", [])],
+            passed=verification.passed,
+            check=verification.check,
+            problems=list(verification.problems),
             figures=figures,
         ),
         scores=read_eval_results(eval_results) if eval_results else [],

@@ -13,10 +13,43 @@ from typing import Any
 import click
 
 from . import __version__
+from .console import NORMAL, QUIET, VERBOSE, cli_run, console, verbose_from_env
 from .errors import HubkitError
+from .methods import MERGE_METHODS, MODEL_MERGES
+from .recipe import CATEGORIES, DataSection, DecontamSection, MergeSection, default
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+class _Command(click.Command):
+    """A hubkit command: ``--verbose`` / ``--quiet``, and its run inside ``console.cli_run``."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.params += [
+            click.Option(
+                ["-v", "--verbose"],
+                is_flag=True,
+                help="Show the libraries' own logging, progress bars and warnings (also HUBKIT_VERBOSE=1).",
+            ),
+            click.Option(["-q", "--quiet"], is_flag=True, help="Print only the result and errors."),
+        ]
+
+    def invoke(self, ctx: click.Context) -> Any:
+        verbose, quiet = ctx.params.pop("verbose"), ctx.params.pop("quiet")
+        if verbose and quiet:
+            raise click.UsageError("give --verbose or --quiet, not both")
+        level = QUIET if quiet else VERBOSE if verbose or verbose_from_env() else NORMAL
+        with cli_run(level):
+            return super().invoke(ctx)
+
+
+class _Group(click.Group):
+    command_class = _Command
+    group_class = type  # subgroups are _Group too
+
+
+@click.group(
+    cls=_Group, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100}
+)
 @click.version_option(__version__, prog_name="hubkit")
 def cli() -> None:
     """hubkit: curate leak-free instruction data, train LoRA adapters, merge behind
@@ -217,7 +250,7 @@ def _is_number(text: str) -> bool:
     return True
 
 
-class _WeightsCommand(click.Command):
+class _WeightsCommand(_Command):
     """Lets ``--weights`` take one number per model (``--weights 0.6 0.4``), as the models do."""
 
     def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
@@ -291,12 +324,12 @@ def _merge_recipe(recipe_path: str | None, registries: tuple[str, ...]) -> dict[
 
 
 def _report_merge(folder) -> None:
-    from .artifacts import read_json
+    from .schemas import MergedProvenance
 
-    provenance = read_json(folder / "provenance.json")
-    click.echo(f"Merged ({provenance['method']}) into {folder}")
-    for record in provenance["taint_gate"]["inputs"]:
-        click.echo(f"  {record['id']}: {record['verdict']} ({record['reason']})")
+    provenance = MergedProvenance.read(folder)
+    click.echo(f"Merged ({provenance.method}) into {folder}")
+    for record in provenance.taint_gate.inputs:
+        click.echo(f"  {record.id}: {record.verdict} ({record.reason})")
     click.echo(f"Next: hubkit verify merge {folder}")
 
 
@@ -352,12 +385,22 @@ def merge_adapter_command(
     multiple=True,
     callback=_parse_weights,
     metavar="W1 W2 ...",
-    help="One weight per model (default: equal; 1 each for task_arithmetic).",
+    help="One weight per model (default: 1 each).",
 )
 @click.option(
-    "--method", type=click.Choice(["linear", "task_arithmetic"]), default="linear", show_default=True
+    "--method",
+    type=click.Choice(MODEL_MERGES),
+    default=default(MergeSection, "method"),
+    show_default=True,
+    help="; ".join(f"{name}: {MERGE_METHODS[name].formula}" for name in MODEL_MERGES) + ".",
 )
-@click.option("--base", default=None, help="Base model for task_arithmetic (its task vectors start here).")
+@click.option(
+    "--base",
+    default=None,
+    help="Base model for "
+    + " or ".join(m for m in MODEL_MERGES if MERGE_METHODS[m].needs_base)
+    + " (its task vectors start here).",
+)
 @_merge_options
 def merge_models_command(
     models: tuple[str, ...],
@@ -370,11 +413,9 @@ def merge_models_command(
     max_shard_size: str | None,
     recipe_path: str | None,
 ) -> None:
-    """Merge MODELS (folders or Hub ids) of one architecture, tensor by tensor.
+    """Merge MODELS (folders or Hub ids) of one architecture, tensor by tensor, by --method.
 
-    linear: sum(w_i * W_i) / sum(w_i), the Stable-Platypus2 kind of merge.
-    task_arithmetic: W_base + sum(w_i * (W_i - W_base)). Different architectures or shapes
-    are refused before anything is written.
+    Different architectures or shapes are refused before anything is written.
     """
     from .merge import merge_models
 
@@ -592,16 +633,42 @@ def data_build(recipe: str, overrides: tuple[str, ...], out: str | None, force: 
 @click.option(
     "--benchmarks",
     default=None,
-    help="Comma-separated benchmarks [default: arc,hellaswag,mmlu,truthfulqa,gsm8k, or the recipe's].",
+    help=f"Comma-separated benchmarks [default: {','.join(default(DecontamSection, 'benchmarks'))}, "
+    "or the recipe's].",
 )
-@click.option("--threshold", type=float, default=None, help="Cosine threshold for a hit [default: 0.8].")
+@click.option(
+    "--platypus",
+    is_flag=True,
+    help="The paper's method instead: one cosine cut (--threshold) on the question alone.",
+)
+@click.option(
+    "--threshold",
+    type=float,
+    default=None,
+    help=f"With --platypus: the cosine of a hit [default: {default(DecontamSection, 'threshold')}, "
+    "or the recipe's].",
+)
+@click.option(
+    "--columns",
+    default=None,
+    metavar="FIELD=COLUMN,...",
+    help="File or Hub dataset: instruction=...,input=...,output=... [default: guessed from common names].",
+)
+@click.option("--config", default=None, help="Hub dataset: the config to load.")
+@click.option("--split", default="train", show_default=True, help="Hub dataset: the split to check.")
+@click.option("--revision", default=None, help="Hub dataset: a branch, tag or commit.")
 @click.option(
     "--keep",
     multiple=True,
-    type=click.Choice(["duplicate", "gray_area", "similar_different"]),
+    type=click.Choice(CATEGORIES),
     help="Keep rows of this category (repeatable); recorded in the report and certificate.",
 )
-@click.option("--model", default=None, help="sentence-transformers model [default: all-MiniLM-L6-v2].")
+@click.option(
+    "--model",
+    default=None,
+    help=f"sentence-transformers model [default: {default(DataSection, 'embedding_model')}, "
+    "or the recipe's].",
+)
 @click.option(
     "--benchmark-file",
     "benchmark_files",
@@ -615,7 +682,12 @@ def data_build(recipe: str, overrides: tuple[str, ...], out: str | None, force: 
 def data_check(
     dataset: str,
     benchmarks: str | None,
+    platypus: bool,
     threshold: float | None,
+    columns: str | None,
+    config: str | None,
+    split: str,
+    revision: str | None,
     keep: tuple[str, ...],
     model: str | None,
     benchmark_files: tuple[str, ...],
@@ -625,9 +697,13 @@ def data_check(
 ) -> None:
     """Compare every question of DATASET with every benchmark test question (embedding cosine).
 
-    DATASET is a dataset artifact folder, or a recipe file: then its decontam section gives the
-    defaults, runs/<name>/dataset is checked and runs/<name>/dataset-clean written. Every pair
-    at or above the threshold is a hit, categorised as duplicate, gray_area or
+    DATASET is a dataset artifact folder, a local jsonl/json/csv/parquet file or a Hub dataset id
+    (see --columns, --config, --split, --revision), or a recipe file: then its decontam section
+    gives the defaults, runs/<name>/dataset is checked and runs/<name>/dataset-clean written.
+    Each benchmark item is matched in several views (question, question with choices, passage
+    windows, context with ending); candidates over a per-benchmark cosine are hits when the
+    cosine is high or the row states the item's numbers; with --platypus, one cut on the
+    question alone. Hits are categorised as duplicate, gray_area or
     similar_different. With --out, flagged rows are removed (unless --keep) and the folder gets
     data.parquet, manifest.json, leak_report.json/.md and leak_certificate.json. Without
     --out, a dataset with hits exits with status 1.
@@ -637,6 +713,7 @@ def data_check(
     files = _benchmark_files(benchmark_files)
     options = {
         "benchmarks": [b.strip() for b in benchmarks.split(",") if b.strip()] if benchmarks else None,
+        "method": "platypus" if platypus else None,
         "threshold": threshold,
         "keep": list(keep) or None,
         "model": model,
@@ -650,7 +727,18 @@ def data_check(
     elif overrides:
         raise HubkitError("--set applies to a recipe; DATASET is a folder")
     else:
-        result = check_dataset(dataset, out, **{k: v for k, v in options.items() if v is not None})
+        from .decontam import SourceOptions
+        from .decontam.source import parse_columns
+
+        source = SourceOptions(parse_columns(columns), config, split, revision)
+        result = check_dataset(
+            dataset, out, source=source, **{k: v for k, v in options.items() if v is not None}
+        )
+        read = result.report.get("source", {})
+        if read.get("guessed_columns"):
+            guessed = read["guessed_columns"]
+            shown = ", ".join(f"{k}={v}" + " (guessed)" * (k in guessed) for k, v in read["columns"].items())
+            click.echo(f"Columns: {shown}; --columns FIELD=COLUMN,... to change")
     for name, counts in result.summary.items():
         click.echo(f"  {name}: " + ", ".join(f"{n} {category}" for category, n in counts.items()))
     flagged = result.removed + result.kept_flagged
@@ -704,25 +792,32 @@ def train_and_push_command(
     if endpoint and local_hub:
         raise click.UsageError("give --endpoint or --local-hub, not both")
     recipe = load_recipe(recipe_path, list(overrides))
-    options = {"dry_run": dry_run, "force": force, "allow_unverified": allow_unverified, "echo": click.echo}
+    out = console()
+    options = {"dry_run": dry_run, "force": force, "allow_unverified": allow_unverified, "echo": out.line}
     if local_hub is None:
-        click.echo(train_and_push(recipe, endpoint=endpoint, **options).summary())
+        result = train_and_push(recipe, endpoint=endpoint, **options)
+        out.result(result.summary())
+        if not dry_run:
+            out.result(result.next_steps())
         return
     from .endpoint import use_endpoint
     from .hub import LocalHub
 
     with LocalHub(local_hub) as hub:
         use_endpoint(hub.endpoint)
-        click.echo(f"Local Hub at {hub.endpoint} (repos in {local_hub})")
+        out.line(f"Local Hub at {hub.endpoint} (repos in {local_hub})")
         result = train_and_push(recipe, endpoint=hub.endpoint, **options)
-        click.echo(result.summary())
         if not dry_run:
+            out.begin("load-back")
             check = load_back(result)
-            click.echo(
+            out.end(
                 f"Loaded back with datasets/transformers/peft: {check['dataset_rows']} rows; "
                 "merged model and adapter logits equal the local ones."
             )
-            click.echo(f"Generation from {result.pushes['merged'].repo_id}: {check['generation']!r}")
+            out.line(f"Generation from {result.pushes['merged'].repo_id}: {check['generation']!r}")
+        out.result(result.summary())
+        if not dry_run:
+            out.result(result.next_steps(serve=local_hub))
 
 
 def main() -> None:

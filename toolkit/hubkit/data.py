@@ -18,83 +18,25 @@ counts and thresholds, and the embedding model and revision.
 
 from __future__ import annotations
 
-import csv
-import json
 import os
 import unicodedata
-from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .artifacts import atomic_folder, digest_of, is_up_to_date, write_manifest
-from .errors import HubkitError
+from .errors import HubkitError, dataset_errors
 from .portable import portable_ref
-from .provenance import DATA_FILE
 from .recipe import Recipe, SourceSpec
+from .rows import COLUMNS, Row, question_text, read_records, write_rows
+from .schemas import DATA_FILE
 
 if TYPE_CHECKING:
     from .decontam.embed import Embedder
-
-COLUMNS = ("instruction", "input", "output", "data_source")
-FILE_SUFFIXES = (".jsonl", ".json", ".csv", ".parquet")
-Row = dict[str, str]
 
 
 def normalize_text(text: str) -> str:
     """The form two texts must share to count as exact duplicates."""
     return " ".join(unicodedata.normalize("NFKC", text).casefold().split())
-
-
-def _read_json(path: Path) -> list[dict[str, Any]]:
-    text = path.read_text(encoding="utf-8")
-    if path.suffix == ".json" and text.lstrip().startswith("["):
-        records = json.loads(text)
-    else:
-        records = [json.loads(line) for line in text.splitlines() if line.strip()]
-    if not all(isinstance(r, dict) for r in records):
-        raise ValueError("expected one JSON object per record")
-    return records
-
-
-def _read_csv(path: Path) -> list[dict[str, Any]]:
-    # utf-8-sig: Excel writes a byte-order mark that would otherwise start the first column's name
-    with path.open(newline="", encoding="utf-8-sig") as fh:
-        return list(csv.DictReader(fh))
-
-
-def _read_parquet(path: Path) -> list[dict[str, Any]]:
-    import pyarrow.parquet as pq
-
-    return pq.read_table(path).to_pylist()
-
-
-_READERS: dict[str, Callable[[Path], list[dict[str, Any]]]] = {
-    ".jsonl": _read_json,
-    ".json": _read_json,
-    ".csv": _read_csv,
-    ".parquet": _read_parquet,
-}
-
-
-def read_records(path: str | os.PathLike[str]) -> list[dict[str, Any]]:
-    """Records of a local jsonl/json/csv/parquet file; a folder reads each such file in name order."""
-    path = Path(path)
-    if path.is_dir():
-        parts = sorted(p for p in path.iterdir() if p.suffix in _READERS)
-        if not parts:
-            raise HubkitError(f"{path}: no {'/'.join(FILE_SUFFIXES)} files in this folder")
-        return [record for part in parts for record in read_records(part)]
-    reader = _READERS.get(path.suffix)
-    if reader is None:
-        raise HubkitError(f"{path}: unsupported file type (expected {', '.join(FILE_SUFFIXES)})")
-    try:
-        return reader(path)
-    except FileNotFoundError:
-        raise HubkitError(f"{path}: file not found") from None
-    except Exception as exc:  # any parse failure of a user's file is their input to fix
-        raise HubkitError(
-            f"{path}: unreadable {path.suffix[1:]} file ({type(exc).__name__}: {exc})"
-        ) from None
 
 
 def _load_source(spec: SourceSpec, recipe: Recipe) -> tuple[list[dict[str, Any]], str]:
@@ -107,7 +49,7 @@ def _load_source(spec: SourceSpec, recipe: Recipe) -> tuple[list[dict[str, Any]]
     where = f"{spec.hub_id}" + (f" ({spec.config})" if spec.config else "") + f" split {spec.split}"
     try:
         dataset = load_dataset(spec.hub_id, spec.config, split=spec.split, revision=spec.revision)
-    except Exception as exc:  # not found, no network, bad config/split: all fixable by the user
+    except dataset_errors() as exc:  # not found, no network, bad config/split: all fixable by the user
         raise HubkitError(
             f"{recipe.source}: source {spec.name!r}: cannot load {where} ({type(exc).__name__}: {exc})"
         ) from None
@@ -157,11 +99,6 @@ def drop_exact_duplicates(rows: list[Row]) -> list[Row]:
     return [rows[i] for i in sorted(best.values())]
 
 
-def question_text(row: Row) -> str:
-    """The text embedded for a row: instruction and input, as the Platypus notebook joined them."""
-    return f"{row['instruction']} {row['input']}" if row["input"] else row["instruction"]
-
-
 def drop_near_duplicates(rows: list[Row], threshold: float, embedder: Embedder) -> list[Row]:
     """Drop rows whose embedding is within ``threshold`` cosine of a surviving row.
 
@@ -181,16 +118,6 @@ def drop_near_duplicates(rows: list[Row], threshold: float, embedder: Embedder) 
     for pos in range(len(order)):
         kept[pos] = not any(kept[other] for other in earlier.get(pos, ()))
     return [rows[i] for i in sorted(order[pos] for pos in range(len(order)) if kept[pos])]
-
-
-def write_rows(rows: list[Row], path: Path) -> None:
-    """Write rows as ``data.parquet``: four string columns, deterministic bytes."""
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-
-    schema = pa.schema([(name, pa.string()) for name in COLUMNS])
-    table = pa.table({name: [row[name] for row in rows] for name in COLUMNS}, schema=schema)
-    pq.write_table(table, path, compression="zstd")
 
 
 def build_dataset(recipe: Recipe, out_dir: str | os.PathLike[str] | None = None, force: bool = False) -> Path:

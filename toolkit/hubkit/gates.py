@@ -23,53 +23,58 @@ from __future__ import annotations
 import fnmatch
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
-from .artifacts import CARD_FILES, MANIFEST, digest_of, read_json, sha256_file
-from .errors import HubkitError
+from .artifacts import CARD_FILES, read_json, sha256_file
+from .errors import GateRefused
 from .portable import recall_location
-from .provenance import CERTIFICATE, DATA_FILE
+from .provenance import (
+    CERTIFICATE,
+    certificate_problem,
+    dataset_certificate_problem,
+    rows_problem,
+)
+from .schemas import (
+    ADAPTER,
+    DATA_FILE,
+    DATASET,
+    MANIFEST,
+    MANIFESTS,
+    MERGED,
+    PROVENANCE,
+    AdapterManifest,
+    AdapterProvenance,
+    LeakCertificate,
+    Manifest,
+)
 
-PROVENANCE = "provenance.json"
 WEIGHTS = ("*.safetensors", "*.bin", "*.pt", "*.pth", "*.ckpt", "*.gguf", "*.h5", "*.msgpack", "*.onnx")
 DATASETS = ("*.parquet", "*.arrow", "*.feather", "*.jsonl", "*.csv", "*.tsv")
-# Every field `hubkit data check` writes into a certificate that a gate reads.
-CERTIFICATE_FIELDS = (
-    "passed",
-    "dataset_sha256",
-    "benchmarks",
-    "embedding_model",
-    "threshold",
-    "rows_checked",
-    "rows_removed",
-    "hits",
-)
 
 
 def push_gate(folder: Path, files: dict[str, Path]) -> str | None:
     """Check the hubkit artifact in ``folder`` (published as ``files``); return one line saying what
     was recomputed, or None for a folder that is no artifact and holds no weights or data.
 
-    Raises a one-line HubkitError naming the file and the claim that does not hold.
+    Raises a one-line GateRefused naming the file and the claim that does not hold.
     """
     if MANIFEST not in files:
         payload = sorted(rel for rel in files if _matches(rel, WEIGHTS + DATASETS))
         kind = _provenance_kind(folder)
         if kind is not None:
-            raise HubkitError(f"{folder / PROVENANCE}: a hubkit {kind} without its {MANIFEST}; refusing it")
+            raise GateRefused(f"{folder / PROVENANCE}: a hubkit {kind} without its {MANIFEST}; refusing it")
         if payload:
-            raise HubkitError(
+            raise GateRefused(
                 f"{folder / payload[0]}: model weights or data without a hubkit {MANIFEST}, so no gate can "
                 "check them; pass --no-gate to publish them unchecked (the commit and the card say so)"
             )
         return None
-    manifest = read_json(folder / MANIFEST)
-    kind = manifest.get("kind") if isinstance(manifest, dict) else None
-    gate = GATES.get(kind)  # type: ignore[arg-type]
+    kind = Manifest.read(folder).kind
+    gate = GATES.get(kind)
     if gate is None:
-        raise HubkitError(
+        raise GateRefused(
             f"{folder / MANIFEST}: kind {kind!r} is not a hubkit artifact ({', '.join(GATES)}); refusing it"
         )
+    manifest = MANIFESTS[kind].read(folder)
     check_unchanged(folder, files, manifest)
     return f"{kind} gate: {gate(folder, manifest)}"
 
@@ -79,6 +84,7 @@ def _matches(rel: str, patterns: tuple[str, ...]) -> bool:
 
 
 def _provenance_kind(folder: Path) -> str | None:
+    """The hubkit kind a ``provenance.json`` claims (read leniently: it may be any tool's file)."""
     path = folder / PROVENANCE
     if not path.is_file():
         return None
@@ -88,110 +94,71 @@ def _provenance_kind(folder: Path) -> str | None:
     )
 
 
-def check_unchanged(folder: Path, files: dict[str, Path], manifest: dict[str, Any]) -> None:
+def check_unchanged(folder: Path, files: dict[str, Path], manifest: Manifest) -> None:
     """Every published file (but the manifest and the cards) hashes to what the manifest lists."""
-    listed = manifest.get("files")
-    if not isinstance(listed, dict):
-        raise HubkitError(f"{folder / MANIFEST}: no 'files' map; not a manifest hubkit wrote")
+    listed = manifest.files
     published = {rel: path for rel, path in files.items() if rel not in (MANIFEST, *CARD_FILES)}
     for rel in sorted(published):
         if rel not in listed:
-            raise HubkitError(
+            raise GateRefused(
                 f"{folder / rel}: not part of the artifact ({MANIFEST} does not list it); refusing it"
             )
         if sha256_file(published[rel]) != listed[rel]:
-            raise HubkitError(f"{folder / rel}: changed since {MANIFEST} was written (sha256 differs)")
+            raise GateRefused(f"{folder / rel}: changed since {MANIFEST} was written (sha256 differs)")
     missing = sorted(set(listed) - set(published))
     if missing:
-        raise HubkitError(f"{folder / missing[0]}: listed in {MANIFEST} but missing")
+        raise GateRefused(f"{folder / missing[0]}: listed in {MANIFEST} but missing")
 
 
-def certificate_problem(certificate: Any, data_sha256: str) -> str | None:
-    """Why ``certificate`` does not vouch for the data hashing to ``data_sha256``, or None."""
-    if not isinstance(certificate, dict):
-        return "no leak certificate"
-    missing = [name for name in CERTIFICATE_FIELDS if name not in certificate]
-    if missing:
-        return f"missing field {missing[0]!r}: not a certificate `hubkit data check` wrote"
-    benchmarks = certificate["benchmarks"]
-    if not isinstance(benchmarks, dict) or not benchmarks:
-        return "names no benchmark it was checked against"
-    if certificate["dataset_sha256"] != data_sha256:
-        return f"is for data with sha256 {str(certificate['dataset_sha256'])[:12]}, not {data_sha256[:12]}"
-    if certificate["passed"] is not True:
-        return "leak check did not pass"
-    return None
-
-
-def _dataset(folder: Path, manifest: dict[str, Any]) -> str:
+def _dataset(folder: Path, manifest: Manifest) -> str:
     data = folder / DATA_FILE
     if not data.is_file():
-        raise HubkitError(f"{data}: missing; a dataset artifact publishes its data as {DATA_FILE}")
+        raise GateRefused(f"{data}: missing; a dataset artifact publishes its data as {DATA_FILE}")
     path = folder / CERTIFICATE
     if not path.is_file():
-        raise HubkitError(f"{path}: missing; run `hubkit data check` (or push with --no-gate)")
-    certificate = read_json(path)
-    if problem := certificate_problem(certificate, sha256_file(data)):
-        raise HubkitError(f"{path}: {problem}; refusing it")
-    import pyarrow.parquet as pq
-
-    rows = pq.read_metadata(data).num_rows
-    claimed = certificate["rows_checked"] - certificate["rows_removed"]
-    if claimed != rows:
-        raise HubkitError(
-            f"{path}: {certificate['rows_checked']} rows checked - {certificate['rows_removed']} removed "
-            f"= {claimed}, but {DATA_FILE} holds {rows}; refusing it"
-        )
+        raise GateRefused(f"{path}: missing; run `hubkit data check` (or push with --no-gate)")
+    certificate = LeakCertificate.read(folder)
+    problem = certificate_problem(certificate, sha256_file(data)) or rows_problem(certificate, data)
+    if problem:
+        raise GateRefused(f"{path}: {problem}; refusing it")
+    rows = certificate["rows_checked"] - certificate["rows_removed"]  # they add up to the parquet's
     return f"{DATA_FILE} hashed again ({rows} rows) and matches its passing leak certificate"
 
 
-def _adapter(folder: Path, manifest: dict[str, Any]) -> str:
+def _adapter(folder: Path, manifest: Manifest) -> str:
     path = folder / PROVENANCE
     if not path.is_file():
-        raise HubkitError(f"{path}: missing; an adapter's lineage is its provenance, refusing it")
-    provenance = read_json(path)
-    if provenance.get("allow_unchecked_data") and provenance.get("leak_certificate") is None:
+        raise GateRefused(f"{path}: missing; an adapter's lineage is its provenance, refusing it")
+    provenance = AdapterProvenance.read(folder, needed_by="the adapter's push gate")
+    certificate = provenance.leak_certificate
+    if provenance.allow_unchecked_data and certificate is None:
         return "trained on unchecked data (--allow-unchecked-data), as its provenance and card say"
-    data_sha256 = (provenance.get("dataset") or {}).get("data_sha256") or ""
-    certificate = provenance.get("leak_certificate")
+    data_sha256 = provenance.dataset.data_sha256
     if problem := certificate_problem(certificate, data_sha256):
-        raise HubkitError(f"{path}: leak_certificate {problem}; refusing it")
-    if manifest.get("dataset_sha256") != data_sha256:
-        raise HubkitError(
+        raise GateRefused(f"{path}: leak_certificate {problem}; refusing it")
+    if not isinstance(manifest, AdapterManifest) or manifest.dataset_sha256 != data_sha256:
+        raise GateRefused(
             f"{path}: dataset.data_sha256 differs from {MANIFEST}'s dataset_sha256; refusing it"
         )
     if recall_location(data_sha256) is None:
-        raise HubkitError(
+        raise GateRefused(
             f"{path}: the dataset it was trained on (data sha256 {data_sha256[:12]}) is not on this machine, "
             "so its certificate cannot be checked here; `hubkit verify adapter` checks a published one"
         )
-    if problem := dataset_certificate_problem(certificate, data_sha256):
-        raise HubkitError(f"{path}: leak_certificate {problem}; refusing it")
+    if problem := dataset_certificate_problem(certificate, data_sha256):  # type: ignore[arg-type]
+        raise GateRefused(f"{path}: leak_certificate {problem}; refusing it")
     return f"its leak certificate is the one of the dataset it names ({DATA_FILE} hashed again)"
 
 
-def dataset_certificate_problem(certificate: dict[str, Any], data_sha256: str) -> str | None:
-    """Why ``certificate`` is not the one of the dataset artifact whose data hashes to ``data_sha256``
-    (found where this machine last saw it, and hashed again), or None; None too when it is not here."""
-    dataset = recall_location(data_sha256)
-    if dataset is None:
-        return None
-    if sha256_file(dataset / DATA_FILE) != data_sha256:
-        return f"names {dataset / DATA_FILE}, which changed since"
-    if digest_of(read_json(dataset / CERTIFICATE)) != digest_of(certificate):
-        return f"differs from {dataset / CERTIFICATE}"
-    return None
-
-
-def _merged(folder: Path, manifest: dict[str, Any]) -> str:
+def _merged(folder: Path, manifest: Manifest) -> str:
     from .merge import require_verified
 
     summary = require_verified(folder)
     return f"equivalence check passed and covers every published file ({summary['weights_sha256'][:12]})"
 
 
-GATES: dict[str, Callable[[Path, dict[str, Any]], str]] = {
-    "dataset": _dataset,
-    "adapter": _adapter,
-    "merged": _merged,
+GATES: dict[str, Callable[[Path, Manifest], str]] = {
+    DATASET: _dataset,
+    ADAPTER: _adapter,
+    MERGED: _merged,
 }

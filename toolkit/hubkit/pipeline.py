@@ -21,7 +21,8 @@ from pathlib import Path
 from typing import Any
 
 from .artifacts import list_files
-from .errors import HubkitError
+from .console import console
+from .errors import HubkitError, NotVerified
 from .publish import PushResult, RepoType, preflight_push, upload
 from .recipe import Recipe
 
@@ -42,6 +43,10 @@ class StageRecord:
     seconds: float
     detail: str = ""
 
+    def row(self) -> str:
+        """Its line in the summary table (and as the stage ends)."""
+        return f"{self.name:<11} {self.status:<9} {self.seconds:>7.1f}s  {self.detail}"
+
 
 @dataclass
 class PipelineResult:
@@ -55,7 +60,7 @@ class PipelineResult:
     def summary(self) -> str:
         """The closing table: time per stage, then repos, commits, sizes and URLs."""
         lines = [f"{'stage':<11} {'status':<9} {'time':>8}  detail"]
-        lines += [f"{s.name:<11} {s.status:<9} {s.seconds:>7.1f}s  {s.detail}" for s in self.stages]
+        lines += [s.row() for s in self.stages]
         if self.pushes:
             lines += ["", f"{'artifact':<8} {'repo':<40} {'commit':<12} {'sent':>12}  url"]
             for role, push in self.pushes.items():
@@ -63,6 +68,33 @@ class PipelineResult:
                 lines.append(
                     f"{role:<8} {push.repo_id:<40} {commit:<12} {push.uploaded_bytes:>11,}B  {push.url}"
                 )
+        return "\n".join(lines)
+
+    def next_steps(self, serve: str | None = None) -> str:
+        """How to load the pushed repos with the stock libraries, at their tags (else commits);
+        ``serve``: the local Hub folder, which must be served again for them."""
+        from .train import TINY_LLAMA
+
+        (data, data_rev), (adapter, adapter_rev), (merged, merged_rev) = (
+            (push.repo_id, push.tag or push.commit) for push in (self.pushes[role] for role, _, _ in REPOS)
+        )
+        base = self.recipe.model.name_or_path
+        if base == TINY_LLAMA:
+            base = str(self.recipe.run_dir() / "base-model")
+        lines = ["", "Next: load what was pushed"]
+        if serve is not None:
+            lines += [
+                f"  hubkit hub serve --root {serve} --port 8080   # then, in another shell:",
+                "  export HF_ENDPOINT=http://127.0.0.1:8080 HF_HUB_DISABLE_XET=1",
+            ]
+        model = "from transformers import AutoModelForCausalLM as M"
+        lines += [
+            f"  python -c \"import datasets; print(datasets.load_dataset('{data}', revision='{data_rev}', "
+            "split='train'))\"",
+            f"  python -c \"{model}; print(M.from_pretrained('{merged}', revision='{merged_rev}'))\"",
+            f"  python -c \"{model}; from peft import PeftModel; print(PeftModel.from_pretrained("
+            f"M.from_pretrained('{base}'), '{adapter}', revision='{adapter_rev}'))\"",
+        ]
         return "\n".join(lines)
 
 
@@ -85,7 +117,7 @@ def _verified(folder: Path, force: bool = False) -> tuple[dict[str, Any], bool]:
     if not force:
         try:
             return require_verified(folder), False
-        except HubkitError:
+        except NotVerified:
             pass
     verify_merge(folder)
     return require_verified(folder), True
@@ -148,12 +180,13 @@ def train_and_push(
 
     @contextmanager
     def stage(name: str) -> Iterator[dict[str, Any]]:
-        echo(f"==> {name}")
+        console().begin(name)
         note: dict[str, Any] = {"status": "ran", "detail": ""}
         started = time.perf_counter()
         yield note
         record = StageRecord(name, note["status"], time.perf_counter() - started, note["detail"])
         result.stages.append(record)
+        console().end(record.row())
 
     from .data import build_dataset
     from .decontam import check_recipe
@@ -182,11 +215,17 @@ def train_and_push(
     from .train import train
 
     with stage("train") as note:
-        trained = train(recipe, dataset=check.out, out=run / "adapter", force="train" in force, echo=echo)
+        trained = train(
+            recipe, dataset=check.out, out=run / "adapter", force="train" in force, echo=console().debug
+        )
         result.artifacts["adapter"] = trained.out
         note["status"] = "skipped" if trained.skipped else "ran"
+        metrics = trained.metrics
         note["detail"] = (
-            f"final loss {trained.metrics['loss'][-1]['loss']:.4f}" if trained.metrics["loss"] else ""
+            f"final loss {metrics['loss'][-1]['loss']:.4f}, {metrics['global_step']} steps, "
+            f"{metrics['tokens_seen'] / max(metrics['wall_time_s'], 1e-9):,.0f} tokens/s"
+            if metrics["loss"]
+            else ""
         )
 
     from .merge import load_registry, merge_adapter, merge_models
@@ -262,7 +301,8 @@ def train_and_push(
                     private=recipe.hub.private,
                     commit_message=f"{recipe.name} {recipe.version}: {role} (hubkit)",
                 )
-            note["detail"] = ", ".join(p.repo_id for p in result.pushes.values())
+            sent = sum(p.uploaded_bytes for p in result.pushes.values())
+            note["detail"] = ", ".join(p.repo_id for p in result.pushes.values()) + f" ({sent:,} B sent)"
     return result
 
 

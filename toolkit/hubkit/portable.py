@@ -48,11 +48,15 @@ def relative_to_artifact(path: str | os.PathLike[str], artifact: str | os.PathLi
     return Path(os.path.relpath(Path(path).resolve(), Path(artifact).resolve())).as_posix()
 
 
+def cache_root() -> Path:
+    """``$HUBKIT_CACHE`` or ``~/.cache/hubkit``: what this machine keeps for itself, never published."""
+    return Path(os.environ.get("HUBKIT_CACHE") or Path.home() / ".cache" / "hubkit")
+
+
 def remember_location(digest: str, folder: str | os.PathLike[str]) -> None:
     """Note on this machine only (``$HUBKIT_CACHE/locations``) where the input with ``digest`` lies,
     so a record that names it by name + hash can still be followed here after its artifact moves."""
     from .artifacts import write_json
-    from .decontam.embed import cache_root
 
     write_json(cache_root() / "locations" / f"{digest}.json", {"path": str(Path(folder).resolve())})
 
@@ -60,8 +64,6 @@ def remember_location(digest: str, folder: str | os.PathLike[str]) -> None:
 def recall_location(digest: str) -> Path | None:
     """Where ``remember_location`` last saw the input with ``digest``, if it is still a folder there."""
     import json
-
-    from .decontam.embed import cache_root
 
     try:
         path = Path(json.loads((cache_root() / "locations" / f"{digest}.json").read_text())["path"])

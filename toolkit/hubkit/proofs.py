@@ -18,11 +18,19 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .artifacts import MANIFEST, digest_of, read_json, sha256_file
-from .errors import HubkitError
-from .gates import PROVENANCE, check_unchanged
+from .artifacts import digest_of, sha256_file
+from .errors import HubkitError, hub_errors
+from .gates import check_unchanged
 from .portable import BUNDLED, bundled_path, recall_location
-from .provenance import CERTIFICATE, DATA_FILE
+from .provenance import certificate_content
+from .schemas import (
+    DATA_FILE,
+    MANIFEST,
+    AdapterProvenance,
+    LeakCertificate,
+    Manifest,
+    VerificationRecord,
+)
 
 
 @dataclass(frozen=True)
@@ -69,17 +77,17 @@ def fetched(source: str, repo_type: str, revision: str | None = None) -> Iterato
             shutil.copytree(folder, copy, copy_function=_link_or_copy)
         else:
             from huggingface_hub import snapshot_download
-            from huggingface_hub.errors import HfHubHTTPError, HFValidationError
+            from huggingface_hub.errors import HFValidationError
 
             try:
                 snapshot_download(source, repo_type=repo_type, revision=revision, local_dir=copy)
             except HFValidationError:
                 raise HubkitError(f"{source}: neither a folder nor a Hub repo id") from None
-            except (HfHubHTTPError, OSError) as exc:
+            except hub_errors() as exc:
                 raise HubkitError(f"{source}: cannot download it ({str(exc).splitlines()[0]})") from None
             shutil.rmtree(copy / ".cache", ignore_errors=True)
             attributes, manifest = copy / ".gitattributes", copy / MANIFEST
-            listed = read_json(manifest).get("files", {}) if manifest.is_file() else {}
+            listed = Manifest.read(copy).files if manifest.is_file() else {}
             if attributes.is_file() and ".gitattributes" not in listed:
                 attributes.unlink()  # the Hub's own, not the artifact's
         yield copy
@@ -96,7 +104,7 @@ def _files_claim(folder: Path) -> Claim:
     """Every file hashes to what the manifest lists."""
     files = {p.relative_to(folder).as_posix(): p for p in folder.rglob("*") if p.is_file()}
     try:
-        check_unchanged(folder, files, read_json(folder / MANIFEST))
+        check_unchanged(folder, files, Manifest.read(folder))
         return Claim("files hash to the manifest", "yes", "yes", True)
     except HubkitError as exc:
         return Claim("files hash to the manifest", "yes", str(exc).replace(f"{folder}/", ""), False)
@@ -110,36 +118,41 @@ def verify_dataset(
 
     from .decontam import check_dataset, load_benchmarks
     from .decontam.check import LEAKING
+    from .decontam.embed import DEFAULT_MODEL
 
     with fetched(source, "dataset", revision) as folder:
-        certificate = read_json(folder / CERTIFICATE)
+        certificate = LeakCertificate.read(folder, needed_by="hubkit verify dataset")
         data = folder / DATA_FILE
-        claims = [
-            _files_claim(folder),
-            _claim("data sha256", certificate.get("dataset_sha256"), sha256_file(data)),
-        ]
+        claims = [_files_claim(folder), _claim("data sha256", certificate.dataset_sha256, sha256_file(data))]
         rows = pq.read_metadata(data).num_rows
-        claims.append(_claim("rows kept", certificate["rows_checked"] - certificate["rows_removed"], rows))
-        files = _benchmark_sources(certificate["benchmarks"], benchmark_files or {})
-        names = list(certificate["benchmarks"])
-        for bench in load_benchmarks(names, files):
-            claims.append(
-                _claim(f"{bench.name} sha256", certificate["benchmarks"][bench.name]["sha256"], bench.sha256)
+        checked, removed = certificate.rows_checked, certificate.rows_removed
+        claims.append(_claim("rows kept", None if None in (checked, removed) else checked - removed, rows))
+        recorded = certificate.benchmarks
+        if not isinstance(recorded, dict) or not recorded:
+            raise HubkitError(
+                f"{source}: {LeakCertificate.FILE} records no benchmark sources to check it against"
             )
+        files = _benchmark_sources(recorded, benchmark_files or {})
+        names = list(recorded)
+        for bench in load_benchmarks(names, files):
+            claims.append(_claim(f"{bench.name} sha256", recorded[bench.name].get("sha256"), bench.sha256))
+        method = (certificate.rule or {}).get("method", "platypus")
         result = check_dataset(
             folder,
             benchmarks=names,
-            threshold=certificate["threshold"],
-            model=certificate["embedding_model"],
+            method=method,
+            threshold=certificate.threshold if method == "platypus" else None,
+            model=certificate.embedding_model or DEFAULT_MODEL,
             benchmark_files=files,
             progress=False,
         )
-        kept = set(certificate.get("kept_categories") or [])
+        kept = set(certificate.kept_categories)
         leaking = [h for h in result.hits if h["category"] in LEAKING and h["category"] not in kept]
-        claims.append(_claim("embedding model revision", certificate.get("embedding_model_revision"),
+        claims.append(_claim("decision rule", certificate.rule, result.report["rule"]))
+        claims.append(_claim("embedding model revision", certificate.embedding_model_revision,
                              result.report["embedding_model_revision"]))  # fmt: skip
         claims.append(_claim("leaking rows left", 0, len({h["row"] for h in leaking})))
-        claims.append(_claim("passed", certificate.get("passed"), not leaking))
+        claims.append(_claim("passed", certificate.passed, not leaking))
     return claims
 
 
@@ -171,43 +184,44 @@ def verify_adapter(
     """Hash the adapter's files again and compare its recorded dataset and certificate with the
     published dataset (``dataset``: a folder or Hub id; default: where this machine has it)."""
     with fetched(source, "model", revision) as folder:
-        provenance = read_json(folder / PROVENANCE)
+        provenance = AdapterProvenance.read(folder, needed_by="hubkit verify adapter")
         claims = [_files_claim(folder)]
-        recorded = provenance.get("dataset") or {}
-        certificate = provenance.get("leak_certificate") or {}
-        data_sha256 = recorded.get("data_sha256")
-        found = recall_location(data_sha256) if data_sha256 else None
+        certificate = provenance.leak_certificate
+        data_sha256 = provenance.dataset.data_sha256
+        found = recall_location(data_sha256)
         where = dataset or (str(found) if found else None)
         if where is None:
             raise HubkitError(
                 f"{source}: give the dataset it was trained on with --dataset (a folder or Hub id)"
             )
         with fetched(where, "dataset", dataset_revision) as data_folder:
-            published = read_json(data_folder / CERTIFICATE)
+            published = LeakCertificate.read(data_folder, needed_by="hubkit verify adapter")
             claims.append(_claim("dataset sha256", data_sha256, sha256_file(data_folder / DATA_FILE)))
             claims.append(
-                _claim("certificate = the dataset's", digest_of(certificate)[:12], digest_of(published)[:12])
+                _claim("certificate = the dataset's", _digest(certificate)[:12], _digest(published)[:12])
             )
-        claims.append(_claim("certificate passed", True, certificate.get("passed") is True))
+        claims.append(_claim("certificate passed", True, certificate is not None and certificate.passed))
     return claims
+
+
+def _digest(certificate: LeakCertificate | None) -> str:
+    return "none" if certificate is None else digest_of(certificate_content(certificate))
 
 
 def verify_merged(source: str, revision: str | None = None) -> list[Claim]:
     """Run the equivalence check again on a scratch copy and compare it with the recorded one."""
     from .merge import verify_merge
-    from .merge.verify import VERIFICATION, published_hashes
+    from .merge.verify import published_hashes
 
     with fetched(source, "model", revision) as folder:
-        recorded = read_json(folder / VERIFICATION)
+        recorded = VerificationRecord.read(folder, needed_by="hubkit verify merged")
         claims = [_files_claim(folder)]
-        claims.append(
-            _claim("files sha256", recorded.get("weights_sha256"), digest_of(published_hashes(folder)))
-        )
+        claims.append(_claim("files sha256", recorded.weights_sha256, digest_of(published_hashes(folder))))
         result = verify_merge(folder)
-        claims.append(_claim("passed", recorded.get("passed"), result["passed"]))
+        claims.append(_claim("passed", recorded.passed, result["passed"]))
         if result.get("max_abs_logit_diff") is not None:
             claimed, got, tolerance = (
-                recorded.get("max_abs_logit_diff"),
+                recorded.max_abs_logit_diff,
                 result["max_abs_logit_diff"],
                 result["tolerance"],
             )

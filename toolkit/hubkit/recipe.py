@@ -9,17 +9,41 @@ from __future__ import annotations
 
 import os
 import re
+from collections.abc import Collection
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal, get_args
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
-from .errors import HubkitError
+from .errors import HubkitError, InputNotFound, format_validation_error
+from .methods import MODEL_MERGES
 from .prompts import TEMPLATES
 
 DEFAULT_BENCHMARKS = ["arc", "hellaswag", "mmlu", "truthfulqa", "gsm8k"]
-CATEGORIES = ("duplicate", "gray_area", "similar_different")
+# What the leak check calls a flagged row; the decontam rules, the CLI and the cards read these.
+Category = Literal["duplicate", "gray_area", "similar_different"]
+CATEGORIES: tuple[Category, ...] = get_args(Category)
+DecontamMethod = Literal["multiview", "platypus"]
+
+
+def one_of(what: str, known: Collection[str]) -> AfterValidator:
+    """A validator refusing a name not in ``known`` (a registry: templates, merge methods), by name."""
+
+    def check(name: str) -> str:
+        if name not in known:
+            raise ValueError(f"unknown {what} {name!r} (known: {', '.join(known)})")
+        return name
+
+    return AfterValidator(check)
 
 
 class _Section(BaseModel):
@@ -80,8 +104,10 @@ class DedupSection(_Section):
 class DataSection(_Section):
     sources: list[SourceSpec] = Field(default_factory=list)
     dedup: DedupSection = DedupSection()
-    embedding_model: str = "all-MiniLM-L6-v2"
-    prompt_template: str = "alpaca"
+    # the sentence-transformers model near-dedup and the leak check embed with (bundled, offline)
+    embedding_model: str = "sentence-transformers/all-MiniLM-L6-v2"
+    # training, the merge check and the cards all format prompts with it: a typo is refused at load
+    prompt_template: Annotated[str, one_of("template", TEMPLATES)] = "alpaca"
     max_length: int = Field(default=4096, gt=0)
     # The dataset artifact `hubkit train` reads (a folder, relative to the recipe file, or a Hub
     # dataset id); None means the `data check` output, runs/<name>/dataset-clean.
@@ -98,14 +124,6 @@ class DataSection(_Section):
             seen.add(spec.name)
         return sources
 
-    @field_validator("prompt_template")
-    @classmethod
-    def _known_template(cls, name: str) -> str:
-        """Training, the merge check and the cards all format prompts with it: refuse a typo at load."""
-        if name not in TEMPLATES:
-            raise ValueError(f"unknown template {name!r} (known: {', '.join(TEMPLATES)})")
-        return name
-
 
 class DecontamSection(_Section):
     """The leak check. ``on_hit`` is what train-and-push does when the built data has hits:
@@ -113,8 +131,10 @@ class DecontamSection(_Section):
     cleaned data, as Platypus did; the certificate records what was removed)."""
 
     benchmarks: list[str] = Field(default_factory=lambda: list(DEFAULT_BENCHMARKS))
-    threshold: float = Field(default=0.8, gt=0, le=1)
-    keep: list[Literal["duplicate", "gray_area", "similar_different"]] = Field(default_factory=list)
+    # multiview: views and a two-stage rule per benchmark (decontam/rule.py); platypus: one cut
+    method: DecontamMethod = "multiview"
+    threshold: float = Field(default=0.8, gt=0, le=1)  # the platypus method's cut
+    keep: list[Category] = Field(default_factory=list)
     benchmark_files: dict[str, str] = Field(default_factory=dict)
     on_hit: Literal["stop", "remove"] = "stop"
 
@@ -150,7 +170,7 @@ class MergeSection(_Section):
 
     models: list[str] = Field(default_factory=list)
     weights: list[float] = Field(default_factory=list)
-    method: Literal["linear", "task_arithmetic"] = "linear"
+    method: Annotated[str, one_of("merge method", MODEL_MERGES)] = "linear"  # `merge adapter` folds LoRA
     base: str | None = None
     taint_registry: list[TaintEntry] = Field(default_factory=list)
     allow_unverified: list[str] = Field(default_factory=list)
@@ -215,6 +235,12 @@ _Loader.add_implicit_resolver(
 )
 
 
+def default(section: type[BaseModel], field: str) -> Any:
+    """A recipe section's default for ``field``: the one place a default is written, which the
+    API's keyword defaults and the CLI's help read."""
+    return section.model_fields[field].get_default(call_default_factory=True)
+
+
 def _parse_scalar(key: str, text: str) -> Any:
     """A ``--set`` value as YAML; a value YAML cannot read is the user's to fix, so one line."""
     try:
@@ -253,18 +279,6 @@ def apply_overrides(raw: dict[str, Any], overrides: list[str], source: str) -> d
     return raw
 
 
-def _format_error(exc: ValidationError, source: str) -> str:
-    err = exc.errors()[0]
-    key = ".".join(str(p) for p in err["loc"]) or "<root>"
-    if err["type"] == "extra_forbidden":
-        return f"{source}: unknown key '{key}'"
-    if err["type"] == "missing":
-        return f"{source}: missing required key '{key}'"
-    if err["type"] == "value_error":  # a validator's own message; pydantic prefixes "Value error, "
-        return f"{source}: {key}: {err['ctx']['error']}"
-    return f"{source}: {key}: {err['msg']}"
-
-
 def recipe_from_dict(raw: Any, source: str = "<memory>", base_dir: str | os.PathLike[str] = ".") -> Recipe:
     """Validate a raw mapping as a recipe; errors name the key and ``source``."""
     if not isinstance(raw, dict):
@@ -272,7 +286,7 @@ def recipe_from_dict(raw: Any, source: str = "<memory>", base_dir: str | os.Path
     try:
         return Recipe.model_validate({**raw, "source": source, "base_dir": str(base_dir)})
     except ValidationError as exc:
-        raise HubkitError(_format_error(exc, source)) from None
+        raise HubkitError(format_validation_error(exc, source)) from None
 
 
 def _merge(base: dict[str, Any], child: dict[str, Any]) -> dict[str, Any]:
@@ -289,7 +303,7 @@ def _read_raw(path: Path, seen: tuple[Path, ...] = ()) -> Any:
     try:
         raw = yaml.load(path.read_text(encoding="utf-8"), Loader=_Loader)
     except FileNotFoundError:
-        raise HubkitError(f"{path}: recipe file not found") from None
+        raise InputNotFound(f"{path}: recipe file not found") from None
     except (OSError, yaml.YAMLError) as exc:
         raise HubkitError(f"{path}: not a readable YAML recipe ({exc.__class__.__name__})") from None
     if not isinstance(raw, dict) or "extends" not in raw:

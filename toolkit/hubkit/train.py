@@ -23,9 +23,8 @@ from importlib import metadata
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from . import __version__
+from . import __version__, schemas
 from .artifacts import (
-    MANIFEST,
     atomic_folder,
     digest_of,
     hash_files,
@@ -36,11 +35,13 @@ from .artifacts import (
     write_manifest,
 )
 from .attention import SDPA_VARLEN, register_sdpa_varlen
-from .errors import HubkitError
+from .console import console
+from .errors import HubkitError, InputNotFound, hub_errors
 from .portable import portable_ref, relative_to_artifact, remember_location
 from .prompts import to_prompt_completion
-from .provenance import DATA_FILE, load_leak_certificate, require_passing_certificate
+from .provenance import load_leak_certificate, require_passing_certificate
 from .recipe import LoraSection, Recipe
+from .schemas import DATA_FILE
 
 if TYPE_CHECKING:
     from datasets import Dataset
@@ -118,7 +119,7 @@ class DatasetArtifact:
     path: Path
     rows: list[dict[str, Any]]
     sha256: str
-    certificate: dict[str, Any] | None
+    certificate: schemas.LeakCertificate | None
     manifest_content_hash: str | None
     # Hub datasets the rows came from, for the taint gate: the artifact's own Hub id when it was
     # fetched from the Hub, then the Hub sources its manifest lists (`hubkit data build` records them).
@@ -176,17 +177,14 @@ def _build_tiny_llama(dest: Path) -> None:
     with atomic_folder(dest) as tmp:
         build_tiny_llama(tmp, corpus)
         # Known provenance for the taint gate: random weights that saw no training data.
-        write_json(
-            tmp / "provenance.json",
-            {
-                "kind": "base-model",
-                "name": TINY_LLAMA,
-                "weights": "random initialisation (torch seed 0); trained on no data",
-                "datasets": [],
-                "tokenizer_corpus_sha256": digest_of(corpus),
-                "hubkit_version": __version__,
-            },
+        provenance = schemas.BaseModelProvenance(
+            name=TINY_LLAMA,
+            weights="random initialisation (torch seed 0); trained on no data",
+            datasets=[],
+            tokenizer_corpus_sha256=digest_of(corpus),
+            hubkit_version=__version__,
         )
+        write_json(tmp / provenance.FILE, provenance.to_json_dict())
 
 
 def resolve_base_model(recipe: Recipe) -> BaseModelRef:
@@ -207,7 +205,7 @@ def resolve_base_model(recipe: Recipe) -> BaseModelRef:
             raise HubkitError(f"{key}: {folder} has no config.json (not a model folder)")
         return BaseModelRef(name, str(folder), None, local=True)
     if not _is_hub_id(name):
-        raise HubkitError(f"{key}: base model folder {folder} not found")
+        raise InputNotFound(f"{key}: base model folder {folder} not found")
     return BaseModelRef(name, name, _resolve_hub_revision(name, recipe.model.revision, key), local=False)
 
 
@@ -219,13 +217,13 @@ def _resolve_hub_revision(repo_id: str, revision: str | None, key: str) -> str:
         sha = HfApi().model_info(repo_id, revision=revision).sha
         if sha:
             return sha
-    except Exception:  # offline, unknown or gated: try the local cache before giving up
+    except hub_errors():  # offline, unknown or gated: try the local cache
         pass
     try:
         return Path(snapshot_download(repo_id, revision=revision, local_files_only=True)).name
-    except Exception:  # any failure here means "not resolvable", reported below
+    except hub_errors():  # not in the cache
         at = f" at revision {revision!r}" if revision else ""
-        raise HubkitError(
+        raise InputNotFound(
             f"{key}: base model {repo_id!r}{at} not found (neither on the Hub nor in the local cache)"
         ) from None
 
@@ -251,9 +249,11 @@ def resolve_dataset_dir(
 
         try:
             return Path(snapshot_download(repo_id, repo_type="dataset")), repo_id
-        except Exception as exc:  # network, auth and not-found errors alike
-            raise HubkitError(f"{label}: Hub dataset {repo_id!r} not found ({type(exc).__name__})") from None
-    raise HubkitError(
+        except hub_errors() as exc:  # network, auth and not-found alike
+            raise InputNotFound(
+                f"{label}: Hub dataset {repo_id!r} not found ({type(exc).__name__})"
+            ) from None
+    raise InputNotFound(
         f"{label}: {folder} not found (run `hubkit data build` and `hubkit data check`, or pass --dataset)"
     )
 
@@ -282,15 +282,14 @@ def load_dataset_artifact(
             )
     if table.num_rows == 0:
         raise HubkitError(f"{data}: no rows")
-    manifest = read_json(folder / MANIFEST) if (folder / MANIFEST).is_file() else {}
-    sources = manifest.get("sources") or []
-    hub_sources = [s["hub_id"] for s in sources if isinstance(s, dict) and isinstance(s.get("hub_id"), str)]
+    manifest = schemas.DatasetManifest.read(folder) if (folder / schemas.MANIFEST).is_file() else None
+    hub_sources = [s.hub_id for s in manifest.sources if s.hub_id] if manifest else []
     return DatasetArtifact(
         folder,
         table.to_pylist(),
         sha256_file(data),
         certificate,
-        manifest.get("content_hash"),
+        manifest.content_hash if manifest else None,
         tuple(dict.fromkeys(i for i in (hub_id, *hub_sources) if i)),
     )
 
@@ -324,8 +323,10 @@ def build_sft_config(recipe: Recipe, output_dir: str | os.PathLike[str]) -> SFTC
     """``SFTConfig`` from the recipe's ``training`` section; TRL/transformers validate the values.
 
     hubkit only names the key and file at fault, and sets what it owns: the checkpoint folder,
-    ``max_length`` from ``data.max_length``, and counting non-pad tokens for the metrics.
+    ``max_length`` from ``data.max_length``, and counting non-pad tokens for the metrics; pinned
+    memory defaults to on only with an accelerator (torch warns on every CPU run otherwise).
     """
+    import torch
     from trl import SFTConfig
 
     hints = typing.get_type_hints(SFTConfig)
@@ -341,7 +342,11 @@ def build_sft_config(recipe: Recipe, output_dir: str | os.PathLike[str]) -> SFTC
             not isinstance(value, scalar[0]) or (isinstance(value, bool) and bool not in scalar[0])
         ):
             raise HubkitError(f"{where}: expected {scalar[1]}, got {value!r}")
-    kwargs = {"include_num_input_tokens_seen": "non_padding", **recipe.training}
+    kwargs = {
+        "include_num_input_tokens_seen": "non_padding",
+        "dataloader_pin_memory": torch.accelerator.is_available(),
+        **recipe.training,
+    }
     try:
         return SFTConfig(output_dir=str(output_dir), max_length=recipe.data.max_length, **kwargs)
     except (TypeError, ValueError) as exc:
@@ -571,6 +576,135 @@ def _base_model_files(base: BaseModelRef) -> dict[str, str]:
     return hash_files(snapshot_download(base.load_from, revision=base.revision, local_files_only=True))
 
 
+def _prepare_checkpoints(
+    checkpoints: Path, stamp: dict[str, Any], state: Any, say: Callable[[str], None]
+) -> Path | None:
+    """Stamp ``checkpoints`` with this run's inputs, discarding progress made from others; the
+    last complete checkpoint to resume from, if any."""
+    stale = _stale_checkpoints(checkpoints, stamp)  # on every rank, so a refusal stops them all
+    state.wait_for_everyone()  # all have read the stamp before the main process replaces it
+    if state.is_main_process:
+        if stale:
+            say(f"Discarding checkpoints made from other inputs: {checkpoints}")
+            shutil.rmtree(checkpoints)
+        write_json(checkpoints / CHECKPOINT_STAMP, stamp)
+    state.wait_for_everyone()
+    return _last_complete_checkpoint(checkpoints)
+
+
+def _fit(trainer: SFTTrainer, resume: Path | None, say: Callable[[str], None]) -> float:
+    """Train (from ``resume``); the mean loss of the steps this segment ran."""
+    try:
+        return trainer.train(resume_from_checkpoint=str(resume) if resume else None).training_loss
+    except _RunComplete:
+        say(f"{resume.name} holds all {trainer.state.global_step} steps: saving it, nothing left to train")
+        return 0.0  # no step ran: the mean covers the checkpoint's logged steps only
+
+
+def _save_whole(trainer: SFTTrainer, staging: Path) -> None:
+    """Save the adapter with whole tensors, on every rank: FSDP / ZeRO-3 gather the weights collectively."""
+    if trainer.is_fsdp_enabled:  # the adapter file must hold whole tensors, not this rank's shards
+        trainer.accelerator.state.fsdp_plugin.set_state_dict_type("FULL_STATE_DICT")
+    trainer.save_model(str(staging))
+
+
+def _metrics(
+    trainer: SFTTrainer,
+    resume: Path | None,
+    segment_loss: float,
+    params: ParamCount,
+    global_batch: int,
+    run_hardware: dict[str, Any],
+) -> schemas.TrainingMetrics:
+    """``metrics.json``: the loss curve and figures of every segment of the run."""
+    resumed_at = _checkpoint_step(resume) if resume else 0
+    wall = trainer.state.stateful_callbacks[TRAINING_CLOCK]["args"]["seconds"]
+    return schemas.TrainingMetrics(
+        loss=[
+            {k: entry[k] for k in ("step", "loss", "learning_rate", "num_input_tokens_seen") if k in entry}
+            for entry in trainer.state.log_history
+            if "loss" in entry
+        ],
+        train_loss=_mean_train_loss(
+            trainer.state.log_history, resumed_at, segment_loss, trainer.state.global_step
+        ),
+        global_step=trainer.state.global_step,
+        resumed_from=resume.name if resume else None,
+        tokens_seen=trainer.state.num_input_tokens_seen,
+        wall_time_s=round(wall, 3),
+        global_batch_size=global_batch,
+        trainable_parameters=schemas.ParameterCount(
+            trainable=params.trainable, total=params.total, percent=params.percent
+        ),
+        hardware=run_hardware,
+    )
+
+
+def _provenance(
+    recipe: Recipe,
+    base: BaseModelRef,
+    data: DatasetArtifact,
+    hub_id: str | None,
+    allow_unchecked_data: bool,
+    run_hardware: dict[str, Any],
+) -> schemas.AdapterProvenance:
+    """``provenance.json``: what the adapter was made from, for the taint gate and the card."""
+    return schemas.AdapterProvenance(
+        base_model=schemas.BaseModelRecord(
+            name_or_path=base.name_or_path,
+            revision=recipe.model.revision,
+            resolved_revision=base.revision,
+            files=_base_model_files(base),
+        ),
+        dataset=schemas.DatasetRecord(
+            path=portable_ref(data.path),
+            hub_id=hub_id,
+            data_sha256=data.sha256,
+            manifest_content_hash=data.manifest_content_hash,
+            rows=len(data.rows),
+        ),
+        # the taint gate's lineage: the data trained on, not what the recipe names
+        datasets=list(data.hub_datasets),
+        leak_certificate=data.certificate,
+        allow_unchecked_data=allow_unchecked_data,
+        recipe=recipe.to_dict(),  # every key, defaults included: the recipe as it ran
+        libraries=library_versions(),
+        hardware=run_hardware,
+    )
+
+
+def _write_adapter(
+    out: Path,
+    staging: Path,
+    records: Sequence[schemas.ArtifactFile],
+    inputs: dict[str, Any],
+    base: BaseModelRef,
+    data: DatasetArtifact,
+    allow_unchecked_data: bool,
+) -> None:
+    """The adapter artifact, atomically: the saved adapter, ``records`` and the manifest."""
+    with atomic_folder(out) as tmp:
+        for item in staging.iterdir():
+            if item.name not in _NOT_IN_ARTIFACT:
+                shutil.move(str(item), tmp / item.name)
+        if base.local:  # peft wrote this machine's path of the base: name it relative to the adapter
+            config = read_json(tmp / "adapter_config.json")
+            config["base_model_name_or_path"] = relative_to_artifact(base.load_from, out)
+            write_json(tmp / "adapter_config.json", config)
+        remember_location(data.sha256, data.path)  # where the push gate finds the dataset it names
+        for record in records:
+            write_json(tmp / record.FILE, record.to_json_dict())
+        write_manifest(
+            tmp,
+            schemas.ADAPTER,
+            inputs,
+            base_model=base.name_or_path,
+            dataset_sha256=data.sha256,
+            allow_unchecked_data=allow_unchecked_data,
+            leak_check_passed=bool(data.certificate and data.certificate.passed),
+        )
+
+
 def train(
     recipe: Recipe,
     *,
@@ -603,21 +737,13 @@ def train(
     inputs = _training_inputs(recipe, base, data, allow_unchecked_data)
     if not force and is_up_to_date(out, inputs):
         say(f"Adapter up to date: {out}")
-        return TrainResult(out, True, read_json(out / "metrics.json"))
+        return TrainResult(out, True, schemas.TrainingMetrics.read(out).to_json_dict())
 
     _refuse_data_parallel(args, recipe.source)
-    stamp = {**inputs, "processes": state.num_processes}
-    stale = _stale_checkpoints(checkpoints, stamp)  # on every rank, so a refusal stops them all
-    state.wait_for_everyone()  # all have read the stamp before the main process replaces it
-    if state.is_main_process:
-        if stale:
-            say(f"Discarding checkpoints made from other inputs: {checkpoints}")
-            shutil.rmtree(checkpoints)
-        write_json(checkpoints / CHECKPOINT_STAMP, stamp)
-    state.wait_for_everyone()
-    resume = _last_complete_checkpoint(checkpoints)
-
+    resume = _prepare_checkpoints(checkpoints, {**inputs, "processes": state.num_processes}, state, say)
     trainer = build_trainer(recipe, base, data, args, [*callbacks, _training_clock(), _stop_if_complete()])
+    if state.is_main_process:
+        console().show_training(trainer)
     params = ParamCount.of(trainer.model)
     say(str(params))
     global_batch = args.per_device_train_batch_size * args.gradient_accumulation_steps * args.world_size
@@ -625,86 +751,17 @@ def train(
         f"Training on {len(data.rows):,} rows, global batch {global_batch}"
         + (f", resuming from {resume}" if resume else "")
     )
-
-    try:
-        segment_loss = trainer.train(resume_from_checkpoint=str(resume) if resume else None).training_loss
-    except _RunComplete:
-        say(f"{resume.name} holds all {trainer.state.global_step} steps: saving it, nothing left to train")
-        segment_loss = 0.0  # no step ran: the mean covers the checkpoint's logged steps only
-    resumed_at = _checkpoint_step(resume) if resume else 0
-    wall = trainer.state.stateful_callbacks[TRAINING_CLOCK]["args"]["seconds"]
+    segment_loss = _fit(trainer, resume, say)
     staging = checkpoints / "final"
-    if trainer.is_fsdp_enabled:  # the adapter file must hold whole tensors, not this rank's shards
-        trainer.accelerator.state.fsdp_plugin.set_state_dict_type("FULL_STATE_DICT")
-    trainer.save_model(str(staging))  # every rank: FSDP / ZeRO-3 gather the weights collectively
+    _save_whole(trainer, staging)
     state.wait_for_everyone()
 
     run_hardware = hardware(state.num_processes)
-    metrics = {
-        "loss": [
-            {k: entry[k] for k in ("step", "loss", "learning_rate", "num_input_tokens_seen") if k in entry}
-            for entry in trainer.state.log_history
-            if "loss" in entry
-        ],
-        "train_loss": _mean_train_loss(
-            trainer.state.log_history, resumed_at, segment_loss, trainer.state.global_step
-        ),
-        "global_step": trainer.state.global_step,
-        "resumed_from": resume.name if resume else None,
-        "tokens_seen": trainer.state.num_input_tokens_seen,
-        "wall_time_s": round(wall, 3),
-        "global_batch_size": global_batch,
-        "trainable_parameters": {
-            "trainable": params.trainable,
-            "total": params.total,
-            "percent": params.percent,
-        },
-        "hardware": run_hardware,
-    }
+    metrics = _metrics(trainer, resume, segment_loss, params, global_batch, run_hardware)
     if state.is_main_process:
-        provenance = {
-            "base_model": {
-                "name_or_path": base.name_or_path,
-                "revision": recipe.model.revision,
-                "resolved_revision": base.revision,
-                "files": _base_model_files(base),
-            },
-            "dataset": {
-                "path": portable_ref(data.path),
-                "hub_id": hub_id,
-                "data_sha256": data.sha256,
-                "manifest_content_hash": data.manifest_content_hash,
-                "rows": len(data.rows),
-            },
-            # the taint gate's lineage: the data trained on, not what the recipe names
-            "datasets": list(data.hub_datasets),
-            "leak_certificate": data.certificate,
-            "allow_unchecked_data": allow_unchecked_data,
-            "recipe": recipe.to_dict(),
-            "libraries": library_versions(),
-            "hardware": run_hardware,
-        }
-        with atomic_folder(out) as tmp:
-            for item in staging.iterdir():
-                if item.name not in _NOT_IN_ARTIFACT:
-                    shutil.move(str(item), tmp / item.name)
-            if base.local:  # peft wrote this machine's path of the base: name it relative to the adapter
-                config = read_json(tmp / "adapter_config.json")
-                config["base_model_name_or_path"] = relative_to_artifact(base.load_from, out)
-                write_json(tmp / "adapter_config.json", config)
-            write_json(tmp / "metrics.json", metrics)
-            remember_location(data.sha256, data.path)  # where the push gate finds the dataset it names
-            write_json(tmp / "provenance.json", provenance)
-            write_manifest(
-                tmp,
-                "adapter",
-                inputs,
-                base_model=base.name_or_path,
-                dataset_sha256=data.sha256,
-                allow_unchecked_data=allow_unchecked_data,
-                leak_check_passed=bool(data.certificate and data.certificate.get("passed")),
-            )
+        provenance = _provenance(recipe, base, data, hub_id, allow_unchecked_data, run_hardware)
+        _write_adapter(out, staging, [metrics, provenance], inputs, base, data, allow_unchecked_data)
         shutil.rmtree(checkpoints, ignore_errors=True)
         say(f"Adapter written: {out}")
     state.wait_for_everyone()
-    return TrainResult(out, False, metrics)
+    return TrainResult(out, False, metrics.to_json_dict())

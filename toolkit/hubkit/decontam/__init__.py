@@ -14,8 +14,9 @@ Embeddings are cached on disk (``embed``), similarity is computed in bounded blo
 
 from .benchmarks import LOADERS, Benchmark, Item, load_benchmark, load_benchmarks
 from .categories import categorize
-from .check import CheckResult, check_dataset, check_recipe, read_dataset
+from .check import CheckResult, check_dataset, check_recipe
 from .embed import DEFAULT_MODEL, Embedder
+from .source import SourceOptions, read_dataset, read_source
 
 __all__ = [
     "DEFAULT_MODEL",
@@ -29,5 +30,7 @@ __all__ = [
     "check_recipe",
     "load_benchmark",
     "load_benchmarks",
+    "SourceOptions",
     "read_dataset",
+    "read_source",
 ]

@@ -29,18 +29,22 @@ from pathlib import Path
 from typing import Any
 
 from ..artifacts import digest_of
-from ..errors import HubkitError
+from ..errors import HubkitError, dataset_errors, hub_errors
 from ..portable import portable_ref
+from ..rows import read_records
 
 
 @dataclass(frozen=True)
 class Item:
     """One benchmark question, its gold answer(s), and its wrong ones (the other choices):
-    a training output must show one of those to count as giving a different answer."""
+    a training output must show one of those to count as giving a different answer.
+    ``choices`` are a multiple-choice item's options in their order (for the views a training
+    row may copy, see ``views``)."""
 
     question: str
     answers: tuple[str, ...]
     wrong: tuple[str, ...] = ()
+    choices: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -75,7 +79,7 @@ def _arc(row: dict[str, Any]) -> Item:
 def _choice_item(question: str, choices: list[Any], gold: int) -> Item:
     """A multiple-choice item: the gold choice, and the others as its wrong answers."""
     texts = [str(c) for c in choices]
-    return Item(question, (texts[gold],), tuple(texts[:gold] + texts[gold + 1 :]))
+    return Item(question, (texts[gold],), tuple(texts[:gold] + texts[gold + 1 :]), tuple(texts))
 
 
 def _hellaswag_text(text: str) -> str:
@@ -175,7 +179,7 @@ def _from_hub(name: str, loader: Loader, ref: str | None) -> tuple[list[dict[str
     where = f"{hub_id}" + (f"/{loader.config}" if loader.config else "") + f" split {loader.split}"
     try:
         dataset = load_dataset(hub_id, loader.config, split=loader.split, revision=revision or None)
-    except Exception as exc:  # offline, not found, gated: say which benchmark and how to go local
+    except dataset_errors() as exc:  # offline, not found, gated: say which benchmark and how to go local
         raise HubkitError(
             f"benchmark {name!r}: cannot load {where} ({type(exc).__name__}); "
             f"give a local copy with --benchmark-file {name}=PATH"
@@ -189,13 +193,11 @@ def _hub_commit(hub_id: str) -> str | None:
 
     try:
         return HfApi().dataset_info(hub_id).sha
-    except Exception:  # offline: the certificate records no revision rather than a guess
+    except hub_errors():  # offline: the certificate records no revision rather than a guess
         return None
 
 
 def _from_file(name: str, path: Path) -> list[dict[str, Any]]:
-    from ..data import read_records
-
     if not path.exists():
         raise HubkitError(f"benchmark {name!r}: {path}: file not found")
     if path.suffix == ".txt":

@@ -14,27 +14,39 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
+from pydantic import ValidationError
 
 from .. import __version__
 from ..artifacts import (
-    MANIFEST,
     atomic_folder,
+    digest_of,
     is_up_to_date,
-    read_json,
     sha256_file,
     write_json,
     write_manifest,
 )
-from ..errors import HubkitError
-from ..provenance import CERTIFICATE, DATA_FILE
-from ..recipe import CATEGORIES, DEFAULT_BENCHMARKS, Recipe
+from ..errors import HubkitError, format_validation_error
+from ..recipe import CATEGORIES, DEFAULT_BENCHMARKS, DecontamSection, Recipe
+from ..rows import question_text, write_rows
+from ..schemas import DATA_FILE, MANIFEST, DatasetManifest, LeakCertificate, LeakReport
 from .benchmarks import LOADERS, Benchmark, load_benchmarks
 from .categories import SEVERITY, categorize
 from .embed import DEFAULT_MODEL, Embedder
-from .search import similar_pairs
+from .rule import (
+    PLATYPUS_THRESHOLD,
+    RULES,
+    Evidence,
+    Method,
+    decide,
+    length_ratio,
+    rule_record,
+    stated_numbers,
+)
+from .search import ROUNDING, similar_pairs
+from .source import SourceOptions, read_source
+from .views import item_views
 
-REPORT_JSON = "leak_report.json"
+REPORT_JSON = LeakReport.FILE
 REPORT_MD = "leak_report.md"
 # Categories that leak a benchmark answer: a dataset keeping any of them does not pass.
 LEAKING = ("duplicate", "gray_area")
@@ -56,71 +68,67 @@ class CheckResult:
     certificate: dict[str, Any] | None = None
 
 
-def read_dataset(folder: str | os.PathLike[str]) -> list[dict[str, str]]:
-    """The rows of a dataset artifact's ``data.parquet``, refusing a missing column or no rows."""
-    import pyarrow.parquet as pq
-
-    path = Path(folder) / DATA_FILE
-    if not path.is_file():
-        raise HubkitError(f"{folder}: no {DATA_FILE} (not a dataset artifact; run `hubkit data build`)")
-    try:
-        table = pq.read_table(path)
-    except Exception as exc:  # a truncated or foreign file
-        raise HubkitError(f"{path}: unreadable parquet ({type(exc).__name__}: {exc})") from None
-    for column in ("instruction", "input", "output"):
-        if column not in table.column_names:
-            raise HubkitError(
-                f"{path}: missing column '{column}' (a dataset needs instruction, input, output)"
-            )
-    if table.num_rows == 0:
-        raise HubkitError(f"{path}: no rows to check")
-    rows = table.to_pylist()
-    for row in rows:
-        for key in ("instruction", "input", "output", "data_source"):
-            row[key] = "" if row.get(key) is None else str(row[key])
-    return rows
-
-
-def _find_hits(
-    rows: list[dict[str, str]], benchmarks: list[Benchmark], threshold: float, embedder: Embedder
+def find_hits(
+    rows: list[dict[str, str]],
+    benchmarks: list[Benchmark],
+    embedder: Embedder,
+    method: Method = "multiview",
+    threshold: float = PLATYPUS_THRESHOLD,
 ) -> list[dict[str, Any]]:
-    """Every (row, benchmark item) pair at or above ``threshold``, categorised, in row order.
+    """Every (row, benchmark item) pair the ``method`` calls a leak, categorised, in row order.
 
     A row is embedded as instruction + input (as Platypus did) and, when it has an input, also
     as the instruction alone: a question whose choices sit in the input still matches.
+    ``platypus``: the item's question at cosine >= ``threshold``. ``multiview``: each item's
+    views (``views``), a pair's best view, then the two stages of ``rule``.
     """
-    from ..data import question_text
-
     texts = [question_text(row) for row in rows]
     owner = list(range(len(rows))) + [i for i, row in enumerate(rows) if row["input"]]
     queries = texts + [rows[i]["instruction"] for i in owner[len(rows) :]]
     train = embedder.embed(queries, desc="Embedding training rows")
-    owners: list[tuple[Benchmark, int]] = []
-    parts = []
+    columns: list[tuple[Benchmark, int, str, str]] = []  # (benchmark, item, view, text)
     for bench in benchmarks:
-        parts.append(embedder.embed([item.question for item in bench.items], desc=f"Embedding {bench.name}"))
-        owners.extend((bench, j) for j in range(len(bench.items)))
-    best: dict[tuple[int, int], float] = {}
-    for q, col, score in similar_pairs(train, np.concatenate(parts), threshold):
-        key = (owner[q], col)
-        best[key] = max(score, best.get(key, score))
+        for j, item in enumerate(bench.items):
+            views = item_views(item, bench.name) if method == "multiview" else [("item", item.question)]
+            columns.extend((bench, j, view, text) for view, text in views)
+    vectors = embedder.embed([c[3] for c in columns], desc="Embedding benchmark views")
+    cut = {b.name: threshold if method == "platypus" else RULES[b.name].candidate for b in benchmarks}
+    best: dict[tuple[int, str, int], tuple[float, int]] = {}
+    for q, col, score in similar_pairs(train, vectors, min(cut.values())):
+        bench, j = columns[col][:2]
+        key = (owner[q], bench.name, j)
+        if score >= cut[bench.name] - ROUNDING and score > best.get(key, (-1.0, 0))[0]:
+            best[key] = (score, col)
     hits = []
-    for (i, col), score in sorted(best.items()):
-        bench, j = owners[col]
+    row_numbers: dict[int, set[float]] = {}
+    for (i, _, j), (score, col) in sorted(best.items()):
+        bench, _, view, view_text = columns[col]
         item = bench.items[j]
-        category, likeness, verdict = categorize(
-            texts[i], rows[i]["output"], item.question, item.answers, bench.numeric, item.wrong
-        )
         output = rows[i]["output"]
+        if method == "multiview":
+            if i not in row_numbers:
+                row_numbers[i] = stated_numbers(texts[i])
+            reason, numbers_found = decide(RULES[bench.name], score, row_numbers[i], view_text)
+            if not reason:
+                continue
+        category, likeness, verdict = categorize(
+            texts[i], output, view_text, item.answers, bench.numeric, item.wrong
+        )
+        found = None
+        if method == "multiview":
+            ratio = length_ratio(texts[i], view_text)
+            found = Evidence(score, view, numbers_found, likeness.score, verdict, ratio, reason)
         hits.append(
             {
                 "row": i,
                 "benchmark": bench.name,
                 "item": j,
                 "score": round(score, 4),
+                "view": view,
                 "category": category,
                 "word_overlap": round(likeness.score, 3),
                 "answer": verdict,
+                **({"evidence": found.record()} if found else {}),
                 "training_text": texts[i],
                 "training_output": output if len(output) <= _SHOWN else output[:_SHOWN] + "…",
                 "benchmark_question": item.question,
@@ -172,19 +180,49 @@ def _markdown(report: dict[str, Any]) -> str:
     for name, counts in report["summary"].items():
         lines.append(f"| {name} | " + " | ".join(str(counts[c]) for c in CATEGORIES) + " |")
     lines += ["", "Counts are flagged training rows (a row counts once per benchmark, by its worst hit).", ""]
+    lines += _rule_markdown(report.get("rule"), report.get("source"))
     if report["hits"]:
         lines += [
             "## Hits",
             "",
-            "| row | benchmark | item | score | category | training text | benchmark question |",
-            "|---|---|---|---|---|---|---|",
+            "| row | benchmark | item | score | view | decided by | numbers found | category | training text "
+            "| benchmark question |",
+            "|---|---|---|---|---|---|---|---|---|---|",
+        ]
+        for h in report["hits"]:
+            ev = h.get("evidence") or {}
+            lines.append(
+                f"| {h['row']} | {h['benchmark']} | {h['item']} | {h['score']:.3f} | {h.get('view', 'item')} "
+                f"| {ev.get('decided_by', 'cosine')} | {ev.get('numbers_found', '')} | {h['category']} "
+                f"| {cell(h['training_text'])} | {cell(h['benchmark_question'])} |"
+            )
+    return "\n".join(lines) + "\n"
+
+
+def _rule_markdown(rule: dict[str, Any] | None, source: dict[str, Any] | None) -> list[str]:
+    """The decision rule and (for a file or Hub dataset) the column mapping, as report lines."""
+    lines = []
+    if source and source.get("kind") != "artifact":
+        guessed = set(source.get("guessed_columns", []))
+        mapped = ", ".join(
+            f"{k} = `{v}`" + (" (guessed)" if k in guessed else "") for k, v in source["columns"].items()
+        )
+        lines += [f"Source: {source['kind']} `{source['name']}`; columns: {mapped}.", ""]
+    if rule and rule.get("method") == "multiview":
+        lines += [
+            f"Method: multiview (views: {', '.join(rule['views'])}); {rule['decision']}.",
+            "",
+            "| benchmark | candidate | sure | numbers |",
+            "|---|---|---|---|",
         ]
         lines += [
-            f"| {h['row']} | {h['benchmark']} | {h['item']} | {h['score']:.3f} | {h['category']} | "
-            f"{cell(h['training_text'])} | {cell(h['benchmark_question'])} |"
-            for h in report["hits"]
+            f"| {name} | {r['candidate']:g} | {r['sure']:g} | {r['numbers']:g} |"
+            for name, r in rule["benchmarks"].items()
         ]
-    return "\n".join(lines) + "\n"
+        lines.append("")
+    elif rule:
+        lines += [f"Method: platypus (the question alone, cosine >= {rule['threshold']:g}).", ""]
+    return lines
 
 
 def check_dataset(
@@ -192,34 +230,49 @@ def check_dataset(
     out_dir: str | os.PathLike[str] | None = None,
     *,
     benchmarks: Sequence[str] = DEFAULT_BENCHMARKS,
-    threshold: float = 0.8,
+    method: Method = "multiview",
+    threshold: float | None = None,
     keep: Sequence[str] = (),
     model: str = DEFAULT_MODEL,
     benchmark_files: dict[str, str] | None = None,
     cache_dir: str | os.PathLike[str] | None = None,
     progress: bool = True,
     force: bool = False,
+    source: SourceOptions | None = None,
 ) -> CheckResult:
-    """Check a dataset artifact against benchmark test sets; with ``out_dir``, write the cleaned
+    """Check a dataset against benchmark test sets; with ``out_dir``, write the cleaned
     artifact (data, manifest, JSON and Markdown report, leak certificate) there, atomically.
 
-    A cleaned artifact already made from the same data, benchmarks, model, threshold and
-    ``keep`` is kept (unless ``force``) and its stored result returned."""
-    if not 0 < threshold <= 1:
-        raise HubkitError(f"threshold: {threshold} is not in (0, 1]")
-    unknown = sorted(set(keep) - set(CATEGORIES))
-    if unknown:
-        raise HubkitError(f"keep: unknown category {unknown[0]!r}; known: {', '.join(CATEGORIES)}")
+    ``dataset_dir`` is a dataset artifact folder, or (see ``source``) a local jsonl/json/csv/
+    parquet file or a Hub dataset id read through ``source`` (columns, config, split,
+    revision). ``method`` ``multiview`` (views and the two-stage rule of ``rule``) or
+    ``platypus`` (the paper's single cut, ``threshold``, default 0.8, on the item's question).
+    A cleaned artifact already made from the same data, benchmarks, model, method, threshold
+    and ``keep`` is kept (unless ``force``) and its stored result returned."""
+    if method == "multiview" and threshold is not None:
+        raise HubkitError(
+            "threshold: a single cosine cut applies with the platypus method "
+            "(the multiview method's thresholds are per benchmark)"
+        )
+    threshold = PLATYPUS_THRESHOLD if threshold is None else threshold
+    try:  # the recipe's decontam section says what a valid method, threshold and keep are
+        DecontamSection(method=method, threshold=threshold, keep=list(keep))
+    except ValidationError as exc:
+        raise HubkitError(format_validation_error(exc, "decontam")) from None
     if not benchmarks:
         raise HubkitError("benchmarks: name at least one benchmark to check against")
     names = list(dict.fromkeys(benchmarks))
-    rows = read_dataset(dataset_dir)
+    dataset = read_source(dataset_dir, source)
+    rows = dataset.rows
     loaded = load_benchmarks(names, benchmark_files)
     embedder = Embedder(model, cache_dir=cache_dir, progress=progress)
-    inputs = _inputs(Path(dataset_dir), loaded, embedder, threshold, keep)
+    if method == "multiview":
+        threshold = min(RULES[name].candidate for name in names)
+    rule = rule_record(names, method, threshold)
+    inputs = _inputs(dataset.sha256, loaded, embedder, threshold, keep, rule)
     if out_dir is not None and not force and is_up_to_date(out_dir, inputs):
         return _stored(Path(out_dir))
-    hits = _find_hits(rows, loaded, threshold, embedder)
+    hits = find_hits(rows, loaded, embedder, method, threshold)
     flagged = row_categories(hits)
     drop = {row for row, category in flagged.items() if category not in keep}
     clean = [row for i, row in enumerate(rows) if i not in drop]
@@ -233,9 +286,11 @@ def check_dataset(
         passed=not remaining.intersection(LEAKING) if out_dir is not None else not hits,
     )
     result.report = {
+        "source": dataset.record(),
         "embedding_model": embedder.model_id,
         "embedding_model_revision": embedder.revision,
         "threshold": threshold,
+        "rule": rule,
         "keep": sorted(keep),
         "rows_checked": len(rows),
         "rows_flagged": len(flagged),
@@ -247,28 +302,34 @@ def check_dataset(
     }
     if out_dir is not None:
         result.out, result.certificate = _write_clean(
-            Path(dataset_dir), Path(out_dir), clean, loaded, embedder, result, inputs
+            dataset.folder, Path(out_dir), clean, loaded, embedder, result, inputs
         )
     return result
 
 
 def _inputs(
-    source: Path, benchmarks: list[Benchmark], embedder: Embedder, threshold: float, keep: Sequence[str]
+    dataset_sha256: str,
+    benchmarks: list[Benchmark],
+    embedder: Embedder,
+    threshold: float,
+    keep: Sequence[str],
+    rule: dict[str, Any],
 ) -> dict[str, Any]:
     """What a cleaned artifact is made from: equal inputs give an equal artifact."""
     return {
-        "dataset": sha256_file(source / DATA_FILE),
+        "dataset": dataset_sha256,
         "benchmarks": {b.name: b.sha256 for b in benchmarks},
         "embedding_model": embedder.revision,
         "threshold": threshold,
+        "rule": digest_of(rule),
         "keep": sorted(keep),
     }
 
 
 def _stored(out: Path) -> CheckResult:
     """The result of an earlier check, read back from the artifact it wrote."""
-    report = read_json(out / REPORT_JSON)
-    certificate = read_json(out / CERTIFICATE)
+    report = LeakReport.read(out).to_json_dict()
+    certificate = LeakCertificate.read(out).to_json_dict()
     return CheckResult(
         rows_checked=report["rows_checked"],
         hits=report["hits"],
@@ -283,7 +344,7 @@ def _stored(out: Path) -> CheckResult:
 
 
 def _write_clean(
-    source: Path,
+    source: Path | None,
     out: Path,
     rows: list[dict[str, str]],
     benchmarks: list[Benchmark],
@@ -291,33 +352,34 @@ def _write_clean(
     result: CheckResult,
     inputs: dict[str, Any],
 ) -> tuple[Path, dict[str, Any]]:
-    from ..data import write_rows
-
-    built = read_json(source / MANIFEST) if (source / MANIFEST).is_file() else {}
+    has_manifest = source is not None and (source / MANIFEST).is_file()
+    built = DatasetManifest.read(source).to_json_dict() if has_manifest else {}
     report = result.report
     with atomic_folder(out) as tmp:
         write_rows(rows, tmp / DATA_FILE)
-        certificate = {
-            "passed": result.passed,
-            "dataset_sha256": sha256_file(tmp / DATA_FILE),
-            "input_dataset_sha256": inputs["dataset"],
-            "benchmarks": {b.name: b.record() for b in benchmarks},
-            "embedding_model": embedder.model_id,
-            "embedding_model_revision": embedder.revision,
-            "threshold": report["threshold"],
-            "removed_categories": [c for c in CATEGORIES if c not in report["keep"]],
-            "kept_categories": report["keep"],
-            "rows_checked": report["rows_checked"],
-            "rows_flagged": report["rows_flagged"],
-            "rows_removed": report["removed"],
-            "rows_kept_flagged": report["kept_flagged"],
-            "hits": len(report["hits"]),
-            "summary": report["summary"],
-            "hubkit_version": __version__,
-        }
-        write_json(tmp / REPORT_JSON, report)
+        certificate = LeakCertificate(
+            passed=result.passed,
+            dataset_sha256=sha256_file(tmp / DATA_FILE),
+            input_dataset_sha256=inputs["dataset"],
+            benchmarks={b.name: b.record() for b in benchmarks},
+            embedding_model=embedder.model_id,
+            embedding_model_revision=embedder.revision,
+            threshold=report["threshold"],
+            rule=report["rule"],
+            source=report["source"],
+            removed_categories=[c for c in CATEGORIES if c not in report["keep"]],
+            kept_categories=report["keep"],
+            rows_checked=report["rows_checked"],
+            rows_flagged=report["rows_flagged"],
+            rows_removed=report["removed"],
+            rows_kept_flagged=report["kept_flagged"],
+            hits=len(report["hits"]),
+            summary=report["summary"],
+            hubkit_version=__version__,
+        ).to_json_dict()
+        write_json(tmp / REPORT_JSON, LeakReport(**report).to_json_dict())
         (tmp / REPORT_MD).write_text(_markdown(report), encoding="utf-8")
-        write_json(tmp / CERTIFICATE, certificate)
+        write_json(tmp / LeakCertificate.FILE, certificate)
         carried = {k: built[k] for k in ("recipe", "sources", "dedup", "embedding") if k in built}
         write_manifest(
             tmp,
@@ -352,9 +414,11 @@ def check_recipe(
         for k, v in section.benchmark_files.items()
         if k in checked or k not in LOADERS
     }
+    method = given.get("method", section.method)
     options: dict[str, Any] = {
         "benchmarks": section.benchmarks,
-        "threshold": section.threshold,
+        "method": method,
+        "threshold": section.threshold if method == "platypus" else None,
         "keep": section.keep,
         "model": recipe.data.embedding_model,
         **given,

@@ -23,10 +23,12 @@ from typing import Any
 import numpy as np
 
 from ..artifacts import digest_of, hash_files
-from ..errors import HubkitError
+from ..errors import InputNotFound, hub_errors
+from ..portable import cache_root
+from ..recipe import DataSection, default
 
 logger = logging.getLogger(__name__)
-DEFAULT_MODEL = "sentence-transformers/all-MiniLM-L6-v2"
+DEFAULT_MODEL: str = default(DataSection, "embedding_model")
 # Texts written to the cache per shard (bounds the work a crash loses).
 SHARD_ROWS = 16384
 # Padded tokens per forward pass. Texts go in batches of equal token length, so short texts
@@ -36,11 +38,6 @@ SHARD_ROWS = 16384
 TOKENS_PER_BATCH = 2048
 # Texts tokenized at once to learn their lengths (holding every text's encoding costs ~14 KB a text).
 _LENGTH_ROWS = 2048
-
-
-def cache_root() -> Path:
-    """``$HUBKIT_CACHE`` or ``~/.cache/hubkit``."""
-    return Path(os.environ.get("HUBKIT_CACHE") or Path.home() / ".cache" / "hubkit")
 
 
 def _resolve_model(name: str) -> tuple[str, Path, str]:
@@ -61,8 +58,8 @@ def _resolve_model(name: str) -> tuple[str, Path, str]:
 
     try:
         folder = Path(snapshot_download(name))
-    except Exception as exc:  # unknown id, no network and not cached
-        raise HubkitError(f"embedding model {name!r}: not found ({type(exc).__name__})") from None
+    except hub_errors() as exc:  # unknown id, no network and not cached
+        raise InputNotFound(f"embedding model {name!r}: not found ({type(exc).__name__})") from None
     return name, folder, folder.name
 
 
@@ -269,13 +266,14 @@ class Embedder:
         keys = [text_key(t) for t in texts]
         missing = self.cache.missing(keys)
         if missing:
-            from tqdm.auto import tqdm
+            from ..console import console
 
             text_of = dict(zip(keys, texts, strict=True))
             pending = [text_of[k] for k in missing]
             done: list[bytes] = []
             vectors: list[np.ndarray] = []
-            with tqdm(total=len(missing), desc=desc, unit="text", disable=not self.progress) as bar:
+            bar = console().progress(total=len(missing), desc=desc, unit="text", disable=not self.progress)
+            with bar:
                 for batch, batch_vectors in self._encoded(pending):
                     vectors.append(batch_vectors)
                     done += [missing[i] for i in batch]

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from ..artifacts import read_json, write_json
-from ..errors import HubkitError
+from ..errors import HubkitError, InputNotFound
 
 INDEX = "model.safetensors.index.json"
 SINGLE = "model.safetensors"
@@ -93,7 +93,7 @@ class Checkpoint:
         if (self.folder / SINGLE).is_file():
             return {}
         if not self.folder.is_dir():
-            raise HubkitError(f"{self.name}: model folder {self.folder} not found")
+            raise InputNotFound(f"{self.name}: model folder {self.folder} not found")
         found = (
             "only .bin weights (convert them to safetensors)" if any(self.folder.glob("*.bin")) else "none"
         )
@@ -244,11 +244,11 @@ class ShardWriter:
 
     def write(self, make: Callable[[str], Any], desc: str = "merging") -> None:
         """Write every shard, then the index; ``make(name)`` gives a tensor, or None to copy it as is."""
-        from tqdm.auto import tqdm
+        from ..console import console
 
         count = len(self.shards)
         weight_map = {}
-        for i, shard in enumerate(tqdm(self.shards, desc=desc, unit="shard")):
+        for i, shard in enumerate(console().progress(self.shards, desc=desc, unit="shard")):
             names = sorted(shard, key=lambda n: (_ORDER.get(self.source.tensors[n].dtype, len(_ORDER)), n))
             final = f"model-{i + 1:05d}-of-{count:05d}.safetensors"
             out = os.open(self.folder / final, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)

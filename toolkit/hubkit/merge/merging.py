@@ -13,10 +13,10 @@ import os
 from collections.abc import Callable, Sequence
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 from ..artifacts import (
-    MANIFEST,
+    artifact_kind,
     atomic_folder,
     digest_of,
     hash_files,
@@ -26,14 +26,15 @@ from ..artifacts import (
     write_manifest,
 )
 from ..errors import HubkitError
+from ..methods import MERGE_METHODS, MODEL_MERGES
 from ..portable import portable_ref, relative_to_artifact, remember_location
-from ..recipe import TaintEntry
+from ..recipe import MergeSection, TaintEntry
+from ..schemas import MERGED as KIND
+from ..schemas import PROVENANCE, Manifest, MergedProvenance
 from .checkpoint import Checkpoint, ShardWriter, copy_model_files, parse_size, resolve_model
 from .lora import LoraAdapter
-from .taint import PROVENANCE, ModelInput, load_registry, run_gate, trained_base
-
-Method = Literal["linear", "task_arithmetic"]
-KIND = "merged"
+from .taint import ModelInput, load_registry, run_gate, trained_base
+from .verify import require_verified_if_merged
 
 
 def _versions() -> dict[str, str]:
@@ -48,9 +49,8 @@ def _versions() -> dict[str, str]:
 
 def _digest(model: ModelInput) -> str:
     """What an input was, for the manifest: its hubkit content hash, Hub commit, or file hashes."""
-    manifest = model.path / MANIFEST
-    if manifest.is_file():
-        return read_json(manifest)["content_hash"]
+    if artifact_kind(model.path) is not None:
+        return Manifest.read(model.path).content_hash
     if model.revision:
         return f"{model.id}@{model.revision}"
     return digest_of(hash_files(model.path))
@@ -63,8 +63,7 @@ def _check_out(out: Path, inputs: Sequence[ModelInput]) -> None:
         if target == model.path or model.path in target.parents:
             raise HubkitError(f"--out {out}: is inside the input {model.id}; pick another folder")
     if target.exists():
-        manifest = target / MANIFEST
-        if not manifest.is_file() or read_json(manifest).get("kind") != KIND:
+        if artifact_kind(target) != KIND:
             raise HubkitError(
                 f"--out {out}: exists and is not a merged model; remove it or pick another folder"
             )
@@ -151,15 +150,14 @@ def _write_artifact(
     with atomic_folder(out) as tmp:
         write_weights(tmp)
         copy_model_files(files_from, tmp, tokenizer_from)
-        provenance = {
-            "kind": KIND,
+        provenance = MergedProvenance(
             **fields,
-            "inputs": records,
-            "taint_gate": gate,
-            "allow_unverified": [r["id"] for r in gate["inputs"] if r["override"]],
-            "versions": _versions(),
-        }
-        write_json(tmp / PROVENANCE, provenance)
+            inputs=records,
+            taint_gate=gate,
+            allow_unverified=[r["id"] for r in gate["inputs"] if r["override"]],
+            libraries=_versions(),
+        )
+        write_json(tmp / PROVENANCE, provenance.to_json_dict())
         write_manifest(
             tmp,
             KIND,
@@ -278,8 +276,6 @@ def _require_verified_inputs(inputs: Sequence[ModelInput]) -> None:
     """Refuse a hubkit merged input (an adapter fold, or an earlier model merge) that has not
     passed its equivalence check: a model merge's own check is only structural, so a wrong
     fold would otherwise be passed on unseen."""
-    from .verify import require_verified_if_merged  # not at the top: verify.py imports this module
-
     for model in inputs:
         require_verified_if_merged(model.path)
 
@@ -289,7 +285,7 @@ def merge_models(
     out_dir: str | os.PathLike[str],
     *,
     weights: Sequence[float] | None = None,
-    method: Method = "linear",
+    method: str = MergeSection.model_fields["method"].default,
     base: str | None = None,
     registry: Sequence[TaintEntry] | None = None,
     allow_unverified: Sequence[str] = (),
@@ -297,28 +293,29 @@ def merge_models(
     recipe: dict[str, Any] | None = None,
     force: bool = False,
 ) -> Path:
-    """Merge whole models of one architecture, streaming tensor by tensor.
-
-    ``linear``: the weighted average ``sum(w_i * W_i) / sum(w_i)`` (the Stable-Platypus2 kind
-    of merge; weights default to equal). ``task_arithmetic``: ``W_base + sum(w_i * (W_i -
-    W_base))`` with a ``base`` (weights default to 1). The output takes the reference model's
+    """Merge whole models of one architecture, streaming tensor by tensor, by a ``method`` of
+    ``hubkit.methods.MODEL_MERGES`` (``linear``: the weighted average ``sum(w_i * W_i) /
+    sum(w_i)``, the Stable-Platypus2 kind of merge; ``task_arithmetic``: ``W_base + sum(w_i *
+    (W_i - W_base))`` with a ``base``). The output takes the reference model's
     (the base's, or the first model's) dtype, shard layout, config and tokenizer. ``recipe``
     is recorded in the provenance, as for ``merge_adapter``. A hubkit merged input must have
     passed ``verify_merge`` first.
     """
-    if method not in ("linear", "task_arithmetic"):
-        raise HubkitError(f"--method {method!r}: expected linear or task_arithmetic")
-    if method == "task_arithmetic" and not base:
-        raise HubkitError("--method task_arithmetic needs --base (the model the task vectors start from)")
-    if method == "linear" and base:
-        raise HubkitError("--base is only used by --method task_arithmetic")
+    spec = MERGE_METHODS.get(method)
+    if spec is None or spec.combine is None:
+        raise HubkitError(f"--method {method!r}: expected {' or '.join(MODEL_MERGES)}")
+    if spec.needs_base and not base:
+        raise HubkitError(f"--method {method} needs --base (the model the task vectors start from)")
+    if base and not spec.needs_base:
+        using = [m for m in MODEL_MERGES if MERGE_METHODS[m].needs_base]
+        raise HubkitError(f"--base is only used by --method {' or '.join(using)}")
     if len(models) < (1 if base else 2):
         raise HubkitError(f"merge models: give at least {1 if base else 2} models")
-    weights = list(weights) if weights else [1.0] * len(models)
+    weights = list(weights) if weights else [spec.default_weight] * len(models)
     if len(weights) != len(models):
         raise HubkitError(f"--weights: {len(weights)} weight(s) for {len(models)} model(s)")
-    if method == "linear" and sum(weights) == 0:
-        raise HubkitError("--weights: a linear merge needs weights that do not sum to 0")
+    if not spec.weights_may_sum_to_zero and sum(weights) == 0:
+        raise HubkitError(f"--weights: a {method} merge needs weights that do not sum to 0")
 
     refs = ([base] if base else []) + list(models)
     roles = (["base"] if base else []) + ["model"] * len(models)
@@ -333,18 +330,8 @@ def merge_models(
     _check_compatible(reference, others)
     _check_out(Path(out_dir), inputs)
 
-    if method == "linear":
-        scale = [w / sum(weights) for w in weights]
-
-        def combine(name: str, tensors: list[Any]) -> Any:
-            merged = sum(w * t.float() for w, t in zip(scale, tensors, strict=True))
-            return merged.to(tensors[0].dtype)
-    else:
-
-        def combine(name: str, tensors: list[Any]) -> Any:
-            start = tensors[0].float()
-            merged = start + sum(w * (t.float() - start) for w, t in zip(weights, tensors[1:], strict=True))
-            return merged.to(tensors[0].dtype)
+    def combine(name: str, tensors: list[Any]) -> Any:
+        return spec.combine(weights, tensors)
 
     return _write_artifact(
         Path(out_dir),

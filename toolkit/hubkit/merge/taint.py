@@ -19,12 +19,12 @@ from typing import Any
 import yaml
 from pydantic import ValidationError
 
-from ..artifacts import MANIFEST, digest_of, read_json
-from ..errors import HubkitError
-from ..gates import certificate_problem, dataset_certificate_problem
+from ..artifacts import digest_of, read_json
+from ..errors import GateRefused, HubkitError
+from ..provenance import certificate_problem, dataset_certificate_problem
 from ..recipe import TaintEntry
+from ..schemas import MANIFEST, PROVENANCE
 
-PROVENANCE = "provenance.json"
 CARD = "README.md"
 CONFIG = "config.json"
 # A symlink to recipes/taint_registry.yaml, so the default registry ships inside the package.
@@ -278,13 +278,13 @@ def run_gate(
     for model, lineage in zip(inputs, lineages, strict=True):
         reason = _tainted(model, lineage, by_id)
         if reason:
-            raise HubkitError(f"{model.id}: refused by the taint gate: {reason}")
+            raise GateRefused(f"{model.id}: refused by the taint gate: {reason}")
     records = []
     for model, lineage in zip(inputs, lineages, strict=True):
         reason = _unverified(lineage)
         override = bool(reason) and any(_same_model(model.id, a) for a in allow_unverified)
         if reason and not override:
-            raise HubkitError(
+            raise GateRefused(
                 f"{model.id}: refused by the taint gate: {reason}; pass --allow-unverified {model.id} "
                 "to merge it anyway (recorded in the provenance and the card)"
             )

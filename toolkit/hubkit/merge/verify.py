@@ -21,22 +21,29 @@ from typing import Any
 
 from ..artifacts import (
     CARD_FILES,
-    MANIFEST,
+    artifact_kind,
     digest_of,
     hash_files,
-    read_json,
-    read_manifest,
+    load_manifest,
     write_json,
     write_manifest,
 )
-from ..errors import HubkitError
+from ..errors import NotVerified
+from ..methods import MERGE_METHODS
 from ..portable import recall_location
 from ..prompts import format_prompt
+from ..schemas import (
+    MANIFEST,
+    MergedManifest,
+    MergedProvenance,
+    MergeInputRecord,
+    VerificationRecord,
+    VerificationSummary,
+)
+from ..schemas import MERGED as KIND
 from .checkpoint import Checkpoint, resolve_model
-from .merging import KIND
-from .taint import PROVENANCE
 
-VERIFICATION = "verification.json"
+VERIFICATION = VerificationRecord.FILE
 PROBES = (
     format_prompt({"instruction": "What is 12 times 7? Explain your steps.", "input": ""}),
     format_prompt(
@@ -48,18 +55,19 @@ PROBES = (
 # max |logit diff| allowed: atol + rtol * max |reference logit|, by the weights' dtype. fp32
 # differs only by summation order; half precision also by rounding the merged weights once.
 TOLERANCES = {"F32": (1e-3, 1e-5), "F16": (1e-2, 1e-2), "BF16": (2e-2, 2e-2)}
-_MANIFEST_OWN = ("kind", "inputs", "files", "content_hash", "hubkit_version")
+# What write_manifest computes afresh when the manifest is rewritten with the verification.
+_MANIFEST_OWN = {"kind", "inputs", "files", "content_hash", "hubkit_version", "schema_version"}
 
 
-def _locate(record: dict[str, Any], merged: Path) -> Path:
+def _locate(record: MergeInputRecord, merged: Path) -> Path:
     """An input's folder: where it was at merge time (relative to the merged model, or as this
     machine remembers it by hash), else fetched again by id and revision."""
-    path = merged / record["path"] if record.get("path") else None
+    path = merged / record.path if record.path else None
     if path is not None and path.is_dir():
         return path
-    if not record.get("revision") and (known := recall_location(record["sha256"])) is not None:
+    if not record.revision and (known := recall_location(record.sha256)) is not None:
         return known
-    return resolve_model(record["id"], record.get("revision"))[0]
+    return resolve_model(record.id, record.revision)[0]
 
 
 def _structure(merged: Checkpoint, reference: Checkpoint) -> list[str]:
@@ -113,12 +121,12 @@ def verify_merge(merged_dir: str | os.PathLike[str]) -> dict[str, Any]:
     from transformers import AutoTokenizer
 
     folder = Path(merged_dir)
-    manifest = read_manifest(folder, KIND)
-    provenance = read_json(folder / PROVENANCE)
-    method = provenance["method"]
-    records = provenance["inputs"]
-    reference_record = next((r for r in records if r["role"] == "base"), records[0])
-    reference = Checkpoint(_locate(reference_record, folder), reference_record["id"])
+    manifest = load_manifest(folder, KIND)
+    provenance = MergedProvenance.read(folder)
+    method = provenance.method
+    records = provenance.inputs
+    reference_record = next((r for r in records if r.role == "base"), records[0])
+    reference = Checkpoint(_locate(reference_record, folder), reference_record.id)
     merged = Checkpoint(folder)
     dtype = Counter(info.dtype for info in merged.tensors.values()).most_common(1)[0][0]
     problems = _structure(merged, reference)
@@ -126,16 +134,17 @@ def verify_merge(merged_dir: str | os.PathLike[str]) -> dict[str, Any]:
     tokenizer = AutoTokenizer.from_pretrained(folder)
     got = _logits(_load(folder), tokenizer)
     gc.collect()
-    result: dict[str, Any] = {"method": method, "dtype": dtype, "reference": reference_record["id"]}
-    if method == "lora":
+    result: dict[str, Any] = {"method": method, "dtype": dtype, "reference": reference_record.id}
+    if MERGE_METHODS[method].verification == "adapter":
         result["check"] = (
             "logits on fixed probes equal base + adapter (peft, unmerged); tensor names, shapes and dtypes "
             "equal the base's; tensors the adapter does not touch are bit-identical"
         )
         from peft import PeftModel
 
-        adapter = _locate(next(r for r in records if r["role"] == "adapter"), folder)
-        checked, differing = _untouched_differences(merged, reference, set(provenance["touched_tensors"]))
+        adapter = _locate(next(r for r in records if r.role == "adapter"), folder)
+        touched = provenance.touched_tensors or []
+        checked, differing = _untouched_differences(merged, reference, set(touched))
         problems += [f"{name}: untouched by the adapter but differs from the base" for name in differing]
         peft_model = PeftModel.from_pretrained(_load(reference.folder), adapter)
         want = _logits(peft_model, tokenizer)
@@ -157,7 +166,7 @@ def verify_merge(merged_dir: str | os.PathLike[str]) -> dict[str, Any]:
             # no larger than the tolerance: the merge would pass with the adapter lost
             "adapter_effect_visible": effect > tolerance,
             "untouched_tensors_checked": checked,
-            "touched_tensors": len(provenance["touched_tensors"]),
+            "touched_tensors": len(touched),
         }
     else:
         result["check"] = (
@@ -173,11 +182,13 @@ def verify_merge(merged_dir: str | os.PathLike[str]) -> dict[str, Any]:
         "probes": list(PROBES),
         "weights_sha256": digest_of(published_hashes(folder)),
     }
-    write_json(folder / VERIFICATION, result)
-    summary = {k: result[k] for k in ("passed", "max_abs_logit_diff", "tolerance", "weights_sha256")}
-    fields = {k: v for k, v in manifest.items() if k not in _MANIFEST_OWN}
-    write_manifest(folder, KIND, manifest["inputs"], **(fields | {"verification": summary}))
-    return result
+    record = VerificationRecord(**result)
+    write_json(folder / VERIFICATION, record.to_json_dict())
+    fields = manifest.model_dump(mode="json", include=manifest.model_fields_set - _MANIFEST_OWN)
+    write_manifest(
+        folder, KIND, manifest.inputs, **(fields | {"verification": record.summary().model_dump()})
+    )
+    return record.to_json_dict()
 
 
 def published_hashes(folder: Path) -> dict[str, str]:
@@ -187,18 +198,20 @@ def published_hashes(folder: Path) -> dict[str, str]:
     return hash_files(folder, exclude=(MANIFEST, *CARD_FILES, VERIFICATION))
 
 
-def _verdict_problem(result: dict[str, Any]) -> str | None:
+def _verdict_problem(result: VerificationRecord) -> str | None:
     """Why the recorded figures do not make the recorded verdict a pass, or None."""
-    if result.get("problems"):
-        return f"failed its equivalence check: {result['problems'][0]}"
-    if result.get("passed") is not True:
+    if result.problems:
+        return f"failed its equivalence check: {result.problems[0]}"
+    if not result.passed:
         return "equivalence check did not pass"
-    if result.get("method") == "lora":
-        diff, tolerance = result.get("max_abs_logit_diff"), result.get("tolerance")
-        numbers = isinstance(diff, int | float) and isinstance(tolerance, int | float)
-        if not numbers or not diff <= tolerance:
+    method = MERGE_METHODS.get(result.method)
+    if method is None:
+        return f"was checked by an unknown method {result.method!r}"
+    if method.verification == "adapter":
+        diff, tolerance = result.max_abs_logit_diff, result.tolerance
+        if diff is None or tolerance is None or not diff <= tolerance:
             return f"max |logit diff| {diff} is not within the tolerance {tolerance}, yet it says passed"
-    elif result.get("logits_finite") is not True:
+    elif getattr(result, "logits_finite", None) is not True:
         return "logits on the probes are not recorded finite, yet it says passed"
     return None
 
@@ -210,25 +223,24 @@ def require_verified(merged_dir: str | os.PathLike[str]) -> dict[str, Any]:
     must agree with them), and its hash must cover every file that would be published.
     """
     folder = Path(merged_dir)
-    summary = read_manifest(folder, KIND).get("verification")
+    manifest = load_manifest(folder, KIND)
+    summary = manifest.verification if isinstance(manifest, MergedManifest) else None
     if not summary:
-        raise HubkitError(f"{folder}: merged model not verified; run `hubkit verify merge {folder}` first")
-    path = folder / VERIFICATION
-    if not path.is_file():
-        raise HubkitError(f"{path}: missing; run `hubkit verify merge {folder}` again")
-    result = read_json(path)
-    if any(result.get(k) != v for k, v in summary.items()):
-        raise HubkitError(f"{folder / MANIFEST}: verification summary differs from {VERIFICATION}")
+        raise NotVerified(f"{folder}: merged model not verified; run `hubkit verify merge {folder}` first")
+    if not (folder / VERIFICATION).is_file():
+        raise NotVerified(f"{folder / VERIFICATION}: missing; run `hubkit verify merge {folder}` again")
+    result = VerificationRecord.read(folder)
+    if result.summary().model_dump() != summary.model_dump(include=set(VerificationSummary.model_fields)):
+        raise NotVerified(f"{folder / MANIFEST}: verification summary differs from {VERIFICATION}")
     if problem := _verdict_problem(result):
-        raise HubkitError(f"{folder}: merged model {problem} (see {VERIFICATION})")
-    if digest_of(published_hashes(folder)) != summary.get("weights_sha256"):
-        raise HubkitError(f"{folder}: files changed or added since `hubkit verify merge`; run it again")
-    return summary
+        raise NotVerified(f"{folder}: merged model {problem} (see {VERIFICATION})")
+    if digest_of(published_hashes(folder)) != summary.weights_sha256:
+        raise NotVerified(f"{folder}: files changed or added since `hubkit verify merge`; run it again")
+    return summary.model_dump(mode="json")
 
 
 def require_verified_if_merged(folder: str | os.PathLike[str]) -> None:
     """``require_verified`` when ``folder`` is a hubkit merged model; any other folder (a dataset,
     an adapter, a model made elsewhere) has no equivalence check to pass."""
-    manifest = Path(folder) / MANIFEST
-    if manifest.is_file() and read_json(manifest).get("kind") == KIND:
+    if artifact_kind(folder) == KIND:
         require_verified(folder)
