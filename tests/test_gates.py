@@ -11,6 +11,7 @@ from importlib.resources import files
 from pathlib import Path
 
 import pytest
+from certificates import complete_certificate
 from huggingface_hub import HfApi
 
 from hubkit.artifacts import read_json, sha256_file, write_json, write_manifest
@@ -29,18 +30,7 @@ def _rows(n: int = 40) -> list[dict[str, str]]:
 
 
 def _certificate(data: Path, rows: int, **changes) -> dict:
-    """A certificate with every field `hubkit data check` writes."""
-    return {
-        "passed": True,
-        "dataset_sha256": sha256_file(data),
-        "benchmarks": {"gsm8k": {"source": "hubkit:sample_data/benchmarks/gsm8k_test.jsonl", "sha256": "ab"}},
-        "embedding_model": "sentence-transformers/all-MiniLM-L6-v2",
-        "threshold": 0.8,
-        "rows_checked": rows + 2,
-        "rows_removed": 2,
-        "hits": 2,
-        **changes,
-    }
+    return complete_certificate(sha256_file(data), rows, **changes)
 
 
 def _dataset(folder: Path, rows: list[dict[str, str]], **changes) -> Path:
@@ -55,13 +45,17 @@ def _adapter(folder: Path, dataset: Path, certificate: dict | None = None) -> Pa
     folder.mkdir(parents=True)
     (folder / "adapter_model.safetensors").write_bytes(b"\0" * 64)
     data_sha = sha256_file(dataset / "data.parquet")
-    provenance = {
+    provenance = {  # every field `hubkit train` writes (AdapterProvenance)
         "base_model": {"name_or_path": "hubkit:tiny-llama"},
-        "dataset": {"path": dataset.name, "data_sha256": data_sha},
+        "dataset": {"path": dataset.name, "data_sha256": data_sha, "rows": 40},
+        "datasets": [],
         "leak_certificate": read_json(dataset / "leak_certificate.json")
         if certificate is None
         else certificate,
         "allow_unchecked_data": False,
+        "recipe": {"name": "gate", "model": {"name_or_path": "hubkit:tiny-llama"}},
+        "libraries": {},
+        "hardware": {"processes": 1, "gpus": [], "cpu": "x86_64", "cpu_count": 2},
     }
     write_json(folder / "provenance.json", provenance)
     write_manifest(folder, "adapter", dataset_sha256=data_sha)
@@ -144,7 +138,7 @@ def test_an_adapter_carries_the_certificate_of_the_dataset_it_names(local_hub, t
     ("probe", "error"),
     [
         ("flipped", r"provenance\.json: leak_certificate differs from .*leak_certificate\.json"),
-        ("bare", r"provenance\.json: leak_certificate missing field 'dataset_sha256'"),
+        ("bare", r"provenance\.json: missing field 'leak_certificate\.dataset_sha256'"),
         ("other data", r"provenance\.json: leak_certificate is for data with sha256"),
         ("deleted", r"provenance\.json: missing; an adapter's lineage is its provenance"),
         ("weights swapped", r"adapter_model\.safetensors: changed since manifest\.json was written"),

@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 import torch
 import yaml
+from certificates import complete_certificate
 from huggingface_hub import HfApi
 from peft import LoraConfig, get_peft_model
 from safetensors.torch import load_file, save_file
@@ -50,17 +51,7 @@ def _known(source: Path, dest: Path, **metadata) -> Path:
     return _card(dest, **(metadata or {"datasets": ["openai/gsm8k"]}))
 
 
-# every field `hubkit data check` writes that a gate reads
-_CERTIFICATE = {
-    "passed": True,
-    "dataset_sha256": "0" * 64,
-    "benchmarks": {"gsm8k": {"source": "hubkit:sample_data/benchmarks/gsm8k_test.jsonl", "sha256": "0"}},
-    "embedding_model": "sentence-transformers/all-MiniLM-L6-v2",
-    "threshold": 0.8,
-    "rows_checked": 10,
-    "rows_removed": 0,
-    "hits": 0,
-}
+_CERTIFICATE = complete_certificate("0" * 64, 10)
 
 
 def _adapter(base: Path, out: Path, *, seed: int = 1, certificate=None, **lora) -> Path:

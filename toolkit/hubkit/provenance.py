@@ -26,6 +26,8 @@ CERTIFICATE_FIELDS = (
     "benchmarks",
     "embedding_model",
     "threshold",
+    "rule",
+    "source",
     "rows_checked",
     "rows_removed",
     "hits",
