@@ -19,11 +19,11 @@ from typing import Any
 import yaml
 from pydantic import ValidationError
 
-from ..artifacts import digest_of, read_json
+from ..artifacts import artifact_kind, digest_of, read_json
 from ..errors import GateRefused, HubkitError
 from ..provenance import certificate_problem, dataset_certificate_problem
 from ..recipe import TaintEntry
-from ..schemas import MANIFEST, PROVENANCE
+from ..schemas import ADAPTER, MERGED, PROVENANCE
 
 CARD = "README.md"
 CONFIG = "config.json"
@@ -177,8 +177,7 @@ def read_lineage(folder: str | os.PathLike[str]) -> Lineage:
         lineage.datasets = _unique([*lineage.datasets, *card_datasets])
         lineage.ancestors = _unique([*lineage.ancestors, *card_ancestors])
         return lineage
-    manifest = folder / MANIFEST
-    if manifest.is_file() and read_json(manifest).get("kind") in ("adapter", "merged"):
+    if artifact_kind(folder) in (ADAPTER, MERGED):
         return Lineage("none", ancestors=_unique(card_ancestors))  # a card cannot stand in for provenance
     if card_datasets:  # a card naming only a base model (peft's default card) says nothing of the data
         return Lineage("model card", datasets=_unique(card_datasets), ancestors=_unique(card_ancestors))
