@@ -570,7 +570,8 @@ def verified(merged, tmp_path_factory) -> Path:
 def _remanifest(folder: Path, **changes) -> None:
     """Rewrite a merged model's manifest over its current files, as a forger would."""
     manifest = read_json(folder / "manifest.json")
-    fields = {k: v for k, v in manifest.items() if k not in ("kind", "inputs", "files", "content_hash")}
+    own = ("kind", "inputs", "files", "content_hash", "hubkit_version", "schema_version")
+    fields = {k: v for k, v in manifest.items() if k not in own}
     write_manifest(folder, changes.pop("kind", "merged"), manifest["inputs"], **(fields | changes))
 
 

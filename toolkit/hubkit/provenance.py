@@ -82,13 +82,14 @@ def certificate_problem(certificate: LeakCertificate | dict[str, Any] | None, da
     be complete (every field `hubkit data check` writes), for that data, and passing."""
     if certificate is None:
         return "no leak certificate"
+    written = certificate if isinstance(certificate, dict) else certificate_content(certificate)
+    missing = [name for name in CERTIFICATE_FIELDS if written.get(name) is None]
+    if missing:
+        return f"missing field {missing[0]!r}: not a certificate `hubkit data check` wrote"
     try:
         written = certificate_content(certificate)
     except ValidationError as exc:
         return format_validation_error(exc, "is not valid", noun="field")
-    missing = [name for name in CERTIFICATE_FIELDS if written.get(name) is None]
-    if missing:
-        return f"missing field {missing[0]!r}: not a certificate `hubkit data check` wrote"
     if not isinstance(written["benchmarks"], dict) or not written["benchmarks"]:
         return "names no benchmark it was checked against"
     if written["dataset_sha256"] != data_sha256:
