@@ -59,7 +59,7 @@ def test_check_a_local_file_with_guessed_columns(suffix, gsm, tmp_path, capsys, 
     assert "Columns: instruction=question (guessed), input=None (guessed), output=answer (guessed)" in stdout
     report = read_json(out / "leak_report.json")
     assert report["source"] == {
-        "kind": "file", "name": str(path),
+        "kind": "file", "name": path.name,
         "columns": {"instruction": "question", "input": None, "output": "answer"},
         "guessed_columns": ["instruction", "input", "output"],
     }  # fmt: skip

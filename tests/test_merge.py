@@ -14,11 +14,13 @@ from pathlib import Path
 import pytest
 import torch
 import yaml
+from certificates import complete_certificate
+from huggingface_hub import HfApi
 from peft import LoraConfig, get_peft_model
 from safetensors.torch import load_file, save_file
 from transformers import AutoModelForCausalLM, GPT2Config, GPT2LMHeadModel
 
-from hubkit.artifacts import read_json, write_json, write_manifest
+from hubkit.artifacts import read_json, sha256_file, write_json, write_manifest
 from hubkit.cli import main
 from hubkit.errors import HubkitError
 from hubkit.merge import (
@@ -49,6 +51,9 @@ def _known(source: Path, dest: Path, **metadata) -> Path:
     return _card(dest, **(metadata or {"datasets": ["openai/gsm8k"]}))
 
 
+_CERTIFICATE = complete_certificate("0" * 64, 10)
+
+
 def _adapter(base: Path, out: Path, *, seed: int = 1, certificate=None, **lora) -> Path:
     """A peft LoRA adapter with non-zero B (so the delta is real) and a hubkit provenance.json."""
     model = AutoModelForCausalLM.from_pretrained(base)
@@ -66,9 +71,7 @@ def _adapter(base: Path, out: Path, *, seed: int = 1, certificate=None, **lora) 
     peft_model.save_pretrained(out)
     provenance = {  # the shape `hubkit train` writes
         "base_model": {"name_or_path": str(base), "revision": None, "resolved_revision": None},
-        "leak_certificate": {"passed": True, "dataset_sha256": "0" * 64}
-        if certificate is None
-        else certificate,
+        "leak_certificate": _CERTIFICATE if certificate is None else certificate,
         "allow_unchecked_data": certificate is False,
         "recipe": {"name": "tiny", "data": {"sources": [{"name": "gsm8k", "hub_id": "openai/gsm8k"}]}},
         "versions": {},
@@ -164,7 +167,7 @@ def test_adapter_merge_equals_peft_merge_and_unload(base, tmp_path, lora):
     manifest = read_json(out / "manifest.json")
     assert manifest["kind"] == "merged" and manifest["method"] == "lora" and manifest["verification"] is None
     provenance = read_json(out / "provenance.json")
-    assert provenance["base_model"] == str(base) and provenance["adapter"] == str(adapter)
+    assert provenance["base_model"] == base.name and provenance["adapter"] == adapter.name  # no local path
     assert provenance["leak_certificate"]["passed"] is True
     assert provenance["adapter_provenance"]["recipe"]["name"] == "tiny"
 
@@ -249,7 +252,7 @@ def test_verify_merge_records_the_check_and_gates_publishing(local_hub, merged, 
     tokenizer_config = folder / "tokenizer_config.json"
     original = tokenizer_config.read_bytes()
     write_json(tokenizer_config, read_json(tokenizer_config) | {"model_max_length": 7})
-    with pytest.raises(HubkitError, match="weights or tokenizer changed since"):
+    with pytest.raises(HubkitError, match="files changed or added since"):
         require_verified(folder)
     tokenizer_config.write_bytes(original)
     assert require_verified(folder)["passed"]
@@ -259,7 +262,7 @@ def test_verify_merge_records_the_check_and_gates_publishing(local_hub, merged, 
     tensors = load_file(shard)
     tensors["model.norm.weight"] = tensors["model.norm.weight"] + 1e-3
     save_file(tensors, shard, metadata={"format": "pt"})
-    with pytest.raises(HubkitError, match="weights or tokenizer changed since"):
+    with pytest.raises(HubkitError, match="files changed or added since"):
         require_verified(folder)
     failed = verify_merge(folder)
     assert not failed["passed"]
@@ -439,7 +442,37 @@ def test_leak_certificates_of_hubkit_trained_inputs(base, tmp_path):
         merge_adapter(unchecked, tmp_path / "out")
     _nothing_written(tmp_path / "out")
     out = merge_adapter(unchecked, tmp_path / "out", allow_unverified=[str(unchecked)])
-    assert read_json(out / "provenance.json")["allow_unverified"] == [str(unchecked)]
+    assert read_json(out / "provenance.json")["allow_unverified"] == [unchecked.name]
+
+
+@pytest.mark.parametrize(
+    ("probe", "error"),
+    [
+        ("flipped", r"refused by the taint gate: its leak certificate differs from .*leak_certificate\.json"),
+        ("bare", r"its leak certificate missing field 'dataset_sha256'.*; pass --allow-unverified"),
+        ("provenance deleted", r"unknown provenance .*; pass --allow-unverified"),
+    ],
+)
+def test_the_taint_gate_recomputes_an_adapters_certificate(base, tmp_path, probe, error):
+    from hubkit.data import write_rows
+    from hubkit.portable import remember_location
+
+    dataset = tmp_path / "dataset-clean"  # its leak check failed
+    dataset.mkdir()
+    row = {"instruction": "q", "input": "", "output": "a", "data_source": "x"}
+    write_rows([row], dataset / "data.parquet")
+    data_sha = sha256_file(dataset / "data.parquet")
+    failed = _CERTIFICATE | {"passed": False, "dataset_sha256": data_sha}
+    write_json(dataset / "leak_certificate.json", failed)
+    remember_location(data_sha, dataset)
+    certificate = {"passed": True} if probe == "bare" else _CERTIFICATE | {"dataset_sha256": data_sha}
+    adapter = _adapter(base, tmp_path / "adapter", certificate=certificate)
+    if probe == "provenance deleted":  # the card still lists a clean Hub dataset
+        (adapter / "provenance.json").unlink()
+        (adapter / "README.md").write_text("---\ndatasets:\n- openai/gsm8k\n---\n# adapter\n")
+    with pytest.raises(HubkitError, match=error):
+        merge_adapter(adapter, tmp_path / "out", base=str(base))
+    _nothing_written(tmp_path / "out")
 
 
 def test_unknown_provenance_is_refused_unless_allowed_and_recorded(tiny_llama, base, tmp_path):
@@ -456,18 +489,18 @@ def test_unknown_provenance_is_refused_unless_allowed_and_recorded(tiny_llama, b
 
     merge_adapter(adapter, out, allow_unverified=[str(tiny_llama)])
     provenance = read_json(out / "provenance.json")
-    assert provenance["allow_unverified"] == [str(tiny_llama)]
+    assert provenance["allow_unverified"] == [tiny_llama.name]  # local inputs by name, not path
     records = {r["id"]: r for r in provenance["taint_gate"]["inputs"]}
     assert (
-        records[str(tiny_llama)]["verdict"] == "allowed-unverified" and records[str(tiny_llama)]["override"]
+        records[tiny_llama.name]["verdict"] == "allowed-unverified" and records[tiny_llama.name]["override"]
     )
-    assert records[str(adapter)]["verdict"] == "clean"
-    assert records[str(adapter)]["datasets"] == ["openai/gsm8k"]
+    assert records[adapter.name]["verdict"] == "clean"
+    assert records[adapter.name]["datasets"] == ["openai/gsm8k"]
 
     # The override travels: a model merged from an unverified input is itself unverified.
     lineage = read_lineage(out)
-    assert lineage.unverified_ancestors == [str(tiny_llama)] and str(tiny_llama) in lineage.ancestors
-    with pytest.raises(HubkitError, match=rf"merged from unverified input\(s\) {tiny_llama}"):
+    assert lineage.unverified_ancestors == [tiny_llama.name] and tiny_llama.name in lineage.ancestors
+    with pytest.raises(HubkitError, match=rf"merged from unverified input\(s\) {tiny_llama.name}"):
         merge_models([str(out), str(base)], tmp_path / "again")
 
 
@@ -484,7 +517,7 @@ def test_a_provenance_json_hubkit_did_not_write_is_unknown_provenance(tiny_llama
 
     merge_adapter(adapter, out, allow_unverified=[str(foreign)])
     record = read_json(out / "provenance.json")["taint_gate"]["inputs"][0]
-    assert record["id"] == str(foreign) and record["provenance"] == "none"
+    assert record["id"] == foreign.name and record["provenance"] == "none"
     assert record["verdict"] == "allowed-unverified" and record["override"]
 
 
@@ -523,6 +556,78 @@ def test_linear_and_task_arithmetic_merges(base, other_model, tmp_path):
     got = AutoModelForCausalLM.from_pretrained(task).state_dict()
     assert max(float((got[k] - (a[k] + 0.5 * (b[k] - a[k]))).abs().max()) for k in a) <= 1e-6
     assert [r["role"] for r in read_json(task / "provenance.json")["inputs"]] == ["base", "model"]
+
+
+@pytest.fixture(scope="module")
+def verified(merged, tmp_path_factory) -> Path:
+    """A copy of the shared merge that passed `hubkit verify merge`."""
+    folder = tmp_path_factory.mktemp("verified") / "merged"
+    shutil.copytree(merged[1], folder)
+    assert verify_merge(folder)["passed"]
+    return folder
+
+
+def _remanifest(folder: Path, **changes) -> None:
+    """Rewrite a merged model's manifest over its current files, as a forger would."""
+    manifest = read_json(folder / "manifest.json")
+    own = ("kind", "inputs", "files", "content_hash", "hubkit_version", "schema_version")
+    fields = {k: v for k, v in manifest.items() if k not in own}
+    write_manifest(folder, changes.pop("kind", "merged"), manifest["inputs"], **(fields | changes))
+
+
+def _fail_check(folder: Path) -> dict:
+    """Make the recorded equivalence check a failing one (figures, verdict and summary agree)."""
+    result = read_json(folder / "verification.json")
+    result |= {"passed": False, "max_abs_logit_diff": 3.0, "problems": ["max |logit diff| 3 exceeds"]}
+    write_json(folder / "verification.json", result)
+    summary = {k: result[k] for k in ("passed", "max_abs_logit_diff", "tolerance", "weights_sha256")}
+    _remanifest(folder, verification=summary)
+    return summary
+
+
+@pytest.mark.parametrize(
+    ("probe", "error"),
+    [
+        ("manifest says passed", r"verification summary differs from verification\.json"),
+        ("both say passed", r"max \|logit diff\| 3\.0 is not within the tolerance"),
+        ("kind model", r"manifest\.json: kind 'model' is not a hubkit artifact"),
+        ("manifest deleted", r"provenance\.json: a hubkit merged without its manifest\.json"),
+        ("bin added", r"pytorch_model\.bin: not part of the artifact"),
+        ("code added and listed", r"files changed or added since `hubkit verify merge`"),
+        ("shard changed and listed", r"files changed or added since `hubkit verify merge`"),
+    ],
+)
+def test_push_recomputes_a_merged_models_claims(local_hub, verified, tmp_path, probe, error):
+    folder = tmp_path / "merged"
+    shutil.copytree(verified, folder)
+    if probe == "manifest says passed":
+        summary = _fail_check(folder)
+        manifest = read_json(folder / "manifest.json")
+        write_json(folder / "manifest.json", manifest | {"verification": summary | {"passed": True}})
+    elif probe == "both say passed":
+        summary = _fail_check(folder)
+        result = read_json(folder / "verification.json") | {"passed": True, "problems": []}
+        write_json(folder / "verification.json", result)
+        _remanifest(folder, verification=summary | {"passed": True})
+    elif probe == "kind model":
+        _remanifest(folder, kind="model")
+    elif probe == "manifest deleted":
+        (folder / "manifest.json").unlink()
+    elif probe == "bin added":
+        (folder / "pytorch_model.bin").write_bytes(b"\0" * 256)
+    elif probe == "code added and listed":
+        (folder / "modeling_evil.py").write_text("import os\n")
+        _remanifest(folder)
+    else:
+        shard = sorted(folder.glob("*.safetensors"))[0]
+        tensors = load_file(shard)
+        name = sorted(tensors)[0]
+        save_file({**tensors, name: tensors[name] + 1}, shard, metadata={"format": "pt"})
+        _remanifest(folder)
+    repo_id = f"alice/gate-merged-{probe.replace(' ', '-')}"
+    with pytest.raises(HubkitError, match=error):
+        push_folder(folder, repo_id)
+    assert not HfApi().repo_exists(repo_id)
 
 
 def test_a_method_added_to_the_table_merges_verifies_and_gets_its_card(
@@ -732,7 +837,7 @@ def test_cli_merge_models_weights_and_allow_unverified(
     assert code == 1 and f"pass --allow-unverified {tiny_llama}" in _error_line(err)
     code, stdout, _ = _cli(monkeypatch, capsys, *args, "--allow-unverified", str(tiny_llama))
     assert code == 0, stdout
-    assert f"{tiny_llama}: allowed-unverified" in stdout
+    assert f"{tiny_llama.name}: allowed-unverified" in stdout
     assert [r["weight"] for r in read_json(out / "provenance.json")["inputs"]] == [0.6, 0.4]
 
     # --recipe: its registry entries join the gate, and its hub section makes the card possible.

@@ -198,7 +198,8 @@ def test_merge_models_resolve_relative_to_the_recipe(local_hub, work, monkeypatc
     assert merge_ref(recipe, "openai/some-model") == "openai/some-model"
     result = train_and_push(recipe, dry_run=True, echo=lambda _: None)
     inputs = read_json(result.artifacts["merged"] / "provenance.json")["inputs"]
-    assert [i["id"] for i in inputs[1:]] == [str(partner.resolve())]
+    assert [i["id"] for i in inputs[1:]] == ["partner"]  # by name; found relative to the merged model
+    assert (result.artifacts["merged"] / inputs[1]["path"]).resolve() == partner.resolve()
 
 
 @pytest.mark.parametrize("dry_run", [False, True])
@@ -298,3 +299,70 @@ def test_offline_main_job_resumes_after_a_kill(tmp_path):
     with LocalHub(tmp_path / "hub") as hub:
         api = HfApi(endpoint=hub.endpoint)
         assert {m.id for m in api.list_models()} >= {"hubkit/tiny-adapter", "hubkit/tiny-merged"}
+        _assert_no_local_path(api, tmp_path)
+
+
+def _assert_no_local_path(api: HfApi, cwd: Path) -> None:
+    """No file of the quick start's three repos names the working directory, home or user."""
+    import getpass
+
+    needles = {str(cwd), str(cwd.resolve()), str(Path.home()), str(REPO), f"/{getpass.getuser()}/"}
+    repos = {"hubkit/tiny-dataset": "dataset", "hubkit/tiny-adapter": "model", "hubkit/tiny-merged": "model"}
+    for repo_id, repo_type in repos.items():
+        folder = Path(api.snapshot_download(repo_id, repo_type=repo_type, local_dir=cwd / "pulled" / repo_id))
+        for path in sorted(p for p in folder.rglob("*") if p.is_file() and ".cache" not in p.parts):
+            data = path.read_bytes()
+            leaked = sorted(n for n in needles if n.encode() in data)
+            assert not leaked, f"{repo_id}/{path.relative_to(folder)} holds {leaked}"
+
+
+def test_verify_rederives_the_published_claims_and_names_a_forged_one(local_hub, work, monkeypatch, tmp_path):
+    from hubkit.proofs import verify_adapter, verify_dataset, verify_merged
+
+    monkeypatch.chdir(work)
+    # the first test's repos; a tag of its own, as an earlier test may have run `verify` again
+    result = train_and_push(_recipe("e2e", "version=v0.1.0-verify"), echo=lambda _: None)
+    data, adapter, merged = (result.pushes[r].repo_id for r in ("dataset", "adapter", "merged"))
+    for claims in (verify_dataset(data), verify_adapter(adapter, dataset=data), verify_merged(merged)):
+        assert all(c.ok for c in claims), [c for c in claims if not c.ok]
+
+    api = HfApi()
+
+    def commit(repo_id: str, path: str, content: bytes, repo_type: str = "model") -> None:
+        """A new commit made around hubkit's gates, as someone holding the repo could."""
+        api.upload_file(path_or_fileobj=content, path_in_repo=path, repo_id=repo_id, repo_type=repo_type)
+
+    def wrong(claims) -> list[str]:
+        return [c.name for c in claims if not c.ok]
+
+    import pyarrow.parquet as pq
+
+    local = result.artifacts["dataset"]
+    table = pq.read_table(local / "data.parquet").to_pylist()
+    gsm8k_test = files("hubkit") / "sample_data" / "benchmarks" / "gsm8k_test.jsonl"
+    test = json.loads(gsm8k_test.read_text().splitlines()[0])
+    table[0] |= {"instruction": test["question"], "output": test["answer"]}
+    from hubkit.data import write_rows
+
+    write_rows(table, tmp_path / "data.parquet")
+    commit(data, "data.parquet", (tmp_path / "data.parquet").read_bytes(), "dataset")
+    assert {"data sha256", "leaking rows left", "passed"} <= set(wrong(verify_dataset(data)))
+    certificate = read_json(local / "leak_certificate.json") | {"threshold": 0.99}
+    commit(data, "leak_certificate.json", json.dumps(certificate).encode(), "dataset")
+    commit(data, "data.parquet", (local / "data.parquet").read_bytes(), "dataset")  # data back, cert edited
+    assert wrong(verify_dataset(data)) == ["files hash to the manifest"]
+
+    other = load_file(result.artifacts["adapter"] / "adapter_model.safetensors")
+    save_file({k: v.flip(0) for k, v in other.items()}, tmp_path / "adapter_model.safetensors")
+    commit(adapter, "adapter_model.safetensors", (tmp_path / "adapter_model.safetensors").read_bytes())
+    assert wrong(verify_adapter(adapter, dataset=data, dataset_revision=result.pushes["dataset"].commit)) == [
+        "files hash to the manifest"
+    ]
+
+    shard = sorted(result.artifacts["merged"].glob("*.safetensors"))[0]
+    tensors = load_file(shard)
+    name = next(n for n in sorted(tensors) if "mlp" in n)
+    save_file({**tensors, name: tensors[name] * 1.5}, tmp_path / shard.name, metadata={"format": "pt"})
+    commit(merged, shard.name, (tmp_path / shard.name).read_bytes())
+    failed = wrong(verify_merged(merged))
+    assert {"files hash to the manifest", "files sha256", "passed"} <= set(failed), failed

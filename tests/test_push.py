@@ -25,7 +25,7 @@ def _folder(tmp_path: Path) -> Path:
     (root / "README.md").write_text("# hello\n")
     (root / "config.json").write_text('{"a": 1}\n')
     (root / "sub" / "notes.txt").write_text("nested\n")
-    (root / "model.safetensors").write_bytes(os.urandom(300_000))  # an LFS file on the Hub
+    (root / "assets.tar").write_bytes(os.urandom(300_000))  # an LFS file on the Hub
     return root
 
 
@@ -40,8 +40,8 @@ def test_push_once_then_noop(local_hub, tmp_path):
     assert first.uploaded_bytes == sum(p.stat().st_size for p in root.rglob("*") if p.is_file())
     api = HfApi()
     tree = {f.path for f in api.list_repo_tree("alice/push-noop", recursive=True) if hasattr(f, "blob_id")}
-    assert tree == {".gitattributes", "README.md", "config.json", "sub/notes.txt", "model.safetensors"}
-    lfs = next(f for f in api.list_repo_tree("alice/push-noop") if f.path == "model.safetensors")
+    assert tree == {".gitattributes", "README.md", "config.json", "sub/notes.txt", "assets.tar"}
+    lfs = next(f for f in api.list_repo_tree("alice/push-noop") if f.path == "assets.tar")
     assert lfs.lfs is not None
     assert [t.name for t in api.list_repo_refs("alice/push-noop").tags] == ["v0.1.0"]
     commits = _commits("alice/push-noop")

@@ -17,6 +17,7 @@ from importlib.resources import files
 from pathlib import Path
 
 import pytest
+from certificates import complete_certificate
 
 from hubkit.artifacts import read_json, sha256_file, write_json, write_manifest
 from hubkit.cli import main
@@ -41,17 +42,21 @@ def sample_rows() -> list[dict[str, str]]:
     ]
 
 
-def make_dataset(folder: Path, rows: list[dict], certificate: dict | None = None) -> Path:
-    """A dataset artifact as `hubkit data check` leaves it: data.parquet, manifest, certificate."""
+def make_dataset(
+    folder: Path, rows: list[dict], certificate: dict | None = None, *, complete: bool = True
+) -> Path:
+    """A dataset artifact as `hubkit data check` leaves it: data.parquet, manifest, certificate
+    (every field of one; ``complete=False``: only ``certificate`` and the data hash, hand-written)."""
     import pandas as pd
 
     folder.mkdir(parents=True)
     pd.DataFrame(rows).to_parquet(folder / "data.parquet", index=False)
     if certificate is not None:
-        write_json(
-            folder / "leak_certificate.json",
-            {"dataset_sha256": sha256_file(folder / "data.parquet"), **certificate},
+        data_sha256 = sha256_file(folder / "data.parquet")
+        written = (
+            complete_certificate(data_sha256, len(rows)) if complete else {"dataset_sha256": data_sha256}
         )
+        write_json(folder / "leak_certificate.json", written | certificate)
     write_manifest(folder, "dataset")
     return folder
 
@@ -258,6 +263,14 @@ def test_dataset_gates(tmp_path, monkeypatch, capsys, tiny_llama):
     cases = {
         "unchecked": (make_dataset(tmp_path / "unchecked", rows), "no leak_certificate.json"),
         "failed": (make_dataset(tmp_path / "failed", rows, {"passed": False}), "leak check did not pass"),
+        "hand-written": (  # passed and for this data, but not a certificate `hubkit data check` wrote
+            make_dataset(tmp_path / "hand-written", rows, {"passed": True}, complete=False),
+            "hand-written/leak_certificate.json: missing field 'benchmarks'",
+        ),
+        "miscounted": (
+            make_dataset(tmp_path / "miscounted", rows, {"rows_removed": 0}),
+            r"miscounted/leak_certificate.json: 18 rows checked - 0 removed = 18, but data.parquet holds 16",
+        ),
         "no-output": (
             make_dataset(
                 tmp_path / "no-output",

@@ -77,6 +77,18 @@ def cli() -> None:
     envvar="HF_ENDPOINT",
     help="Hub URL (default: $HF_ENDPOINT or huggingface.co).",
 )
+@click.option(
+    "--follow-symlinks",
+    is_flag=True,
+    help="Publish symbolic links as the files they point to, if those are inside FOLDER "
+    "(default: refuse any link).",
+)
+@click.option(
+    "--no-gate",
+    is_flag=True,
+    help="Publish model weights or data that no hubkit gate can check (no hubkit manifest.json); "
+    "the commit message and the card say so.",
+)
 def push(
     folder: str,
     repo_id: str,
@@ -86,6 +98,8 @@ def push(
     tag: str | None,
     message: str | None,
     endpoint: str | None,
+    follow_symlinks: bool,
+    no_gate: bool,
 ) -> None:
     """Publish FOLDER as the content of REPO_ID, in one commit, then verify it.
 
@@ -93,7 +107,10 @@ def push(
     makes no commit), deletes remote files the folder no longer has, tags the commit, and
     checks that every remote file's sha256 equals the local one. A folder holding a
     credential (hf_ tokens, API keys, .env, *.pem, .netrc, ...) is refused before anything
-    is sent. The token comes from $HF_TOKEN or `hf auth login`.
+    is sent, as is a symbolic link. A hubkit artifact passes its kind's gate first, its claims
+    recomputed from its files: a dataset's data hash and leak certificate, an adapter's
+    certificate against the dataset it names, a merged model's equivalence check covering every
+    file. The token comes from $HF_TOKEN or `hf auth login`.
     """
     from .publish import push_folder
 
@@ -106,7 +123,13 @@ def push(
         tag=tag,
         endpoint=endpoint,
         commit_message=message,
+        follow_symlinks=follow_symlinks,
+        no_gate=no_gate,
     )
+    if result.gate:
+        click.echo(f"Gate: {result.gate}")
+    elif no_gate:
+        click.echo("No gate (--no-gate): the commit message and the card say so.")
     if result.created_commit:
         click.echo(
             f"Pushed {len(result.changed)} file(s) ({result.uploaded_bytes:,} bytes), "
@@ -517,6 +540,89 @@ def verify_merge_command(folder: str) -> None:
             f"{result['tolerance']:.3g} ({result['dtype']}); "
             f"{result['untouched_tensors_checked']} untouched tensors bit-identical."
         )
+
+
+def _benchmark_files(items: tuple[str, ...]) -> dict[str, str]:
+    """--benchmark-file NAME=PATH options as a mapping."""
+    files = {}
+    for item in items:
+        name, sep, path = item.partition("=")
+        if not sep or not name or not path:
+            raise HubkitError(f"--benchmark-file {item!r}: expected NAME=PATH")
+        files[name] = path
+    return files
+
+
+def _report_claims(source: str, claims: list) -> None:
+    """Print the claim table; any claim that does not hold is a one-line error and exit 1."""
+    from .proofs import render
+
+    click.echo(render(claims))
+    wrong = [c.name for c in claims if not c.ok]
+    if wrong:
+        raise HubkitError(f"{source}: {len(wrong)} claim(s) do not hold: {', '.join(wrong)}")
+    click.echo(f"All {len(claims)} claims of {source} recomputed and hold.")
+
+
+_REVISION = click.option("--revision", default=None, help="Hub revision (branch, tag or commit) of SOURCE.")
+
+
+@verify.command("dataset")
+@click.argument("source")
+@_REVISION
+@click.option(
+    "--benchmark-file",
+    "benchmark_files",
+    multiple=True,
+    metavar="NAME=PATH",
+    help="A benchmark the certificate names by a local file name: where that file is here.",
+)
+def verify_dataset_command(source: str, revision: str | None, benchmark_files: tuple[str, ...]) -> None:
+    """Re-derive a published dataset's claims: SOURCE is a dataset folder or Hub dataset id.
+
+    Hashes data.parquet and every file again, reloads the benchmarks the leak certificate names
+    (their files or Hub revisions) and compares their hashes, and re-runs the leak check with the
+    certificate's embedding model and threshold: no leaking row may be left. Prints claim /
+    claimed / recomputed / ok; exits 1 on any mismatch.
+    """
+    from .proofs import verify_dataset
+
+    _report_claims(source, verify_dataset(source, revision, _benchmark_files(benchmark_files)))
+
+
+@verify.command("adapter")
+@click.argument("source")
+@_REVISION
+@click.option("--dataset", default=None, help="The dataset it was trained on: folder or Hub dataset id.")
+@click.option("--dataset-revision", default=None, help="Hub revision of --dataset.")
+def verify_adapter_command(
+    source: str, revision: str | None, dataset: str | None, dataset_revision: str | None
+) -> None:
+    """Re-derive a published adapter's claims: SOURCE is an adapter folder or Hub model id.
+
+    Hashes every file again against its manifest, and checks that the leak certificate its
+    provenance carries is the published dataset's, for that dataset's data (hashed again).
+    Without --dataset, the dataset is looked up where this machine trained on it.
+    """
+    from .proofs import verify_adapter
+
+    _report_claims(source, verify_adapter(source, dataset, revision, dataset_revision))
+
+
+@verify.command("merged")
+@click.argument("source")
+@_REVISION
+def verify_merged_command(source: str, revision: str | None) -> None:
+    """Re-derive a published merged model's claims: SOURCE is a merged folder or Hub model id.
+
+    Hashes every file again, then re-runs the equivalence check (base + adapter through peft
+    against the merged weights, on fixed probes) on a scratch copy, with the inputs its
+    provenance names (Hub id + revision, or where this machine has them), and compares it
+    with the recorded one. SOURCE itself is never written.
+    """
+    from .proofs import verify_merged
+
+    _report_claims(source, verify_merged(source, revision))
 
 
 @cli.group()

@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any
 
 from .artifacts import atomic_folder, digest_of, is_up_to_date, write_manifest
 from .errors import HubkitError, dataset_errors
+from .portable import portable_ref
 from .recipe import Recipe, SourceSpec
 from .rows import COLUMNS, Row, question_text, read_records, write_rows
 from .schemas import DATA_FILE
@@ -136,7 +137,9 @@ def build_dataset(recipe: Recipe, out_dir: str | os.PathLike[str] | None = None,
         kept = [r for r in mapped if r["instruction"] and r["output"]]
         if not kept:
             raise HubkitError(f"{where}: source {spec.name!r} has no rows with an instruction and output")
-        location = {"path": spec.path} if spec.path else {"hub_id": spec.hub_id, "config": spec.config}
+        location = (
+            {"path": portable_ref(spec.path)} if spec.path else {"hub_id": spec.hub_id, "config": spec.config}
+        )
         sources.append(
             {
                 "name": spec.name,

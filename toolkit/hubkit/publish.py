@@ -2,8 +2,9 @@
 
 ``push_folder`` is the only way hubkit writes to a Hub: ``preflight_push`` then ``upload``,
 which a caller publishing several repos runs for all of them before uploading any. The
-pre-flight refuses a folder that holds a credential, a hubkit merged model without a passing
-equivalence check, card metadata the Hub rejects or a reused version tag, with reads only;
+pre-flight refuses a folder that holds a symbolic link or a credential, a hubkit artifact its
+gate refuses (``gates``: claims recomputed from the files), weights or data without a hubkit
+manifest (unless ``no_gate``), card metadata the Hub rejects or a reused version tag, with reads only;
 the upload sends only what changed (an unchanged folder makes no commit and sends 0 bytes),
 makes the remote mirror the folder in a single commit whose parent is pinned (a concurrent
 writer makes it fail rather than silently interleave), and then checks the round trip: the
@@ -15,7 +16,6 @@ from __future__ import annotations
 import fnmatch
 import hashlib
 import os
-import re
 import tempfile
 import time
 from collections.abc import Callable
@@ -23,40 +23,24 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, TypeVar
 
-from .artifacts import list_files, sha256_file
+from .artifacts import sha256_file
+from .credentials import credential_in
 from .endpoint import current_endpoint, disable_xet_if_local
 from .errors import HubkitError
+from .gates import push_gate
 
 RepoType = Literal["model", "dataset"]
 _T = TypeVar("_T")
 
-# Files that are credentials by name, whatever they hold.
-CREDENTIAL_FILES = (
-    ".env",
-    ".env.*",
-    "*.pem",
-    "*.key",
-    ".git-credentials",
-    ".netrc",
-    "_netrc",
-    "id_rsa",
-    "id_ed25519",
+# What the card of a folder pushed with --no-gate says, and its commit.
+NO_GATE_NOTICE = (
+    "\n\n## Published without a gate\n\nPushed with `hubkit push --no-gate`: no hubkit gate checked "
+    "these files (no leak certificate or equivalence check was recomputed).\n"
 )
-# Secrets recognisable by shape: (what it is, pattern).
-CREDENTIAL_PATTERNS: tuple[tuple[str, re.Pattern[bytes]], ...] = (
-    ("Hugging Face token", re.compile(rb"\bhf_[A-Za-z0-9]{30,}")),
-    ("Hugging Face OAuth token", re.compile(rb"\bhf_oauth_[A-Za-z0-9_]{30,}")),
-    ("AWS access key id", re.compile(rb"\b(?:AKIA|ASIA)[0-9A-Z]{16}\b")),
-    ("GitHub token", re.compile(rb"\b(?:gh[pousr]_[A-Za-z0-9]{36}|github_pat_[A-Za-z0-9_]{40,})")),
-    ("OpenAI API key", re.compile(rb"\bsk-(?:proj-)?[A-Za-z0-9_-]{32,}")),
-    ("Google API key", re.compile(rb"\bAIza[0-9A-Za-z_-]{35}")),
-    ("Slack token", re.compile(rb"\bxox[abposr]-[A-Za-z0-9-]{10,}")),
-    ("private key", re.compile(rb"-----BEGIN (?:[A-Z]+ )?PRIVATE KEY-----")),
-)
+NO_GATE_COMMIT = "Pushed with --no-gate: no hubkit gate checked these files."
 # Never uploaded: VCS and client bookkeeping.
 IGNORED = (".git/*", ".cache/*", "*/__pycache__/*", "__pycache__/*", ".DS_Store")
 _CHUNK = 1 << 20
-_OVERLAP = 256  # longer than any pattern above, so a secret split across chunks is still seen
 
 
 @dataclass(frozen=True)
@@ -74,38 +58,66 @@ class PushResult:
     tag: str | None = None
     changed: list[str] = field(default_factory=list)
     deleted: list[str] = field(default_factory=list)
+    gate: str | None = None
 
 
 def _ignored(rel: str) -> bool:
     return any(fnmatch.fnmatch(rel, pattern) for pattern in IGNORED)
 
 
-def _file_credential(path: Path) -> str | None:
-    """Name the kind of secret in ``path``, streaming it so size never matters."""
-    tail = b""
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(_CHUNK), b""):
-            window = tail + block
-            for what, pattern in CREDENTIAL_PATTERNS:
-                if pattern.search(window):
-                    return what
-            tail = window[-_OVERLAP:]
-    return None
+def publishable_files(folder: str | os.PathLike[str], *, follow_symlinks: bool = False) -> dict[str, Path]:
+    """Map each file a push of ``folder`` would publish (relative POSIX path) to where it is read.
+
+    A symbolic link (to a file or a folder) is refused: it can publish what lies outside the
+    folder, such as ``/proc/self/environ`` or a home directory. With ``follow_symlinks`` a link
+    is published as what it points to, but only when that stays inside the folder. Anything
+    that is not a regular file (a FIFO, a socket, a device) is refused too.
+    """
+    root = Path(folder).resolve()
+    files: dict[str, Path] = {}
+
+    def visit(directory: Path, prefix: str, above: frozenset[Path]) -> None:
+        if directory in above:  # a link to a folder holding it: a loop, not more files
+            raise HubkitError(f"{Path(folder) / prefix}: a symbolic link loop; refusing to publish it")
+        for entry in sorted(os.scandir(directory), key=lambda e: e.name):
+            rel = f"{prefix}{entry.name}"
+            if _ignored(rel) or _ignored(f"{rel}/"):
+                continue
+            path = Path(entry.path)
+            if entry.is_symlink():
+                target = path.resolve()
+                if not follow_symlinks:
+                    raise HubkitError(
+                        f"{Path(folder) / rel}: a symbolic link (to {os.readlink(path)}); push publishes "
+                        "only regular files (--follow-symlinks publishes links that stay inside the folder)"
+                    )
+                if not target.is_relative_to(root) or not target.exists():
+                    raise HubkitError(
+                        f"{Path(folder) / rel}: a symbolic link to {os.readlink(path)}, outside the folder; "
+                        "refusing to publish it"
+                    )
+                path = target
+            if path.is_dir():
+                visit(path.resolve(), f"{rel}/", above | {directory})
+            elif path.is_file():
+                files[rel] = path
+            else:
+                raise HubkitError(f"{Path(folder) / rel}: not a regular file; refusing to publish it")
+
+    visit(root, "", frozenset())
+    return files
 
 
-def scan_for_credentials(folder: str | os.PathLike[str]) -> list[tuple[str, str]]:
+def scan_for_credentials(
+    folder: str | os.PathLike[str], *, follow_symlinks: bool = False
+) -> list[tuple[str, str]]:
     """Every (relative path, reason) in ``folder`` that is or holds a credential."""
-    root = Path(folder)
-    findings = []
-    for rel in list_files(root):
-        if _ignored(rel):
-            continue
-        name = rel.rsplit("/", 1)[-1]
-        if any(fnmatch.fnmatch(name, pattern) for pattern in CREDENTIAL_FILES):
-            findings.append((rel, f"credential file ({name})"))
-        elif what := _file_credential(root / rel):
-            findings.append((rel, f"contains a {what}"))
-    return findings
+    return scan_files(publishable_files(folder, follow_symlinks=follow_symlinks))
+
+
+def scan_files(files: dict[str, Path]) -> list[tuple[str, str]]:
+    """Every (relative path, reason) among ``files`` that is or holds a credential."""
+    return [(rel, why) for rel, path in files.items() if (why := credential_in(path, rel))]
 
 
 def git_blob_sha1(path: Path) -> str:
@@ -161,6 +173,9 @@ class PushPlan:
     tag: str | None
     endpoint: str | None
     token: str | None = field(default=None, repr=False)
+    gate: str | None = None  # what the artifact's gate recomputed; None: no gate applied
+    no_gate: bool = False
+    scratch: Any = field(default=None, repr=False, compare=False)  # holds a --no-gate card while it lives
 
 
 def preflight_push(
@@ -174,20 +189,24 @@ def preflight_push(
     token: str | None = None,
     retries: int = 3,
     read_hub: bool = True,
+    follow_symlinks: bool = False,
+    no_gate: bool = False,
 ) -> PushPlan:
     """Every check of a push that writes nothing: the folder, the repo id, credentials, a hubkit
     merged model's equivalence check, the card metadata as the Hub judges it, and the tag.
 
     The Hub is only read (retried like the upload), so a refusal leaves it untouched;
     ``read_hub=False`` (a dry run) leaves out the two checks that read it, metadata and tag.
+    A symbolic link is refused unless ``follow_symlinks`` and it points inside the folder. A hubkit
+    artifact must pass its kind's gate; ``no_gate`` skips it, and the card and commit say so.
     """
     root = Path(folder)
     if not root.is_dir():
         raise HubkitError(f"{folder}: folder not found")
-    local = {rel: root / rel for rel in list_files(root) if not _ignored(rel)}
+    local = publishable_files(root, follow_symlinks=follow_symlinks)
     if not local:
         raise HubkitError(f"{folder}: folder is empty; nothing to push")
-    if findings := scan_for_credentials(root):
+    if findings := scan_files(local):
         rel, why = findings[0]
         more = f" (and {len(findings) - 1} more)" if len(findings) > 1 else ""
         raise HubkitError(f"{root / rel}: {why}; refusing to push {repo_id}{more}")
@@ -196,14 +215,16 @@ def preflight_push(
     from huggingface_hub.errors import HFValidationError
     from huggingface_hub.utils import validate_repo_id
 
-    from .merge import require_verified_if_merged
-
     try:
         validate_repo_id(repo_id)
     except HFValidationError as exc:
         raise HubkitError(f"{repo_id}: not a valid repo id ({exc})") from None
-    require_verified_if_merged(root)
-    plan = PushPlan(root, local, repo_id, repo_type, revision, tag, endpoint, token)
+    gate, scratch = None, None
+    if no_gate:
+        local, scratch = _with_no_gate_card(root, local)
+    else:
+        gate = push_gate(root, local)
+    plan = PushPlan(root, local, repo_id, repo_type, revision, tag, endpoint, token, gate, no_gate, scratch)
     if read_hub:
         _with_retries(plan, retries, lambda api: _check_remote(api, plan))
     return plan
@@ -233,6 +254,8 @@ def push_folder(
     token: str | None = None,
     commit_message: str | None = None,
     retries: int = 3,
+    follow_symlinks: bool = False,
+    no_gate: bool = False,
 ) -> PushResult:
     """Publish ``folder`` as the whole content of ``repo_id`` at ``revision``, in one commit:
     ``preflight_push`` then ``upload``. Remote files absent locally are deleted in the same
@@ -247,8 +270,21 @@ def push_folder(
         endpoint=endpoint,
         token=token,
         retries=retries,
+        follow_symlinks=follow_symlinks,
+        no_gate=no_gate,
     )
     return upload(plan, private=private, commit_message=commit_message, retries=retries)
+
+
+def _with_no_gate_card(root: Path, files: dict[str, Path]) -> tuple[dict[str, Path], Any]:
+    """``files`` with a README.md whose card says it was published without a gate (the folder's own
+    card plus the notice, or the notice alone), written to a scratch folder the plan keeps."""
+    readme = files.get("README.md")
+    text = readme.read_text(encoding="utf-8") if readme is not None else f"# {root.resolve().name}\n"
+    scratch = tempfile.TemporaryDirectory(prefix="hubkit-no-gate-")
+    card = Path(scratch.name) / "README.md"
+    card.write_text(text if NO_GATE_NOTICE in text else text.rstrip("\n") + NO_GATE_NOTICE, encoding="utf-8")
+    return {**files, "README.md": card}, scratch
 
 
 def _with_retries(plan: PushPlan, retries: int, call: Callable[[Any], _T]) -> _T:
@@ -346,10 +382,12 @@ def _push_once(api, plan: PushPlan, private: bool | None, commit_message: str | 
             CommitOperationAdd(path_in_repo=rel, path_or_fileobj=str(local[rel])) for rel in changed
         ]
         operations += [CommitOperationDelete(path_in_repo=rel) for rel in deleted]
+        message = commit_message or f"Upload {plan.root.resolve().name} with hubkit"
         info = api.create_commit(
             repo_id,
             operations,
-            commit_message=commit_message or f"Upload {plan.root.name} with hubkit",
+            commit_message=f"{message} (--no-gate)" if plan.no_gate else message,
+            commit_description=NO_GATE_COMMIT if plan.no_gate else None,
             repo_type=repo_type,
             revision=branch,
             parent_commit=parent,
@@ -357,7 +395,7 @@ def _push_once(api, plan: PushPlan, private: bool | None, commit_message: str | 
         commit, created = info.oid, True
     if tag is not None and tag not in tags:
         api.create_tag(repo_id, tag=tag, revision=commit, repo_type=repo_type)
-    verify_round_trip(api, plan.root, repo_id, repo_type, commit, list(local))
+    verify_round_trip(api, repo_id, repo_type, commit, local)
     return PushResult(
         repo_id=repo_id,
         repo_type=repo_type,
@@ -370,28 +408,24 @@ def _push_once(api, plan: PushPlan, private: bool | None, commit_message: str | 
         tag=tag,
         changed=changed,
         deleted=deleted,
+        gate=plan.gate,
     )
 
 
-def verify_round_trip(api, root: Path, repo_id: str, repo_type: str, commit: str, files: list[str]) -> None:
-    """Check that the repo at ``commit`` holds exactly ``files`` with the local sha256s.
+def verify_round_trip(api, repo_id: str, repo_type: str, commit: str, files: dict[str, Path]) -> None:
+    """Check that the repo at ``commit`` holds exactly ``files``, each with the local content.
 
-    LFS files report their sha256; small regular files are downloaded and hashed.
+    One recursive tree listing (paged by the Hub, 1,000 entries a page) gives every remote file's
+    size with its sha256 (LFS files) or git blob id (a sha1 of its bytes, regular files); both
+    are compared with the local file's, so no file is downloaded again.
     """
     remote = _remote_files(api, repo_id, repo_type, commit)
     names = set(remote) - ({".gitattributes"} - set(files))  # the Hub's own, unless the folder brings one
     if names != set(files):
         diff = sorted(names.symmetric_difference(files))
-        raise HubkitError(f"{repo_id}@{commit[:12]}: remote files differ from {root} ({', '.join(diff[:5])})")
-    with tempfile.TemporaryDirectory(prefix="hubkit-verify-") as tmp:
-        for rel in sorted(files):
-            entry = remote[rel]
-            if entry.lfs is not None:
-                remote_sha = entry.lfs.sha256
-            else:
-                fetched = api.hf_hub_download(
-                    repo_id, rel, repo_type=repo_type, revision=commit, local_dir=tmp
-                )
-                remote_sha = sha256_file(fetched)
-            if remote_sha != sha256_file(root / rel):
-                raise HubkitError(f"{repo_id}@{commit[:12]}: {rel} differs from the local file after upload")
+        raise HubkitError(
+            f"{repo_id}@{commit[:12]}: remote files differ from the folder ({', '.join(diff[:5])})"
+        )
+    for rel in sorted(files):
+        if not _same(files[rel], remote[rel]):
+            raise HubkitError(f"{repo_id}@{commit[:12]}: {rel} differs from the local file after upload")

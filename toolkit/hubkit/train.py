@@ -37,6 +37,7 @@ from .artifacts import (
 from .attention import SDPA_VARLEN, register_sdpa_varlen
 from .console import console
 from .errors import HubkitError, InputNotFound, hub_errors
+from .portable import portable_ref, relative_to_artifact, remember_location
 from .prompts import to_prompt_completion
 from .provenance import load_leak_certificate, require_passing_certificate
 from .recipe import LoraSection, Recipe
@@ -656,7 +657,7 @@ def _provenance(
             files=_base_model_files(base),
         ),
         dataset=schemas.DatasetRecord(
-            path=str(data.path),
+            path=portable_ref(data.path),
             hub_id=hub_id,
             data_sha256=data.sha256,
             manifest_content_hash=data.manifest_content_hash,
@@ -686,6 +687,11 @@ def _write_adapter(
         for item in staging.iterdir():
             if item.name not in _NOT_IN_ARTIFACT:
                 shutil.move(str(item), tmp / item.name)
+        if base.local:  # peft wrote this machine's path of the base: name it relative to the adapter
+            config = read_json(tmp / "adapter_config.json")
+            config["base_model_name_or_path"] = relative_to_artifact(base.load_from, out)
+            write_json(tmp / "adapter_config.json", config)
+        remember_location(data.sha256, data.path)  # where the push gate finds the dataset it names
         for record in records:
             write_json(tmp / record.FILE, record.to_json_dict())
         write_manifest(

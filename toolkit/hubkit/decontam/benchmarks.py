@@ -30,6 +30,7 @@ from typing import Any
 
 from ..artifacts import digest_of
 from ..errors import HubkitError, dataset_errors, hub_errors
+from ..portable import portable_ref
 from ..rows import read_records
 
 
@@ -60,7 +61,7 @@ class Benchmark:
     def record(self) -> dict[str, Any]:
         """What the leak certificate says about this benchmark."""
         return {
-            "source": self.source,
+            "source": portable_ref(self.source),  # a local file by name: its sha256 is beside
             "revision": self.revision,
             "sha256": self.sha256,
             "items": len(self.items),

@@ -24,6 +24,7 @@ import numpy as np
 
 from ..artifacts import digest_of, hash_files
 from ..errors import InputNotFound, hub_errors
+from ..portable import cache_root
 from ..recipe import DataSection, default
 
 logger = logging.getLogger(__name__)
@@ -37,11 +38,6 @@ SHARD_ROWS = 16384
 TOKENS_PER_BATCH = 2048
 # Texts tokenized at once to learn their lengths (holding every text's encoding costs ~14 KB a text).
 _LENGTH_ROWS = 2048
-
-
-def cache_root() -> Path:
-    """``$HUBKIT_CACHE`` or ``~/.cache/hubkit``."""
-    return Path(os.environ.get("HUBKIT_CACHE") or Path.home() / ".cache" / "hubkit")
 
 
 def _resolve_model(name: str) -> tuple[str, Path, str]:

@@ -18,6 +18,7 @@ from typing import Any
 
 from ..artifacts import digest_of, sha256_file
 from ..errors import HubkitError, dataset_errors
+from ..portable import portable_ref
 from ..schemas import DATA_FILE
 
 FIELDS = ("instruction", "input", "output")
@@ -52,7 +53,9 @@ class Dataset:
     options: dict[str, Any] = field(default_factory=dict)
 
     def record(self) -> dict[str, Any]:
-        out: dict[str, Any] = {"kind": self.kind, "name": self.where}
+        # a local file or folder by name (the certificate records its sha256): never this machine's path
+        name = self.where if self.kind == "hub" else portable_ref(self.where)
+        out: dict[str, Any] = {"kind": self.kind, "name": name}
         if self.kind != "artifact":
             out.update(columns=self.columns, guessed_columns=self.guessed, **self.options)
         return out

@@ -28,6 +28,7 @@ from ..artifacts import (
 )
 from ..errors import HubkitError
 from ..methods import MERGE_METHODS, MODEL_MERGES
+from ..portable import portable_ref, relative_to_artifact, remember_location
 from ..recipe import MergeSection, TaintEntry
 from ..schemas import MERGED as KIND
 from ..schemas import PROVENANCE, Manifest, MergedProvenance
@@ -121,19 +122,38 @@ def _write_artifact(
     """
     digests = {m: _digest(m) for m in inputs}
     manifest_inputs = {
-        **{f"{m.role}:{m.id}": digests[m] for m in inputs},
+        **{f"{m.role}:{portable_ref(m.id)}": digests[m] for m in inputs},
         "registry": gate["registry"]["sha256"],
         "settings": digest_of({k: v for k, v in fields.items() if k not in ("adapter_provenance", "recipe")}),
     }
     if not force and is_up_to_date(out, manifest_inputs):
         return out
     model_weights = iter(weights or [])
+    # published: an input is named by its Hub id or base name, a local one found relative to ``out``
     records = [
-        {"id": m.id, "role": m.role, "path": str(m.path), "revision": m.revision, "sha256": digests[m]}
+        {
+            "id": portable_ref(m.id),
+            "role": m.role,
+            "path": None if m.revision else relative_to_artifact(m.path, out),
+            "revision": m.revision,
+            "sha256": digests[m],
+        }
         | ({"weight": next(model_weights)} if weights and m.role == "model" else {})
         | ({"name": names[m.id]} if names else {})
         for m in inputs
     ]
+    for m in inputs:
+        if not m.revision:
+            remember_location(digests[m], m.path)
+    for record in gate["inputs"]:
+        record["id"] = portable_ref(record["id"])
+        record["ancestors"] = [portable_ref(a) for a in record["ancestors"]]
+    gate["allow_unverified"] = [portable_ref(ref) for ref in gate["allow_unverified"]]
+    for key in ("base_model", "adapter"):
+        if key in fields:
+            fields[key] = portable_ref(fields[key])
+    if "models" in fields:
+        fields["models"] = [portable_ref(ref) for ref in fields["models"]]
     with atomic_folder(out) as tmp:
         write_weights(tmp)
         if files_from is not None:
@@ -182,7 +202,7 @@ def merge_adapter(
     lora = LoraAdapter(adapter_dir, adapter_ref)
     adapter_prov = read_json(adapter_dir / PROVENANCE) if (adapter_dir / PROVENANCE).is_file() else None
     trained_ref, trained_rev = trained_base(adapter_prov or {})
-    base_ref = base or lora.base_model or trained_ref
+    base_ref = base or _beside(adapter_dir, lora.base_model) or trained_ref
     if not base_ref:
         raise HubkitError(f"{adapter_ref}: adapter_config.json and provenance.json name no base; pass --base")
     if base_revision is None and base is None:
@@ -226,6 +246,14 @@ def merge_adapter(
         allow_unchecked_data=prov.get("allow_unchecked_data"),
         adapter_provenance=adapter_prov,
     )
+
+
+def _beside(adapter_dir: Path, base: str | None) -> str | None:
+    """An adapter's base as its config names it: a relative folder (how hubkit records a local
+    base) is relative to the adapter, as long as it is there; anything else as it is."""
+    if base and not Path(base).is_absolute() and (adapter_dir / base).is_dir():
+        return str((adapter_dir / base).resolve())
+    return base
 
 
 def _check_compatible(reference: Checkpoint, others: Sequence[Checkpoint]) -> None:

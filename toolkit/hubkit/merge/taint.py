@@ -19,10 +19,11 @@ from typing import Any
 import yaml
 from pydantic import ValidationError
 
-from ..artifacts import digest_of, read_json
+from ..artifacts import artifact_kind, digest_of, read_json
 from ..errors import GateRefused, HubkitError
+from ..provenance import certificate_problem, dataset_certificate_problem
 from ..recipe import TaintEntry
-from ..schemas import PROVENANCE
+from ..schemas import ADAPTER, MERGED, PROVENANCE
 
 CARD = "README.md"
 CONFIG = "config.json"
@@ -176,6 +177,8 @@ def read_lineage(folder: str | os.PathLike[str]) -> Lineage:
         lineage.datasets = _unique([*lineage.datasets, *card_datasets])
         lineage.ancestors = _unique([*lineage.ancestors, *card_ancestors])
         return lineage
+    if artifact_kind(folder) in (ADAPTER, MERGED):
+        return Lineage("none", ancestors=_unique(card_ancestors))  # a card cannot stand in for provenance
     if card_datasets:  # a card naming only a base model (peft's default card) says nothing of the data
         return Lineage("model card", datasets=_unique(card_datasets), ancestors=_unique(card_ancestors))
     return Lineage("none", ancestors=_unique(card_ancestors))
@@ -233,7 +236,16 @@ def _tainted(model: ModelInput, lineage: Lineage, registry: dict[str, TaintEntry
     found += [hit("its ancestor model", a) for a in lineage.ancestors]
     if lineage.hubkit_trained and lineage.leak_certificate and not lineage.leak_certificate.get("passed"):
         found.append("its training data failed the leak check (leak certificate passed: false)")
+    elif lineage.hubkit_trained and lineage.leak_certificate:
+        problem = dataset_certificate_problem(lineage.leak_certificate, _data_sha256(lineage))
+        found.append(f"its leak certificate {problem}" if problem else None)
     return next((f for f in found if f), None)
+
+
+def _data_sha256(lineage: Lineage) -> str:
+    """The data a hubkit-trained input's provenance says it was trained on (else its certificate's)."""
+    recorded = ((lineage.provenance or {}).get("dataset") or {}).get("data_sha256")
+    return recorded or str((lineage.leak_certificate or {}).get("dataset_sha256"))
 
 
 def _unverified(lineage: Lineage) -> str | None:
@@ -245,6 +257,9 @@ def _unverified(lineage: Lineage) -> str | None:
         )
     if lineage.hubkit_trained and not lineage.leak_certificate:
         return "hubkit-trained without a leak certificate (its data was not checked)"
+    problem = certificate_problem(lineage.leak_certificate, _data_sha256(lineage))
+    if lineage.hubkit_trained and problem:  # recomputed, not trusted: complete and for its data
+        return f"its leak certificate {problem}"
     if lineage.unverified_ancestors:
         return f"merged from unverified input(s) {', '.join(lineage.unverified_ancestors)}"
     return None

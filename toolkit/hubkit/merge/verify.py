@@ -19,13 +19,29 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from ..artifacts import artifact_kind, digest_of, load_manifest, write_json, write_manifest
+from ..artifacts import (
+    CARD_FILES,
+    artifact_kind,
+    digest_of,
+    hash_files,
+    load_manifest,
+    write_json,
+    write_manifest,
+)
 from ..errors import NotVerified
 from ..methods import MERGE_METHODS
+from ..portable import recall_location
 from ..prompts import format_prompt
+from ..schemas import (
+    MANIFEST,
+    MergedManifest,
+    MergedProvenance,
+    MergeInputRecord,
+    VerificationRecord,
+    VerificationSummary,
+)
 from ..schemas import MERGED as KIND
-from ..schemas import MergedManifest, MergedProvenance, MergeInputRecord, VerificationRecord
-from .checkpoint import Checkpoint, model_file_hashes, resolve_model
+from .checkpoint import Checkpoint, resolve_model
 from .recompute import recompute
 
 VERIFICATION = VerificationRecord.FILE
@@ -44,10 +60,15 @@ TOLERANCES = {"F32": (1e-3, 1e-5), "F16": (1e-2, 1e-2), "BF16": (2e-2, 2e-2)}
 _MANIFEST_OWN = {"kind", "inputs", "files", "content_hash", "hubkit_version", "schema_version"}
 
 
-def _locate(record: MergeInputRecord) -> Path:
-    """An input's folder: where it was at merge time, else fetched again by id and revision."""
-    path = Path(record.path) if record.path else None
-    return path if path is not None and path.is_dir() else resolve_model(record.id, record.revision)[0]
+def _locate(record: MergeInputRecord, merged: Path) -> Path:
+    """An input's folder: where it was at merge time (relative to the merged model, or as this
+    machine remembers it by hash), else fetched again by id and revision."""
+    path = merged / record.path if record.path else None
+    if path is not None and path.is_dir():
+        return path
+    if not record.revision and (known := recall_location(record.sha256)) is not None:
+        return known
+    return resolve_model(record.id, record.revision)[0]
 
 
 def _structure(merged: Checkpoint, reference: Checkpoint) -> list[str]:
@@ -106,7 +127,7 @@ def verify_merge(merged_dir: str | os.PathLike[str]) -> dict[str, Any]:
     method = provenance.method
     records = provenance.inputs
     reference_record = next((r for r in records if r.role == "base"), records[0])
-    reference = Checkpoint(_locate(reference_record), reference_record.id)
+    reference = Checkpoint(_locate(reference_record, folder), reference_record.id)
     merged = Checkpoint(folder)
     dtype = Counter(info.dtype for info in merged.tensors.values()).most_common(1)[0][0]
     problems = _structure(merged, reference)
@@ -122,7 +143,7 @@ def verify_merge(merged_dir: str | os.PathLike[str]) -> dict[str, Any]:
         )
         from peft import PeftModel
 
-        adapter = _locate(next(r for r in records if r.role == "adapter"))
+        adapter = _locate(next(r for r in records if r.role == "adapter"), folder)
         touched = provenance.touched_tensors or []
         checked, differing = _untouched_differences(merged, reference, set(touched))
         problems += [f"{name}: untouched by the adapter but differs from the base" for name in differing]
@@ -163,7 +184,7 @@ def verify_merge(merged_dir: str | os.PathLike[str]) -> dict[str, Any]:
         "passed": not problems,
         "problems": problems,
         "probes": list(PROBES),
-        "weights_sha256": digest_of(model_file_hashes(folder)),
+        "weights_sha256": digest_of(published_hashes(folder)),
     }
     record = VerificationRecord(**result)
     write_json(folder / VERIFICATION, record.to_json_dict())
@@ -174,17 +195,51 @@ def verify_merge(merged_dir: str | os.PathLike[str]) -> dict[str, Any]:
     return record.to_json_dict()
 
 
+def published_hashes(folder: Path) -> dict[str, str]:
+    """sha256 of every file of a merged model that is published (weights, index, config, tokenizer,
+    code, provenance), all but those written after the check: what a passing check vouches for, so
+    nothing can be changed or added after it."""
+    return hash_files(folder, exclude=(MANIFEST, *CARD_FILES, VERIFICATION))
+
+
+def _verdict_problem(result: VerificationRecord) -> str | None:
+    """Why the recorded figures do not make the recorded verdict a pass, or None."""
+    if result.problems:
+        return f"failed its equivalence check: {result.problems[0]}"
+    if not result.passed:
+        return "equivalence check did not pass"
+    method = MERGE_METHODS.get(result.method)
+    if method is None:
+        return f"was checked by an unknown method {result.method!r}"
+    if method.verification == "adapter":
+        diff, tolerance = result.max_abs_logit_diff, result.tolerance
+        if diff is None or tolerance is None or not diff <= tolerance:
+            return f"max |logit diff| {diff} is not within the tolerance {tolerance}, yet it says passed"
+    elif getattr(result, "logits_finite", None) is not True:
+        return "logits on the probes are not recorded finite, yet it says passed"
+    return None
+
+
 def require_verified(merged_dir: str | os.PathLike[str]) -> dict[str, Any]:
-    """Refuse a merged model whose equivalence check is missing, failed, or older than its weights."""
+    """Refuse a merged model whose equivalence check is missing, failed, or older than its files.
+
+    The verdict is recomputed from the figures in ``verification.json`` (the manifest's summary
+    must agree with them), and its hash must cover every file that would be published.
+    """
     folder = Path(merged_dir)
     manifest = load_manifest(folder, KIND)
     summary = manifest.verification if isinstance(manifest, MergedManifest) else None
     if not summary:
         raise NotVerified(f"{folder}: merged model not verified; run `hubkit verify merge {folder}` first")
-    if not summary.passed:
-        raise NotVerified(f"{folder}: merged model failed its equivalence check (see {VERIFICATION})")
-    if digest_of(model_file_hashes(folder)) != summary.weights_sha256:
-        raise NotVerified(f"{folder}: weights or tokenizer changed since `hubkit verify merge`; run it again")
+    if not (folder / VERIFICATION).is_file():
+        raise NotVerified(f"{folder / VERIFICATION}: missing; run `hubkit verify merge {folder}` again")
+    result = VerificationRecord.read(folder)
+    if result.summary().model_dump() != summary.model_dump(include=set(VerificationSummary.model_fields)):
+        raise NotVerified(f"{folder / MANIFEST}: verification summary differs from {VERIFICATION}")
+    if problem := _verdict_problem(result):
+        raise NotVerified(f"{folder}: merged model {problem} (see {VERIFICATION})")
+    if digest_of(published_hashes(folder)) != summary.weights_sha256:
+        raise NotVerified(f"{folder}: files changed or added since `hubkit verify merge`; run it again")
     return summary.model_dump(mode="json")
 
 
