@@ -177,7 +177,7 @@ def verify_merge(merged_dir: str | os.PathLike[str]) -> dict[str, Any]:
         finite = all(bool(g.isfinite().all()) for g in got)
         if not finite:
             problems.append("non-finite logits on the probe prompts")
-        figures, differing = recompute(merged, provenance, _locate)
+        figures, differing = recompute(merged, provenance, lambda record: _locate(record, folder))
         problems += differing
         result |= {"max_abs_logit_diff": None, "tolerance": None, "logits_finite": finite, **figures}
     result |= {
