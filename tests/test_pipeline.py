@@ -288,11 +288,12 @@ def test_offline_main_job_resumes_after_a_kill(tmp_path):
     # before the summary: the Hub, one line per stage, the load-back (progress lines are indented)
     progress = [line for line in lines[:table] if not line.startswith("  ")]
     assert progress[0].startswith("Local Hub at ")
-    assert [line.split()[0] for line in progress[1:8]] == list(STAGES), second.stdout
+    assert [line.split()[0] for line in progress[1 : 1 + len(STAGES)]] == list(STAGES), second.stdout
     assert progress[1 + STAGES.index("train")].split()[1] == "skipped"
-    assert "merged model and adapter logits equal the local ones" in progress[8]
-    assert progress[9].startswith("Generation from") and len(progress) == 10
-    assert [line.split()[0] for line in lines[table + 1 : table + 8]] == list(STAGES)
+    loaded = 1 + len(STAGES)
+    assert "merged model and adapter logits equal the local ones" in progress[loaded]
+    assert progress[loaded + 1].startswith("Generation from") and len(progress) == loaded + 2
+    assert [line.split()[0] for line in lines[table + 1 : table + 1 + len(STAGES)]] == list(STAGES)
     assert "Next: load what was pushed" in lines
     assert "datasets.load_dataset('hubkit/tiny-dataset'" in lines[-3]
     assert "PeftModel.from_pretrained" in lines[-1] and "revision='v0.1.0'" in lines[-1]
