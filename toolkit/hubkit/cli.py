@@ -833,17 +833,6 @@ def data_check(
         click.echo("Warning: kept rows copy or reword benchmark questions; the certificate does not pass.")
 
 
-def _benchmark_files(items: tuple[str, ...]) -> dict[str, str]:
-    """``NAME=PATH`` options as a mapping."""
-    files = {}
-    for item in items:
-        name, sep, path = item.partition("=")
-        if not sep or not name or not path:
-            raise HubkitError(f"--benchmark-file {item!r}: expected NAME=PATH")
-        files[name] = path
-    return files
-
-
 @cli.command("eval")
 @click.argument("model")
 @click.option("--adapter", default=None, help="LoRA adapter (folder or Hub id) scored on MODEL, not merged.")
