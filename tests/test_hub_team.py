@@ -149,7 +149,7 @@ def _laughs(levels: int) -> bytes:
 
 
 def test_cards_cost_bounded_work(hub):
-    from hubkit.hub import server
+    from hubkit.hub.routes import metadata
 
     alice = _api(hub, "alice")
     alice.create_repo("alice/laughs")
@@ -178,10 +178,10 @@ def test_cards_cost_bounded_work(hub):
     # a card with a date is served (as a string), and parsed once per content, not per request
     card = b"---\nlicense: mit\ndate: 2024-01-02\ntags: [a]\n---\n# c\n"
     alice.upload_file(path_or_fileobj=card, path_in_repo="README.md", repo_id="alice/laughs")
-    before = server._card_metadata.cache_info()
+    before = metadata._card_metadata.cache_info()
     for _ in range(3):
         info = alice.model_info("alice/laughs")
-    after = server._card_metadata.cache_info()
+    after = metadata._card_metadata.cache_info()
     assert info.card_data["date"] == "2024-01-02" and info.tags == ["a"]
     assert after.misses - before.misses == 1 and after.hits - before.hits == 2
 

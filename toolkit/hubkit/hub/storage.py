@@ -42,8 +42,8 @@ CHUNK = 1024 * 1024
 TREE_CACHE_ENTRIES = 200_000  # folder entries kept parsed in memory, across repos
 REPO_TYPES = ("model", "dataset", "space", "kernel")
 _NAME_RE = re.compile(r"^[A-Za-z0-9_](?:[A-Za-z0-9._-]{0,94}[A-Za-z0-9_])?$")
-_SHA256_RE = re.compile(r"^[0-9a-f]{64}$")
-_COMMIT_RE = re.compile(r"^[0-9a-f]{7,40}$")
+SHA256_RE = re.compile(r"^[0-9a-f]{64}$")
+COMMIT_RE = re.compile(r"^[0-9a-f]{7,40}$")
 _PR_RE = re.compile(r"^refs/pr/(\d+)$")
 
 
@@ -150,7 +150,7 @@ class BlobStore:
         return self.root / sha256[:2] / sha256[2:]
 
     def has(self, sha256: str, size: int | None = None) -> bool:
-        if not _SHA256_RE.match(sha256):
+        if not SHA256_RE.match(sha256):
             return False
         try:
             st = self.path(sha256).stat()
@@ -392,7 +392,7 @@ class Repo:
         if m := _PR_RE.match(revision):
             if m[1] in refs["prs"]:
                 return refs["prs"][m[1]]
-        if _COMMIT_RE.match(revision):
+        if COMMIT_RE.match(revision):
             if len(revision) == 40:
                 if (self.path / "commits" / f"{revision}.json").exists():
                     return revision
