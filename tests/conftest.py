@@ -9,26 +9,18 @@ from __future__ import annotations
 import atexit
 import os
 import shutil
-import socket
 import tempfile
 from pathlib import Path
 
 import pytest
+from hub_helpers import free_port
 
 _TMP = Path(tempfile.mkdtemp(prefix="hubkit-tests-"))
 atexit.register(shutil.rmtree, _TMP, True)
 WRITE_TOKEN = "hf_TestWriterToken0000000000000000000"
 READ_TOKEN = "hf_TestReaderToken0000000000000000000"
 SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data"
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-_PORT = _free_port()
+_PORT = free_port()
 os.environ.update(
     HF_HOME=str(_TMP / "hf_home"),
     HUBKIT_CACHE=str(_TMP / "hubkit_cache"),

@@ -7,11 +7,9 @@ server from the CLI in a subprocess and SIGKILL it in the middle of uploads and 
 
 from __future__ import annotations
 
-import base64
 import hashlib
 import json
 import os
-import signal
 import socket
 import subprocess
 import sys
@@ -23,6 +21,7 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
+from hub_helpers import HubProcess, commit_body
 from huggingface_hub import (
     CommitOperationAdd,
     HfApi,
@@ -473,43 +472,6 @@ def test_transformers_and_peft_roundtrip(local_hub):
 # crash safety ---------------------------------------------------------------------------------------
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-class _ServerProcess:
-    """``hubkit hub serve`` in a subprocess (open mode), killed with SIGKILL, never shut down."""
-
-    def __init__(self, root: Path, port: int):
-        self.root, self.port = root, port
-        self.endpoint = f"http://127.0.0.1:{port}"
-        self.proc: subprocess.Popen | None = None
-
-    def start(self) -> None:
-        command = [sys.executable, "-c", "from hubkit.cli import main; main()", "hub", "serve"]
-        self.proc = subprocess.Popen(
-            [*command, "--root", str(self.root), "--port", str(self.port)],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            try:
-                if _http("GET", f"{self.endpoint}/api/whoami-v2")[0] == 200:
-                    return
-            except OSError:
-                assert self.proc.poll() is None, "the hub server exited on start"
-                time.sleep(0.05)
-        raise TimeoutError("the hub server did not start")
-
-    def kill(self) -> None:
-        assert self.proc is not None
-        self.proc.send_signal(signal.SIGKILL)
-        self.proc.wait(10)
-
-
 def _wait_for(condition, what: str, timeout: float = 20) -> None:
     deadline = time.monotonic() + timeout
     while not condition():
@@ -529,8 +491,7 @@ def _start_request(
 
 def test_commits_survive_sigkill(tmp_path):
     root = tmp_path / "crash-hub"
-    server = _ServerProcess(root, _free_port())
-    server.start()
+    server = HubProcess(root).start()
     try:
         api = HfApi(endpoint=server.endpoint, token=False)
         repo = "hubkit/crash"
@@ -576,12 +537,7 @@ def test_commits_survive_sigkill(tmp_path):
 
         # 2. SIGKILL in the middle of a big multi-file commit, while its files are being stored
         contents = [os.urandom(32 * 1024).hex().encode() for _ in range(64)]
-        lines = [{"key": "header", "value": {"summary": "half a commit"}}]
-        lines += [
-            {"key": "file", "value": {"path": f"many/{i}.txt", "content": base64.b64encode(c).decode()}}
-            for i, c in enumerate(contents)
-        ]
-        body = b"".join(json.dumps(line).encode() + b"\n" for line in lines)
+        body = commit_body("half a commit", {f"many/{i}.txt": c for i, c in enumerate(contents)})
         sock = _start_request(
             server.port,
             "POST",

@@ -7,7 +7,6 @@ dave form the organisation 'lab').
 
 from __future__ import annotations
 
-import base64
 import hashlib
 import json
 import os
@@ -18,6 +17,7 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
+from hub_helpers import commit_body
 from huggingface_hub import CommitOperationAdd, HfApi, hf_hub_download
 from huggingface_hub.errors import EntryNotFoundError, GatedRepoError, HfHubHTTPError, RepositoryNotFoundError
 from test_hub_server import _http
@@ -35,15 +35,6 @@ TOKENS = {
 
 def _auth(user: str, content_type: str = "application/json") -> dict:
     return {"Authorization": f"Bearer {TOKENS[user]}", "Content-Type": content_type}
-
-
-def _ndjson(summary: str, files: dict[str, bytes], **header) -> bytes:
-    lines = [{"key": "header", "value": {"summary": summary, **header}}]
-    lines += [
-        {"key": "file", "value": {"path": p, "content": base64.b64encode(d).decode(), "encoding": "base64"}}
-        for p, d in files.items()
-    ]
-    return b"".join(json.dumps(line).encode() + b"\n" for line in lines)
 
 
 def _start(root: Path) -> LocalHub:
@@ -99,7 +90,7 @@ def test_users_write_only_in_their_namespaces(hub):
     status, _, _ = _http(
         "POST",
         f"{hub.endpoint}/api/models/alice/public-model/commit/main",
-        _ndjson("evil", {"evil.txt": b"carol was here"}),
+        commit_body("evil", {"evil.txt": b"carol was here"}),
         _auth("carol", "application/x-ndjson"),
     )
     assert status == 403
@@ -156,7 +147,7 @@ def test_cards_cost_bounded_work(hub):
     status, _, _ = _http(
         "POST",
         f"{hub.endpoint}/api/models/alice/laughs/commit/main",
-        _ndjson("bomb", {"README.md": _laughs(6)}),
+        commit_body("bomb", {"README.md": _laughs(6)}),
         _auth("alice", "application/x-ndjson"),
     )
     assert status == 200
@@ -190,7 +181,7 @@ def _commit(hub: LocalHub, repo: str, summary: str, files: dict[str, bytes], use
     return _http(
         "POST",
         f"{hub.endpoint}/api/models/{repo}/commit/main",
-        _ndjson(summary, files, **header),
+        commit_body(summary, files, **header),
         _auth(user, "application/x-ndjson"),
     )
 
@@ -354,12 +345,12 @@ def test_commit_payloads_are_checked_strictly(hub):
     bad_base64 = b'{"key": "header", "value": {"summary": "s"}}\n{"key": "file", "value": {"path": "a.txt", '
     bad_base64 += b'"content": "aGVsbG8=!!", "encoding": "base64"}}\n'
     lfs = {"path": "w.bin", "algo": "sha256", "oid": "Z" * 64, "size": 1}
-    bad_oid = _ndjson("s", {}) + json.dumps({"key": "lfsFile", "value": lfs}).encode() + b"\n"
+    bad_oid = commit_body("s", {}) + json.dumps({"key": "lfsFile", "value": lfs}).encode() + b"\n"
     for payload, expected in (
         (bad_base64, "base64"),
-        (_ndjson("s", {"a.txt": b"a"}, parentCommit=""), "parentCommit"),
-        (_ndjson("s", {"a.txt": b"a"}, parentCommit=None, description=7), "'description'"),
-        (_ndjson(["not", "text"], {"a.txt": b"a"}), "'summary'"),  # type: ignore[arg-type]
+        (commit_body("s", {"a.txt": b"a"}, parentCommit=""), "parentCommit"),
+        (commit_body("s", {"a.txt": b"a"}, parentCommit=None, description=7), "'description'"),
+        (commit_body(["not", "text"], {"a.txt": b"a"}), "'summary'"),  # type: ignore[arg-type]
         (bad_oid, "64 hex"),
     ):
         status, _, answer = _http(
@@ -379,7 +370,7 @@ def test_commit_payloads_are_checked_strictly(hub):
     status, _, answer = _http(
         "POST",
         f"{hub.endpoint}/api/models/alice/exact/commit/main?create_pr=1",
-        _ndjson("pr", {"b.txt": b"b"}, parentCommit="0" * 40),
+        commit_body("pr", {"b.txt": b"b"}, parentCommit="0" * 40),
         _auth("alice", "application/x-ndjson"),
     )
     assert status == 404  # a pull request from an unknown commit
@@ -441,7 +432,7 @@ def _lfs_upload(hub: LocalHub, user: str, repo: str, data: bytes, upload: bool =
 
 def _lfs_commit(hub: LocalHub, user: str, repo: str, path: str, data: bytes):
     lfs = {"path": path, "algo": "sha256", "oid": hashlib.sha256(data).hexdigest(), "size": len(data)}
-    payload = _ndjson(f"add {path}", {}) + json.dumps({"key": "lfsFile", "value": lfs}).encode() + b"\n"
+    payload = commit_body(f"add {path}", {}) + json.dumps({"key": "lfsFile", "value": lfs}).encode() + b"\n"
     return _http(
         "POST", f"{hub.endpoint}/api/models/{repo}/commit/main", payload, _auth(user, "application/x-ndjson")
     )
@@ -510,7 +501,7 @@ def test_a_one_file_commit_writes_only_the_changed_folders(hub):
     )
     assert _http("GET", f"{hub.endpoint}/api/models/alice/many/commits/main?cursor=-1")[0] == 400
     # deleting a folder removes it; emptied folders disappear as in git
-    payload = _ndjson("rm", {}) + b'{"key": "deletedFolder", "value": {"path": "d1/"}}\n'
+    payload = commit_body("rm", {}) + b'{"key": "deletedFolder", "value": {"path": "d1/"}}\n'
     payload += b'{"key": "deletedFile", "value": {"path": "d2/f0.txt"}}\n'
     payload += b'{"key": "deletedFile", "value": {"path": "d3"}}\n'  # a folder: deleted too, as on the Hub
     status, _, _ = _http(

@@ -16,22 +16,17 @@ import argparse
 import hashlib
 import os
 import shutil
-import socket
-import subprocess
 import sys
 import tempfile
 import time
 import urllib.request
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from hub_helpers import HubProcess, point_clients_at  # noqa: E402  (tests/, not a package)
+
 RSS_LIMIT_MB = 200
 CHUNK = 16 * 1024 * 1024
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def _write_random(path: Path, size: int) -> str:
@@ -56,32 +51,6 @@ def _sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
-def _peak_rss_mb(pid: int) -> float:
-    """Peak resident memory of ``pid`` so far (the kernel's high-water mark, VmHWM)."""
-    status = Path(f"/proc/{pid}/status")
-    if status.exists():
-        for line in status.read_text().splitlines():
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) / 1024
-    import psutil  # not Linux: fall back to the current RSS
-
-    return psutil.Process(pid).memory_info().rss / 2**20
-
-
-def _start_server(root: Path, port: int) -> subprocess.Popen:
-    command = [sys.executable, "-c", "from hubkit.cli import main; main()", "hub", "serve"]
-    proc = subprocess.Popen([*command, "--root", str(root), "--port", str(port)], stderr=subprocess.DEVNULL)
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        try:
-            urllib.request.urlopen(f"http://127.0.0.1:{port}/api/whoami-v2", timeout=2).close()
-            return proc
-        except OSError:
-            time.sleep(0.05)
-    proc.kill()
-    raise SystemExit("the hub server did not start")
-
-
 def _rate(size: int, seconds: float) -> float:
     return size / 1e6 / seconds
 
@@ -94,18 +63,11 @@ def main() -> None:
     size = args.size_mb * 2**20
 
     work = Path(tempfile.mkdtemp(prefix="bench-hub-", dir=args.dir))
-    port = _free_port()
-    os.environ.update(
-        HF_ENDPOINT=f"http://127.0.0.1:{port}",
-        HF_HUB_DISABLE_XET="1",
-        HF_HOME=str(work / "hf_home"),
-        HF_HUB_DISABLE_PROGRESS_BARS="1",
-        HF_HUB_DISABLE_TELEMETRY="1",
-    )
-    os.environ.pop("HF_TOKEN", None)
+    server = HubProcess(work / "hub")
+    point_clients_at(server.endpoint, work / "hf_home")
     from huggingface_hub import HfApi, hf_hub_download  # after HF_ENDPOINT / HF_HUB_DISABLE_XET
 
-    server = _start_server(work / "hub", port)
+    server.start()
     try:
         source = work / "source.bin"
         print(f"writing {args.size_mb} MiB of random data to {work} ...", flush=True)
@@ -136,12 +98,11 @@ def main() -> None:
             while response.read(CHUNK):
                 pass
         discard_s = time.perf_counter() - t0
-        peak = _peak_rss_mb(server.pid)
         assert downloaded.stat().st_size == size and _sha256(downloaded) == expected, "download differs"
     finally:
-        server.kill()
-        server.wait()
+        server.kill()  # reads its peak RSS first
         shutil.rmtree(work, ignore_errors=True)
+    peak = server.peak_mb
 
     copy, up, down = _rate(size, copy_s), _rate(size, upload_s), _rate(size, download_s)
     durable, discard = _rate(size, durable_s), _rate(size, discard_s)

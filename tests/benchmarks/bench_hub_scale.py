@@ -20,9 +20,7 @@ peak RSS < 200 MB.
 from __future__ import annotations
 
 import argparse
-import base64
 import json
-import os
 import shutil
 import statistics
 import subprocess
@@ -33,7 +31,9 @@ import urllib.request
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
-from bench_hub import RSS_LIMIT_MB, _free_port, _peak_rss_mb  # noqa: E402
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from bench_hub import RSS_LIMIT_MB  # noqa: E402
+from hub_helpers import HubProcess, commit_body  # noqa: E402  (tests/, not a package)
 
 LISTING_LIMIT_S = 0.5
 REPO = "hubkit/big"
@@ -41,37 +41,8 @@ JSON = {"Content-Type": "application/json"}
 NDJSON = {"Content-Type": "application/x-ndjson"}
 
 
-class Server:
-    """``hubkit hub serve`` (open mode) of the code under ``toolkit``, restartable on the same root."""
-
-    def __init__(self, toolkit: Path, root: Path):
-        self.toolkit, self.root = toolkit, root
-        self.port = _free_port()
-        self.endpoint = f"http://127.0.0.1:{self.port}"
-        self.proc: subprocess.Popen | None = None
-        self.peak_mb = 0.0
-
-    def start(self) -> None:
-        env = {**os.environ, "PYTHONPATH": str(self.toolkit)}
-        command = [sys.executable, "-c", "from hubkit.cli import main; main()", "hub", "serve"]
-        self.proc = subprocess.Popen(
-            [*command, "--root", str(self.root), "--port", str(self.port)], env=env, stderr=subprocess.DEVNULL
-        )
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            try:
-                urllib.request.urlopen(f"{self.endpoint}/api/whoami-v2", timeout=2).close()
-                return
-            except OSError:
-                time.sleep(0.05)
-        raise SystemExit("the hub server did not start")
-
-    def stop(self) -> None:
-        if self.proc is not None:
-            self.peak_mb = max(self.peak_mb, _peak_rss_mb(self.proc.pid))
-            self.proc.kill()
-            self.proc.wait()
-            self.proc = None
+class Server(HubProcess):
+    """The server under measure, sent raw HTTP requests (no client library in the timings)."""
 
     def request(
         self, method: str, path: str, body: bytes | None = None, headers: dict | None = None
@@ -81,15 +52,6 @@ class Server:
         )
         with urllib.request.urlopen(request, timeout=3600) as response:
             return response.read()
-
-
-def _commit_body(summary: str, files: dict[str, bytes]) -> bytes:
-    lines = [{"key": "header", "value": {"summary": summary}}]
-    lines += [
-        {"key": "file", "value": {"path": p, "content": base64.b64encode(d).decode(), "encoding": "base64"}}
-        for p, d in files.items()
-    ]
-    return b"".join(json.dumps(line).encode() + b"\n" for line in lines)
 
 
 def _disk_bytes(root: Path) -> int:
@@ -104,40 +66,40 @@ def _timed(call) -> float:
 
 def run(label: str, toolkit: Path, work: Path, files: int, commits: int) -> dict[str, float]:
     """Build the repo with the code under ``toolkit`` and measure it."""
-    server = Server(toolkit, work / f"hub-{label}")
+    server = Server(work / f"hub-{label}", toolkit=toolkit)
     server.start()
     try:
         server.request("POST", "/api/repos/create", json.dumps({"name": REPO.split("/")[1]}).encode(), JSON)
         # 100 distinct contents: the blob store dedups, so the set-up measures trees, not blob writes
         tree = {f"d{i // 100:03d}/f{i % 100:03d}.txt": b"content %d\n" % (i % 100) for i in range(files)}
         t0 = time.perf_counter()
-        server.request("POST", f"/api/models/{REPO}/commit/main", _commit_body("all files", tree), NDJSON)
+        server.request("POST", f"/api/models/{REPO}/commit/main", commit_body("all files", tree), NDJSON)
         print(f"[{label}] first commit of {files} files: {time.perf_counter() - t0:.1f} s", flush=True)
         t0 = time.perf_counter()
         for i in range(commits - 2):  # with the repo's initial commit and the one above: `commits` in all
             path = f"d{i % (files // 100):03d}/f{i % 100:03d}.txt"
             server.request(
-                "POST", f"/api/models/{REPO}/commit/main", _commit_body(f"c{i}", {path: b"v%d" % i}), NDJSON
+                "POST", f"/api/models/{REPO}/commit/main", commit_body(f"c{i}", {path: b"v%d" % i}), NDJSON
             )
             if i % 50 == 49:
                 print(f"[{label}] {i + 3} commits, {time.perf_counter() - t0:.0f} s", flush=True)
         seconds, added = [], []
         for i in range(5):
             before = _disk_bytes(server.root)
-            body = _commit_body(f"timed {i}", {f"d001/f{i:03d}.txt": b"timed %d" % i})
+            body = commit_body(f"timed {i}", {f"d001/f{i:03d}.txt": b"timed %d" % i})
             seconds.append(
                 _timed(lambda b=body: server.request("POST", f"/api/models/{REPO}/commit/main", b, NDJSON))
             )
             added.append(_disk_bytes(server.root) - before)
-        server.stop()
+        server.kill()
         server.start()  # cold: nothing cached
         api = f"/api/models/{REPO}"
         history = _timed(lambda: server.request("GET", f"{api}/commits/main?limit=1"))
         tree_root = _timed(lambda: server.request("GET", f"{api}/tree/main?expand=1"))
         tree_folder = _timed(lambda: server.request("GET", f"{api}/tree/main/d007?expand=1"))
-        server.stop()
+        server.kill()
     finally:
-        server.stop()
+        server.kill()
     return {
         "commit_s": statistics.median(seconds),
         "commit_bytes": statistics.median(added),

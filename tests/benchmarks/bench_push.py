@@ -15,15 +15,14 @@ Target: a no-op re-push of 1,500 small files under 5 s. Not collected by pytest.
 from __future__ import annotations
 
 import argparse
-import os
 import shutil
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_hub import _free_port, _start_server  # noqa: E402  (a sibling script, not a package)
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from hub_helpers import HubProcess, point_clients_at  # noqa: E402  (tests/, not a package)
 
 TARGET_S = 5.0
 
@@ -62,15 +61,8 @@ def main() -> None:
     args = parser.parse_args()
 
     work = Path(tempfile.mkdtemp(prefix="bench-push-", dir=args.dir))
-    port = _free_port()
-    os.environ.update(
-        HF_ENDPOINT=f"http://127.0.0.1:{port}",
-        HF_HUB_DISABLE_XET="1",
-        HF_HOME=str(work / "hf_home"),
-        HF_HUB_DISABLE_PROGRESS_BARS="1",
-        HF_HUB_DISABLE_TELEMETRY="1",
-    )
-    os.environ.pop("HF_TOKEN", None)
+    server = HubProcess(work / "hub")
+    point_clients_at(server.endpoint, work / "hf_home")
     from hubkit import publish
 
     folder = work / "folder"
@@ -78,7 +70,7 @@ def main() -> None:
         path = folder / f"part-{i % 30:02d}" / f"row-{i:05d}.json"
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(f'{{"id": {i}, "text": "{"small file " * (i % 20 + 5)}"}}\n')
-    server = _start_server(work / "hub", port)
+    server.start()
     try:
         first_s, first = _timed(lambda: publish.push_folder(folder, "hubkit/bench-push"))
         noop_s, noop = _timed(lambda: publish.push_folder(folder, "hubkit/bench-push"))
@@ -94,7 +86,6 @@ def main() -> None:
             publish.verify_round_trip = bulk_check
     finally:
         server.kill()
-        server.wait()
         shutil.rmtree(work, ignore_errors=True)
 
     print(f"\nfolder: {args.files} small files")
