@@ -13,6 +13,7 @@ from .storage import HubError, Repo, repo_not_found
 
 
 def require_write(req: Request, action: str) -> None:
+    """401 without a token, 403 with a read-only one."""
     if req.user.name is None:
         raise HubError(401, f"You must be authenticated with a write token to {action}.")
     if not req.user.can_write:
@@ -20,6 +21,7 @@ def require_write(req: Request, action: str) -> None:
 
 
 def may_see(req: Request, repo: Repo) -> bool:
+    """Whether the caller may know the repo exists: it is public or in one of the caller's namespaces."""
     return not repo.meta.private or req.user.member_of(repo.meta.repo_id.split("/")[0])
 
 

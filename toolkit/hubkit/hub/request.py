@@ -21,7 +21,7 @@ from .auth import Authenticator, User
 from .body import BodyReader
 from .storage import BlobStore, HubError, RepoStore
 
-logger = logging.getLogger("hubkit.hub")
+logger = logging.getLogger(__name__)
 
 URL_PREFIX = {"model": "", "dataset": "datasets/", "space": "spaces/", "kernel": "kernels/"}
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
@@ -42,6 +42,7 @@ def field(body: dict[str, Any], key: str, kind: type | tuple[type, ...], where: 
 
 
 def flag(value: str | None) -> bool:
+    """A query flag as the Hub reads it: ``1``, ``true`` or ``yes`` (any case) is on."""
     return (value or "").lower() in ("1", "true", "yes")
 
 
@@ -122,6 +123,7 @@ class Request(BaseHTTPRequestHandler):
 
     @property
     def base_url(self) -> str:
+        """The URL the client used to reach this server, for the links in answers."""
         host = self.headers.get("Host")
         return f"http://{host}" if host else self.hub.endpoint
 
@@ -154,6 +156,7 @@ class Request(BaseHTTPRequestHandler):
     def send_body(
         self, status: int, body: bytes, content_type: str, headers: dict[str, str] | None = None
     ) -> None:
+        """Answer with ``body``; an unread request body closes the connection after it."""
         self.send_response(status)
         self.send_header("Content-Type", content_type)
         self.send_header("Content-Length", str(len(body)))
@@ -168,6 +171,7 @@ class Request(BaseHTTPRequestHandler):
             self.wfile.write(body)
 
     def send_json(self, obj: Any, status: int = 200, headers: dict[str, str] | None = None) -> None:
+        """Answer with ``obj`` as JSON."""
         # default=str: card metadata may hold YAML dates, which the Hub returns as strings
         self.send_body(
             status, json.dumps(obj, default=str).encode(), "application/json; charset=utf-8", headers
@@ -205,6 +209,7 @@ class Request(BaseHTTPRequestHandler):
             )
 
     def repo_url(self, repo_type: str, repo_id: str) -> str:
+        """A repo's web URL, as the Hub spells it for each repo type."""
         return f"{self.base_url}/{URL_PREFIX[repo_type]}{repo_id}"
 
     def _next_link(self, cursor: int) -> dict[str, str]:

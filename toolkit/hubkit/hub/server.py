@@ -25,7 +25,7 @@ from .request import Request, Server, Server6
 from .routes import route
 from .storage import BlobStore, RepoStore
 
-logger = logging.getLogger("hubkit.hub")
+logger = logging.getLogger(__name__)
 
 
 class LocalHub:

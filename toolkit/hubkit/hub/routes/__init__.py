@@ -32,6 +32,7 @@ def _split_revision(segments: list[str]) -> tuple[str, list[str]]:
 
 
 def route(req: Request, method: str, segs: list[str]) -> Callable[[], None]:
+    """The call that answers ``method`` on the path ``segs`` (URL-decoded); 404 if none does."""
     match segs:
         case ["api", "whoami-v2"] if method == "GET":
             return functools.partial(users.whoami, req)

@@ -35,6 +35,7 @@ def _b64decode(content: Any, what: str) -> bytes:
 
 
 def preupload(req: Request, repo_type: str, repo_id: str, revision: str) -> None:
+    """POST /api/{type}s/{repo_id}/preupload/{revision}: LFS or regular, and ignored or not, per file."""
     repo = access.writable(req, repo_type, repo_id, pull_request=flag(req.query.get("create_pr")))
     body = req.body.json()
     sha = repo.resolve(revision)
@@ -73,6 +74,7 @@ def _text(req: Request, entry: Entry | None) -> str:
 
 
 def commit(req: Request, repo_type: str, repo_id: str, revision: str) -> None:
+    """POST /api/{type}s/{repo_id}/commit/{revision}: apply an NDJSON commit to a branch, or open a PR."""
     create_pr = flag(req.query.get("create_pr"))
     repo = access.writable(req, repo_type, repo_id, pull_request=create_pr)
     assert req.user.name is not None
@@ -197,6 +199,7 @@ def _commit_target(
 
 
 def list_commits(req: Request, repo_type: str, repo_id: str, revision: str) -> None:
+    """GET /api/{type}s/{repo_id}/commits/{revision}: the history, newest first, paginated."""
     repo = access.readable(req, repo_type, repo_id)
     page, headers = req.page(repo.history(repo.resolve(revision)), _COMMITS_PAGE)
     formatted = "formatted" in req.query_all.get("expand[]", [])
@@ -216,6 +219,7 @@ def list_commits(req: Request, repo_type: str, repo_id: str, revision: str) -> N
 
 
 def super_squash(req: Request, repo_type: str, repo_id: str, revision: str) -> None:
+    """POST /api/{type}s/{repo_id}/super-squash/{revision}: the branch as one commit."""
     repo = access.writable(req, repo_type, repo_id)
     assert req.user.name is not None
     message = str(req.body.json().get("message") or "").strip() or f"Super-squash branch '{revision}'"

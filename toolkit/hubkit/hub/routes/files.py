@@ -32,6 +32,7 @@ def _expand(repo: Repo, head: str, entries: list[dict[str, Any]]) -> None:
 
 
 def tree(req: Request, repo_type: str, repo_id: str, revision: str, path: str) -> None:
+    """GET /api/{type}s/{repo_id}/tree/{revision}/{path}: a folder's entries, paginated."""
     repo = access.readable(req, repo_type, repo_id)
     sha = repo.resolve(revision)
     tree = repo.commit(sha).tree
@@ -58,6 +59,7 @@ def tree(req: Request, repo_type: str, repo_id: str, revision: str, path: str) -
 
 
 def paths_info(req: Request, repo_type: str, repo_id: str, revision: str) -> None:
+    """POST /api/{type}s/{repo_id}/paths-info/{revision}: the entries of the given paths."""
     repo = access.readable(req, repo_type, repo_id)
     raw = req.body.all(MAX_JSON_BODY)
     if "json" in (req.headers.get("Content-Type") or ""):
@@ -89,6 +91,7 @@ def paths_info(req: Request, repo_type: str, repo_id: str, revision: str) -> Non
 
 
 def resolve(req: Request, repo_type: str, repo_id: str, revision: str, path: str) -> None:
+    """GET or HEAD /{repo_id}/resolve/{revision}/{path}: a file's bytes (or a range of them)."""
     repo = access.readable(req, repo_type, repo_id)
     access.check_gate(req, repo)
     sha = repo.resolve(revision)

@@ -16,6 +16,7 @@ _UPLOAD_URL_TTL = 24 * 3600
 
 
 def lfs_batch(req: Request, repo_type: str, repo_id: str) -> None:
+    """POST /{repo_id}.git/info/lfs/objects/batch: a signed upload URL for each object not stored yet."""
     # the client's batch call says nothing of a pull request: uploading content is open to anyone
     # who may open one; only a member's commit (or a PR) can then make it part of the repo
     repo = access.writable(req, repo_type, repo_id, pull_request=True)
@@ -71,6 +72,7 @@ def lfs_upload(req: Request, repo_type: str, repo_id: str, oid: str) -> None:
 
 
 def lfs_files(req: Request, repo_type: str, repo_id: str) -> None:
+    """GET /api/{type}s/{repo_id}/lfs-files: the LFS files of every ref, paginated."""
     repo = access.writable(req, repo_type, repo_id)
     page, headers = req.page(history.lfs_files(repo), TREE_PAGE)
     req.send_json(page, headers=headers)

@@ -36,6 +36,7 @@ def card_data(blobs: BlobStore, commit: Commit) -> dict[str, Any] | None:
 
 
 def validate_yaml(req: Request) -> None:
+    """POST /api/validate-yaml: the errors in a card's metadata, as ``RepoCard.validate`` wants them."""
     body = req.body.json(_MAX_CARD_BODY)
     meta, errors = content_rules.front_matter(str(body.get("content") or ""))
     if meta:

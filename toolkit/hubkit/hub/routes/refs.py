@@ -10,6 +10,7 @@ from ..storage import HubError, revision_not_found
 
 
 def list_refs(req: Request, repo_type: str, repo_id: str) -> None:
+    """GET /api/{type}s/{repo_id}/refs: branches and tags (and pull requests if asked)."""
     repo = access.readable(req, repo_type, repo_id)
     refs = repo.refs()
     out: dict[str, Any] = {
@@ -46,6 +47,7 @@ def _check_ref_name(name: str, what: str) -> str:
 
 
 def branch(req: Request, repo_type: str, repo_id: str, name: str) -> None:
+    """POST /branch/{name} {startingPoint} creates a branch; DELETE /branch/{name} removes one."""
     repo = access.writable(req, repo_type, repo_id)
     body = req.body.json() if req.method == "POST" else {}
     with req.hub.repos.lock(repo):

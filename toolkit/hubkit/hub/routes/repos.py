@@ -13,6 +13,7 @@ _RESERVED = frozenset("api models datasets spaces docs settings organizations ne
 
 
 def create_repo(req: Request) -> None:
+    """POST /api/repos/create {name, organization, type, private}: an empty repo with a .gitattributes."""
     access.require_write(req, "create a repo")
     assert req.user.name is not None
     body = req.body.json()
@@ -41,6 +42,7 @@ def create_repo(req: Request) -> None:
 
 
 def delete_repo(req: Request) -> None:
+    """DELETE /api/repos/delete {name, organization, type}."""
     body = req.body.json()
     repo_type = field(body, "type", str) or "model"
     name = field(body, "name", str)
@@ -67,6 +69,7 @@ def move_repo(req: Request) -> None:
 
 
 def update_settings(req: Request, repo_type: str, repo_id: str) -> None:
+    """PUT /api/{type}s/{repo_id}/settings {private | visibility, gated}."""
     repo = access.writable(req, repo_type, repo_id)
     body = req.body.json()
     if body.get("visibility") not in (None, "private", "public"):
@@ -86,12 +89,14 @@ def update_settings(req: Request, repo_type: str, repo_id: str) -> None:
 
 
 def auth_check(req: Request, repo_type: str, repo_id: str) -> None:
+    """GET /api/{type}s/{repo_id}/auth-check: 200 if the caller may read the repo, gate included."""
     repo = access.readable(req, repo_type, repo_id)
     access.check_gate(req, repo)
     req.send_json({})
 
 
 def list_repos(req: Request, repo_type: str) -> None:
+    """GET /api/{type}s?author=&search=&limit=: the repos the caller may see."""
     author, search = req.query.get("author"), (req.query.get("search") or "").lower()
     limit = int(req.query["limit"]) if req.query.get("limit", "").isdigit() else None
     out = []
@@ -123,6 +128,7 @@ def list_repos(req: Request, repo_type: str) -> None:
 
 
 def repo_info(req: Request, repo_type: str, repo_id: str, revision: str | None) -> None:
+    """GET /api/{type}s/{repo_id}[/revision/{revision}]: the repo at a revision, with its files."""
     repo = access.readable(req, repo_type, repo_id)
     repo_id = repo.meta.repo_id  # its own spelling: ids are case-insensitive
     sha = repo.resolve(revision or "main")

@@ -11,6 +11,7 @@ from .files import TREE_PAGE
 
 
 def whoami(req: Request) -> None:
+    """GET /api/whoami-v2: the token's user, its organisations and role."""
     user = req.user
     if user.name is None:
         raise HubError(401, "Invalid credentials in Authorization header")
