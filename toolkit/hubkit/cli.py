@@ -13,6 +13,7 @@ from typing import Any
 import click
 
 from . import __version__
+from .benchmarks import BENCHMARKS
 from .console import NORMAL, QUIET, VERBOSE, cli_run, console, verbose_from_env
 from .errors import HubkitError
 from .methods import MERGE_METHODS, MODEL_MERGES
@@ -638,9 +639,9 @@ _eval_results_option = click.option(
     "--eval-results",
     type=click.Path(path_type=str),
     default=None,
-    help="A `hubkit eval` folder or an lm-eval-harness results JSON: the leaderboard scores (ARC 25-shot, "
-    "HellaSwag 10-shot, MMLU 5-shot, TruthfulQA 0-shot, Winogrande 5-shot, GSM8K 5-shot) go into the "
-    "card and its model-index.",
+    help="A `hubkit eval` folder or an lm-eval-harness results JSON: the leaderboard scores ("
+    + ", ".join(f"{b.title} {b.leaderboard.shots}-shot" for b in BENCHMARKS.values())
+    + ") go into the card and its model-index.",
 )
 
 
@@ -833,14 +834,27 @@ def data_check(
         click.echo("Warning: kept rows copy or reword benchmark questions; the certificate does not pass.")
 
 
-@cli.command("eval")
+@cli.command(
+    "eval",
+    help=f"""Score MODEL (a folder or Hub id) on the Open LLM Leaderboard (v1) tasks with
+    lm-evaluation-harness.
+
+    {", ".join(b.summary() for b in BENCHMARKS.values())}, and their
+    average, on the local benchmark files the leak check read. Few-shot examples come from the
+    same file with the scored item left out (the local copies have no train/dev split); the
+    results say so. The model loads once for all tasks. Writes results.json (lm-eval's) and
+    manifest.json (weights and adapter hashes, task versions, shots, limit, benchmark hashes as
+    in the leak certificate); `hubkit card ... --eval-results DIR` puts the scores on a card.
+    """,
+)
 @click.argument("model")
 @click.option("--adapter", default=None, help="LoRA adapter (folder or Hub id) scored on MODEL, not merged.")
 @click.option(
     "--tasks",
     default=None,
-    help="Comma-separated: arc,hellaswag,mmlu,truthfulqa,winogrande,gsm8k [default: all; "
-    "winogrande only with its file].",
+    help=f"Comma-separated: {','.join(BENCHMARKS)} [default: all; "
+    + ", ".join(k for k, b in BENCHMARKS.items() if b.loader is None)
+    + " only with its file].",
 )
 @click.option(
     "--benchmark-file",
@@ -877,16 +891,7 @@ def eval_command(
     out: str | None,
     force: bool,
 ) -> None:
-    """Score MODEL (a folder or Hub id) on the Open LLM Leaderboard (v1) tasks with lm-evaluation-harness.
-
-    ARC-Challenge 25-shot acc_norm, HellaSwag 10-shot acc_norm, MMLU 5-shot acc (mean of the 57
-    subjects), TruthfulQA mc2 0-shot, Winogrande 5-shot acc, GSM8K 5-shot exact match, and their
-    average, on the local benchmark files the leak check read. Few-shot examples come from the
-    same file with the scored item left out (the local copies have no train/dev split); the
-    results say so. The model loads once for all tasks. Writes results.json (lm-eval's) and
-    manifest.json (weights and adapter hashes, task versions, shots, limit, benchmark hashes as
-    in the leak certificate); `hubkit card ... --eval-results DIR` puts the scores on a card.
-    """
+    """Score MODEL on the leaderboard tasks (the help text is built from the benchmarks table)."""
     import logging
 
     from .evaluate import evaluate_model

@@ -24,11 +24,12 @@ from pydantic import (
     model_validator,
 )
 
+from .benchmarks import LEAK_CHECKED
 from .errors import HubkitError, InputNotFound, format_validation_error
 from .methods import MODEL_MERGES
 from .prompts import TEMPLATES
 
-DEFAULT_BENCHMARKS = ["arc", "hellaswag", "mmlu", "truthfulqa", "gsm8k"]
+DEFAULT_BENCHMARKS = list(LEAK_CHECKED)
 # What the leak check calls a flagged row; the decontam rules, the CLI and the cards read these.
 Category = Literal["duplicate", "gray_area", "similar_different"]
 CATEGORIES: tuple[Category, ...] = get_args(Category)
