@@ -23,15 +23,15 @@ from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 import yaml
 
-from . import schemas
-from .errors import HubkitError
-from .evaluate import read_eval_results
-from .methods import MERGE_METHODS
-from .prompts import TEMPLATES
-from .provenance import CERTIFICATE, load_leak_certificate
-from .recipe import CATEGORIES, Recipe
-from .schemas import DATA_FILE
-from .scores import EvalScore
+from .. import schemas
+from ..errors import HubkitError
+from ..evaluate import read_eval_results
+from ..methods import MERGE_METHODS
+from ..prompts import TEMPLATES
+from ..provenance import CERTIFICATE, load_leak_certificate
+from ..recipe import CATEGORIES, Recipe
+from ..schemas import DATA_FILE
+from ..scores import EvalScore
 
 if TYPE_CHECKING:
     from huggingface_hub import CardData, RepoCard
