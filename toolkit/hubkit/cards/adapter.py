@@ -6,7 +6,7 @@ import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any
 
 from .. import schemas
 from ..errors import HubkitError
@@ -78,7 +78,6 @@ def _duration(seconds: float) -> str:
 class AdapterCardContext:
     """Everything the adapter card states, read from an adapter artifact."""
 
-    TEMPLATE: ClassVar[str] = "adapter_card.md"
     recipe_name: str
     recipe_version: str
     repo_id: str

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, ClassVar
+from typing import TYPE_CHECKING
 
 from .. import schemas
 from ..errors import HubkitError
@@ -57,7 +57,6 @@ class Dedup:
 class DatasetCardContext:
     """Everything the dataset card states, read from a checked dataset artifact."""
 
-    TEMPLATE: ClassVar[str] = "dataset_card.md"
     recipe_name: str
     repo_id: str
     sources: list[Source]

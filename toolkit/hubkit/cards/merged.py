@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any
 
 import yaml
 
@@ -76,7 +76,6 @@ class Verification:
 class MergedCardContext:
     """Everything the merged-model card states, read from a merged artifact."""
 
-    TEMPLATE: ClassVar[str] = "merged_card.md"
     repo_id: str
     license: str
     tags: list[str]
