@@ -13,16 +13,7 @@ from ..errors import HubkitError
 from ..evaluate import read_eval_results
 from ..prompts import TEMPLATES
 from ..scores import EvalScore
-from .facts import (
-    LANGUAGE,
-    LeakCertificate,
-    _hub_ids,
-    _model_index_data,
-    _needed,
-    _one_or_many,
-    _repo_name,
-    _tags,
-)
+from .facts import LeakCertificate, _hub_ids, _needed, _repo_name, _tags, model_card_data
 
 if TYPE_CHECKING:
     from huggingface_hub import CardData
@@ -129,19 +120,15 @@ class AdapterCardContext:
         return TEMPLATES[self.prompt_template].without_input
 
     def metadata(self) -> CardData:
-        from huggingface_hub import ModelCardData
-
-        base = _hub_ids([self.base_model])
-        return ModelCardData(
-            license=self.license,
-            language=[LANGUAGE],
-            library_name="peft",
-            pipeline_tag="text-generation",
-            tags=_tags(["hubkit", "peft", "lora"], self.tags),
-            base_model=_one_or_many(base),
-            base_model_relation="adapter" if base else None,
-            datasets=self.datasets or None,
-            **_model_index_data(self.name, self.scores),
+        return model_card_data(
+            self.name,
+            self.license,
+            "peft",
+            _tags(["hubkit", "peft", "lora"], self.tags),
+            _hub_ids([self.base_model]),
+            "adapter",
+            self.datasets,
+            self.scores,
         )
 
 

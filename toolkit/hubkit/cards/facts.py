@@ -6,11 +6,14 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .. import schemas
 from ..errors import HubkitError
 from ..scores import EvalScore
+
+if TYPE_CHECKING:
+    from huggingface_hub import CardData
 
 # hubkit's prompt templates and the benchmarks it checks are English, as Platypus was.
 LANGUAGE = "en"
@@ -93,3 +96,30 @@ def _model_index_data(name: str, scores: Sequence[EvalScore]) -> dict[str, Any]:
     if not scores:
         return {}
     return {"model_name": name, "eval_results": [s.to_eval_result() for s in scores]}
+
+
+def model_card_data(
+    name: str,
+    license: str,
+    library: str,
+    tags: list[str],
+    base: list[str],
+    relation: str,
+    datasets: list[str],
+    scores: Sequence[EvalScore],
+) -> CardData:
+    """A model card's front matter: ``base`` (Hub ids) as ``base_model`` with its ``relation``,
+    the scores as ``model-index``."""
+    from huggingface_hub import ModelCardData
+
+    return ModelCardData(
+        license=license,
+        language=[LANGUAGE],
+        library_name=library,
+        pipeline_tag="text-generation",
+        tags=tags,
+        base_model=_one_or_many(base),
+        base_model_relation=relation if base else None,
+        datasets=datasets or None,
+        **_model_index_data(name, scores),
+    )

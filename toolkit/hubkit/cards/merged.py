@@ -15,16 +15,7 @@ from ..evaluate import read_eval_results
 from ..methods import MERGE_METHODS
 from ..recipe import Recipe
 from ..scores import EvalScore
-from .facts import (
-    LANGUAGE,
-    LeakCertificate,
-    _hub_ids,
-    _model_index_data,
-    _needed,
-    _one_or_many,
-    _repo_name,
-    _tags,
-)
+from .facts import LeakCertificate, _hub_ids, _needed, _repo_name, _tags, model_card_data
 
 if TYPE_CHECKING:
     from huggingface_hub import CardData
@@ -104,22 +95,13 @@ class MergedCardContext:
         return MERGE_METHODS[self.method].intro.format(n=len(self.inputs))
 
     def metadata(self) -> CardData:
-        from huggingface_hub import ModelCardData
-
         # an adapter folded into its base is a fine-tune of the base; a merge is made of all inputs
         method = MERGE_METHODS[self.method]
         # only inputs fetched from the Hub (pinned at a commit) are Hub models: not local folders
         base = _hub_ids(method.base_models([(m.id, m.role) for m in self.inputs if m.revision]))
-        return ModelCardData(
-            license=self.license,
-            language=[LANGUAGE],
-            library_name="transformers",
-            pipeline_tag="text-generation",
-            tags=_tags(list(method.tags), self.tags),
-            base_model=_one_or_many(base),
-            base_model_relation=method.relation if base else None,
-            datasets=self.datasets or None,
-            **_model_index_data(self.name, self.scores),
+        tags = _tags(list(method.tags), self.tags)
+        return model_card_data(
+            self.name, self.license, "transformers", tags, base, method.relation, self.datasets, self.scores
         )
 
 
