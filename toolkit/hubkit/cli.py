@@ -8,16 +8,18 @@ and so ``--endpoint`` can configure the Hub clients before they are imported.
 from __future__ import annotations
 
 import sys
-from typing import Any
+from collections.abc import Callable
+from typing import Any, Literal, get_args, get_origin
 
 import click
+from pydantic import BaseModel
 
 from . import __version__
 from .benchmarks import BENCHMARKS
 from .console import NORMAL, QUIET, VERBOSE, cli_run, console, verbose_from_env
 from .errors import HubkitError
 from .methods import MERGE_METHODS, MODEL_MERGES
-from .recipe import CATEGORIES, DataSection, DecontamSection, MergeSection, default
+from .recipe import DataSection, DecontamSection, EvalSection, MergeSection, default
 
 
 class _Command(click.Command):
@@ -41,6 +43,28 @@ class _Command(click.Command):
         level = QUIET if quiet else VERBOSE if verbose or verbose_from_env() else NORMAL
         with cli_run(level):
             return super().invoke(ctx)
+
+
+def _recipe_option(
+    section: type[BaseModel], field: str, *decls: str, prefix: str = "", or_recipe: bool = True, **kwargs: Any
+) -> Callable[[Any], Any]:
+    """A flag for the recipe field ``section.field``, made from the model as mergekit makes its flags
+    from ``MergeOptions``: the help is the field's description (written once, in the recipe) with
+    its default, a ``Literal`` field's values are the choices. ``or_recipe``: the flag defaults to
+    None so a recipe's value, where the command reads one, wins over the model's default."""
+    info = section.model_fields[field]
+    value = default(section, field)
+    shown = ",".join(map(str, value)) if isinstance(value, list) else value
+    annotation = info.annotation
+    if get_origin(annotation) is list:
+        annotation = get_args(annotation)[0]
+    if get_origin(annotation) is Literal:
+        kwargs.setdefault("type", click.Choice(get_args(annotation)))
+    where = ", or the recipe's" if or_recipe else ""
+    text = info.description or ""
+    text = prefix + text[:1].lower() + text[1:] if prefix else text
+    help_text = f"{text} [default: {'none' if shown in (None, '') else shown}{where}]."
+    return click.option(*decls, default=None if or_recipe else value, help=help_text, **kwargs)
 
 
 class _Group(click.Group):
@@ -710,24 +734,13 @@ def data_build(recipe: str, overrides: tuple[str, ...], out: str | None, force: 
 
 @data.command("check")
 @click.argument("dataset")
-@click.option(
-    "--benchmarks",
-    default=None,
-    help=f"Comma-separated benchmarks [default: {','.join(default(DecontamSection, 'benchmarks'))}, "
-    "or the recipe's].",
-)
+@_recipe_option(DecontamSection, "benchmarks", "--benchmarks", prefix="Comma-separated: ")
 @click.option(
     "--platypus",
     is_flag=True,
     help="The paper's method instead: one cosine cut (--threshold) on the question alone.",
 )
-@click.option(
-    "--threshold",
-    type=float,
-    default=None,
-    help=f"With --platypus: the cosine of a hit [default: {default(DecontamSection, 'threshold')}, "
-    "or the recipe's].",
-)
+@_recipe_option(DecontamSection, "threshold", "--threshold", type=float, prefix="With --platypus: ")
 @click.option(
     "--columns",
     default=None,
@@ -737,18 +750,8 @@ def data_build(recipe: str, overrides: tuple[str, ...], out: str | None, force: 
 @click.option("--config", default=None, help="Hub dataset: the config to load.")
 @click.option("--split", default="train", show_default=True, help="Hub dataset: the split to check.")
 @click.option("--revision", default=None, help="Hub dataset: a branch, tag or commit.")
-@click.option(
-    "--keep",
-    multiple=True,
-    type=click.Choice(CATEGORIES),
-    help="Keep rows of this category (repeatable); recorded in the report and certificate.",
-)
-@click.option(
-    "--model",
-    default=None,
-    help=f"sentence-transformers model [default: {default(DataSection, 'embedding_model')}, "
-    "or the recipe's].",
-)
+@_recipe_option(DecontamSection, "keep", "--keep", multiple=True, prefix="Repeatable: ")
+@_recipe_option(DataSection, "embedding_model", "--model")
 @click.option(
     "--benchmark-file",
     "benchmark_files",
@@ -869,14 +872,9 @@ def data_check(
     default=None,
     help="Take the benchmark files from this recipe's decontam.benchmark_files (what `data check` read).",
 )
-@click.option("--limit", type=int, default=None, help="Score only the first N items of each task (partial).")
-@click.option(
-    "--batch-size",
-    default="auto",
-    show_default=True,
-    help="Batch size, or auto: the largest that fits on a GPU (lm-eval's probe), 16 on CPU.",
-)
-@click.option("--device", default=None, help="cuda, cuda:1, cpu ... [default: cuda if available].")
+@_recipe_option(EvalSection, "limit", "--limit", type=int, or_recipe=False)
+@_recipe_option(EvalSection, "batch_size", "--batch-size", or_recipe=False)
+@_recipe_option(EvalSection, "device", "--device", or_recipe=False)
 @click.option("--out", default=None, help="Eval artifact folder [default: runs/eval/<model>[+<adapter>]].")
 @click.option("--force", is_flag=True, help="Score again even if the artifact is up to date.")
 def eval_command(
