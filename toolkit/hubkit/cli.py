@@ -67,6 +67,26 @@ def _recipe_option(
     return click.option(*decls, default=None if or_recipe else value, help=help_text, **kwargs)
 
 
+class _StageName(click.ParamType):
+    """A train-and-push stage (``pipeline.STAGES``), read when the option is shown or parsed:
+    importing the pipeline when the CLI loads would slow every command's start."""
+
+    name = "stage"
+
+    def _stages(self) -> tuple[str, ...]:
+        from .pipeline import STAGES
+
+        return STAGES
+
+    def get_metavar(self, param: click.Parameter, ctx: click.Context | None = None) -> str:
+        return "[" + "|".join(self._stages()) + "]"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> str:
+        if value not in self._stages():
+            self.fail(f"{value!r} is not a stage ({', '.join(self._stages())})", param, ctx)
+        return value
+
+
 class _Group(click.Group):
     command_class = _Command
     group_class = type  # subgroups are _Group too
@@ -937,7 +957,7 @@ def eval_command(
 )
 @click.option("--dry-run", is_flag=True, help="Do everything except pushing; list what would be pushed.")
 @click.option(
-    "--force", multiple=True, metavar="STAGE", help="Redo a stage even if its artifact is up to date."
+    "--force", multiple=True, type=_StageName(), help="Redo a stage even if its artifact is up to date."
 )
 @click.option("--allow-unverified", multiple=True, metavar="ID", help="Merge this model without provenance.")
 def train_and_push_command(
