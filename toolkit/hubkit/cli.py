@@ -8,15 +8,18 @@ and so ``--endpoint`` can configure the Hub clients before they are imported.
 from __future__ import annotations
 
 import sys
-from typing import Any
+from collections.abc import Callable
+from typing import Any, Literal, get_args, get_origin
 
 import click
+from pydantic import BaseModel
 
 from . import __version__
+from .benchmarks import BENCHMARKS
 from .console import NORMAL, QUIET, VERBOSE, cli_run, console, verbose_from_env
 from .errors import HubkitError
 from .methods import MERGE_METHODS, MODEL_MERGES
-from .recipe import CATEGORIES, DataSection, DecontamSection, MergeSection, default
+from .recipe import DataSection, DecontamSection, EvalSection, MergeSection, default
 
 
 class _Command(click.Command):
@@ -40,6 +43,48 @@ class _Command(click.Command):
         level = QUIET if quiet else VERBOSE if verbose or verbose_from_env() else NORMAL
         with cli_run(level):
             return super().invoke(ctx)
+
+
+def _recipe_option(
+    section: type[BaseModel], field: str, *decls: str, prefix: str = "", or_recipe: bool = True, **kwargs: Any
+) -> Callable[[Any], Any]:
+    """A flag for the recipe field ``section.field``, made from the model as mergekit makes its flags
+    from ``MergeOptions``: the help is the field's description (written once, in the recipe) with
+    its default, a ``Literal`` field's values are the choices. ``or_recipe``: the flag defaults to
+    None so a recipe's value, where the command reads one, wins over the model's default."""
+    info = section.model_fields[field]
+    value = default(section, field)
+    shown = ",".join(map(str, value)) if isinstance(value, list) else value
+    annotation = info.annotation
+    if get_origin(annotation) is list:
+        annotation = get_args(annotation)[0]
+    if get_origin(annotation) is Literal:
+        kwargs.setdefault("type", click.Choice(get_args(annotation)))
+    where = ", or the recipe's" if or_recipe else ""
+    text = info.description or ""
+    text = prefix + text[:1].lower() + text[1:] if prefix else text
+    help_text = f"{text} [default: {'none' if shown in (None, '') else shown}{where}]."
+    return click.option(*decls, default=None if or_recipe else value, help=help_text, **kwargs)
+
+
+class _StageName(click.ParamType):
+    """A train-and-push stage (``pipeline.STAGES``), read when the option is shown or parsed:
+    importing the pipeline when the CLI loads would slow every command's start."""
+
+    name = "stage"
+
+    def _stages(self) -> tuple[str, ...]:
+        from .pipeline import STAGES
+
+        return STAGES
+
+    def get_metavar(self, param: click.Parameter, ctx: click.Context | None = None) -> str:
+        return "[" + "|".join(self._stages()) + "]"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> str:
+        if value not in self._stages():
+            self.fail(f"{value!r} is not a stage ({', '.join(self._stages())})", param, ctx)
+        return value
 
 
 class _Group(click.Group):
@@ -638,9 +683,9 @@ _eval_results_option = click.option(
     "--eval-results",
     type=click.Path(path_type=str),
     default=None,
-    help="A `hubkit eval` folder or an lm-eval-harness results JSON: the leaderboard scores (ARC 25-shot, "
-    "HellaSwag 10-shot, MMLU 5-shot, TruthfulQA 0-shot, Winogrande 5-shot, GSM8K 5-shot) go into the "
-    "card and its model-index.",
+    help="A `hubkit eval` folder or an lm-eval-harness results JSON: the leaderboard scores ("
+    + ", ".join(f"{b.title} {b.leaderboard.shots}-shot" for b in BENCHMARKS.values())
+    + ") go into the card and its model-index.",
 )
 
 
@@ -709,24 +754,13 @@ def data_build(recipe: str, overrides: tuple[str, ...], out: str | None, force: 
 
 @data.command("check")
 @click.argument("dataset")
-@click.option(
-    "--benchmarks",
-    default=None,
-    help=f"Comma-separated benchmarks [default: {','.join(default(DecontamSection, 'benchmarks'))}, "
-    "or the recipe's].",
-)
+@_recipe_option(DecontamSection, "benchmarks", "--benchmarks", prefix="Comma-separated: ")
 @click.option(
     "--platypus",
     is_flag=True,
     help="The paper's method instead: one cosine cut (--threshold) on the question alone.",
 )
-@click.option(
-    "--threshold",
-    type=float,
-    default=None,
-    help=f"With --platypus: the cosine of a hit [default: {default(DecontamSection, 'threshold')}, "
-    "or the recipe's].",
-)
+@_recipe_option(DecontamSection, "threshold", "--threshold", type=float, prefix="With --platypus: ")
 @click.option(
     "--columns",
     default=None,
@@ -736,18 +770,8 @@ def data_build(recipe: str, overrides: tuple[str, ...], out: str | None, force: 
 @click.option("--config", default=None, help="Hub dataset: the config to load.")
 @click.option("--split", default="train", show_default=True, help="Hub dataset: the split to check.")
 @click.option("--revision", default=None, help="Hub dataset: a branch, tag or commit.")
-@click.option(
-    "--keep",
-    multiple=True,
-    type=click.Choice(CATEGORIES),
-    help="Keep rows of this category (repeatable); recorded in the report and certificate.",
-)
-@click.option(
-    "--model",
-    default=None,
-    help=f"sentence-transformers model [default: {default(DataSection, 'embedding_model')}, "
-    "or the recipe's].",
-)
+@_recipe_option(DecontamSection, "keep", "--keep", multiple=True, prefix="Repeatable: ")
+@_recipe_option(DataSection, "embedding_model", "--model")
 @click.option(
     "--benchmark-file",
     "benchmark_files",
@@ -833,14 +857,27 @@ def data_check(
         click.echo("Warning: kept rows copy or reword benchmark questions; the certificate does not pass.")
 
 
-@cli.command("eval")
+@cli.command(
+    "eval",
+    help=f"""Score MODEL (a folder or Hub id) on the Open LLM Leaderboard (v1) tasks with
+    lm-evaluation-harness.
+
+    {", ".join(b.summary() for b in BENCHMARKS.values())}, and their
+    average, on the local benchmark files the leak check read. Few-shot examples come from the
+    same file with the scored item left out (the local copies have no train/dev split); the
+    results say so. The model loads once for all tasks. Writes results.json (lm-eval's) and
+    manifest.json (weights and adapter hashes, task versions, shots, limit, benchmark hashes as
+    in the leak certificate); `hubkit card ... --eval-results DIR` puts the scores on a card.
+    """,
+)
 @click.argument("model")
 @click.option("--adapter", default=None, help="LoRA adapter (folder or Hub id) scored on MODEL, not merged.")
 @click.option(
     "--tasks",
     default=None,
-    help="Comma-separated: arc,hellaswag,mmlu,truthfulqa,winogrande,gsm8k [default: all; "
-    "winogrande only with its file].",
+    help=f"Comma-separated: {','.join(BENCHMARKS)} [default: all; "
+    + ", ".join(k for k, b in BENCHMARKS.items() if b.loader is None)
+    + " only with its file].",
 )
 @click.option(
     "--benchmark-file",
@@ -855,14 +892,9 @@ def data_check(
     default=None,
     help="Take the benchmark files from this recipe's decontam.benchmark_files (what `data check` read).",
 )
-@click.option("--limit", type=int, default=None, help="Score only the first N items of each task (partial).")
-@click.option(
-    "--batch-size",
-    default="auto",
-    show_default=True,
-    help="Batch size, or auto: the largest that fits on a GPU (lm-eval's probe), 16 on CPU.",
-)
-@click.option("--device", default=None, help="cuda, cuda:1, cpu ... [default: cuda if available].")
+@_recipe_option(EvalSection, "limit", "--limit", type=int, or_recipe=False)
+@_recipe_option(EvalSection, "batch_size", "--batch-size", or_recipe=False)
+@_recipe_option(EvalSection, "device", "--device", or_recipe=False)
 @click.option("--out", default=None, help="Eval artifact folder [default: runs/eval/<model>[+<adapter>]].")
 @click.option("--force", is_flag=True, help="Score again even if the artifact is up to date.")
 def eval_command(
@@ -877,16 +909,7 @@ def eval_command(
     out: str | None,
     force: bool,
 ) -> None:
-    """Score MODEL (a folder or Hub id) on the Open LLM Leaderboard (v1) tasks with lm-evaluation-harness.
-
-    ARC-Challenge 25-shot acc_norm, HellaSwag 10-shot acc_norm, MMLU 5-shot acc (mean of the 57
-    subjects), TruthfulQA mc2 0-shot, Winogrande 5-shot acc, GSM8K 5-shot exact match, and their
-    average, on the local benchmark files the leak check read. Few-shot examples come from the
-    same file with the scored item left out (the local copies have no train/dev split); the
-    results say so. The model loads once for all tasks. Writes results.json (lm-eval's) and
-    manifest.json (weights and adapter hashes, task versions, shots, limit, benchmark hashes as
-    in the leak certificate); `hubkit card ... --eval-results DIR` puts the scores on a card.
-    """
+    """Score MODEL on the leaderboard tasks (the help text is built from the benchmarks table)."""
     import logging
 
     from .evaluate import evaluate_model
@@ -934,7 +957,7 @@ def eval_command(
 )
 @click.option("--dry-run", is_flag=True, help="Do everything except pushing; list what would be pushed.")
 @click.option(
-    "--force", multiple=True, metavar="STAGE", help="Redo a stage even if its artifact is up to date."
+    "--force", multiple=True, type=_StageName(), help="Redo a stage even if its artifact is up to date."
 )
 @click.option("--allow-unverified", multiple=True, metavar="ID", help="Merge this model without provenance.")
 def train_and_push_command(

@@ -220,7 +220,7 @@ def cli_run(level: int = NORMAL) -> Iterator[Console]:
             yield _current
             return
         with warnings.catch_warnings(), _libraries_quiet():
-            for message, category, _why in LIBRARY_WARNINGS:
+            for message, category, _ in LIBRARY_WARNINGS:
                 warnings.filterwarnings("ignore", message=message, category=category)
             yield _current
     finally:

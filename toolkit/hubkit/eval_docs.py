@@ -15,6 +15,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from .benchmarks import BENCHMARKS
 from .errors import HubkitError
 
 SPLIT = "test"
@@ -83,7 +84,7 @@ def mmlu(benchmark_files: dict[str, str] | None = None, subject: str = "", **kwa
     """One MMLU subject: ``question``, ``choices`` (4), ``answer`` (0-3), from ``<subject>_test.csv``
     in the MMLU folder (the 57 files of the original release, as ``data check`` reads them)."""
     folder = _file("mmlu", benchmark_files)
-    path = folder / f"{subject}_test.csv"
+    path = folder / str(BENCHMARKS["mmlu"].eval.subtask_file).format(subtask=subject)
     rows = _records("mmlu", path)
     docs = [
         {

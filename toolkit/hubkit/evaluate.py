@@ -29,9 +29,10 @@ from .artifacts import (
     write_json,
     write_manifest,
 )
+from .benchmarks import BENCHMARKS, EvalTask
 from .errors import HubkitError
 from .schemas import EVAL, BenchmarkRecord, EvalManifest, ModelRecord, TaskRecord
-from .scores import LEADERBOARD_V1, EvalScore, read_results_json
+from .scores import EvalScore, read_results_json
 
 if TYPE_CHECKING:
     from .recipe import Recipe
@@ -39,27 +40,8 @@ if TYPE_CHECKING:
 RESULTS = "results.json"
 
 
-@dataclass(frozen=True)
-class EvalTask:
-    """One leaderboard benchmark as hubkit runs it: its lm-eval task (or group) and the split
-    the leaderboard drew few-shot examples from, where the local copy has no such split."""
-
-    key: str
-    lm_eval_task: str
-    leaderboard_shots_from: str | None  # None: 0-shot
-
-
-TASKS: dict[str, EvalTask] = {
-    t.key: t
-    for t in (
-        EvalTask("arc", "hubkit_arc_challenge", "train"),
-        EvalTask("hellaswag", "hubkit_hellaswag", "train"),
-        EvalTask("mmlu", "hubkit_mmlu", "dev"),
-        EvalTask("truthfulqa", "hubkit_truthfulqa_mc2", None),
-        EvalTask("winogrande", "hubkit_winogrande", "train"),
-        EvalTask("gsm8k", "hubkit_gsm8k", "train"),
-    )
-}
+# The lm-eval task of each benchmark (``hubkit.benchmarks``' table), in the table's order.
+TASKS: dict[str, EvalTask] = {key: b.eval for key, b in BENCHMARKS.items()}
 CPU_AUTO_BATCH_SIZE = 16  # what --batch-size auto means on a CPU
 # Few-shot examples of a local file come from the file itself, the scored item left out.
 SHOTS_FROM_LOCAL = "the evaluated split, the scored item left out"
@@ -70,9 +52,15 @@ def task_dir() -> Path:
     return Path(str(files("hubkit").joinpath("eval_tasks")))
 
 
+def subtask_names(name: str) -> list[str]:
+    """A group benchmark's subtasks, as hubkit's configs name them
+    (``eval_tasks/<name>/<name>_<subtask>.yaml``)."""
+    return sorted(p.stem.removeprefix(f"{name}_") for p in (task_dir() / name).glob(f"{name}_*.yaml"))
+
+
 def mmlu_subjects() -> list[str]:
-    """The 57 MMLU subjects, as hubkit's configs name them (``eval_tasks/mmlu/mmlu_<subject>.yaml``)."""
-    return sorted(p.stem.removeprefix("mmlu_") for p in (task_dir() / "mmlu").glob("mmlu_*.yaml"))
+    """The 57 MMLU subjects (``eval_tasks/mmlu/mmlu_<subject>.yaml``)."""
+    return subtask_names("mmlu")
 
 
 # --------------------------------------------------------------------------- resolving inputs
@@ -81,7 +69,8 @@ def mmlu_subjects() -> list[str]:
 def resolve_tasks(
     names: Sequence[str] | None, benchmark_files: Mapping[str, str]
 ) -> tuple[list[str], dict[str, str]]:
-    """The tasks to run and the ones skipped with why: Winogrande needs a file (hubkit bundles none)."""
+    """The tasks to run and the ones skipped with why: a benchmark hubkit does not leak-check
+    (Winogrande) bundles no file, so by default it runs only when its file is given."""
     requested = list(names) if names else list(TASKS)
     unknown = [n for n in requested if n not in TASKS]
     if unknown:
@@ -93,8 +82,8 @@ def resolve_tasks(
     run = []
     for name in dict.fromkeys(requested):
         if name not in benchmark_files:
-            if name == "winogrande" and not names:
-                skipped[name] = "no Winogrande file given (--benchmark-file winogrande=PATH)"
+            if BENCHMARKS[name].loader is None and not names:
+                skipped[name] = f"no {BENCHMARKS[name].title} file given (--benchmark-file {name}=PATH)"
                 continue
             raise HubkitError(
                 f"benchmark {name!r}: no local file given; pass --benchmark-file {name}=PATH "
@@ -107,22 +96,26 @@ def resolve_tasks(
 def _benchmark_record(name: str, path: str, shots: int) -> BenchmarkRecord:
     """Hash a task's file as the leak check does (same loader, same digest) and check it holds
     enough items for the leaderboard's shots plus the scored one."""
-    from .decontam.benchmarks import LOADERS, load_benchmark
+    from .decontam.benchmarks import load_benchmark
     from .rows import read_records
 
-    if name in LOADERS:
+    spec = BENCHMARKS[name]
+    if spec.loader is not None:
         record = load_benchmark(name, path).record()
         bench = BenchmarkRecord(**record)
-    else:  # winogrande: not a leak-check benchmark; the file's own bytes pin it
+    else:  # not a leak-check benchmark (winogrande): the file's own bytes pin it
         if not Path(path).is_file():
             raise HubkitError(f"benchmark {name!r}: {path}: file not found")
         bench = BenchmarkRecord(source=path, sha256=sha256_file(path), items=len(read_records(path)))
-    if name == "mmlu":
+    if spec.eval.subtask_file is not None:
         folder = Path(path)
-        for subject in mmlu_subjects():
-            part = folder / f"{subject}_test.csv"
+        subtasks = subtask_names(name)
+        for subtask in subtasks:
+            part = folder / spec.eval.subtask_file.format(subtask=subtask)
             if not part.is_file():
-                raise HubkitError(f"benchmark 'mmlu': {part}: file not found (MMLU has 57 subjects)")
+                raise HubkitError(
+                    f"benchmark {name!r}: {part}: file not found ({spec.title} has {len(subtasks)} subjects)"
+                )
             _enough(name, part, len(read_records(part)), shots)
     else:
         _enough(name, Path(path), bench.items, shots)
@@ -240,8 +233,7 @@ def _plan(
     run, skipped = resolve_tasks(tasks, files_)
     model_dir, model_record = _model_record(model, "model")
     adapter_dir, adapter_record = _model_record(adapter, "adapter") if adapter else (None, None)
-    leaderboard = {t.key: t for t in LEADERBOARD_V1}
-    shots = {key: leaderboard[key].shots for key in run}
+    shots = {key: BENCHMARKS[key].leaderboard.shots for key in run}
     benches = {key: _benchmark_record(key, files_[key], shots[key]) for key in run}
     inputs = {
         "model": model_record.sha256,
@@ -279,8 +271,8 @@ def evaluate_model(
 ) -> EvalResult:
     """Score ``model`` (+ ``adapter``) on the leaderboard tasks and write the eval artifact.
 
-    ``benchmark_files`` maps a task (arc, hellaswag, mmlu, truthfulqa, winogrande, gsm8k) to
-    its local file (MMLU: the folder of ``<subject>_test.csv``). Everything is checked before
+    ``benchmark_files`` maps a task (a key of ``hubkit.benchmarks.BENCHMARKS``) to its local
+    file (MMLU: the folder of ``<subject>_test.csv``). Everything is checked before
     the model loads; an artifact already made from the same model, adapter, files, tasks and
     limit is returned as it is unless ``force``. ``cache`` puts it under ``cache_dir()``, named
     by those inputs, instead of ``out``.

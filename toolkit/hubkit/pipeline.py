@@ -21,16 +21,16 @@ from pathlib import Path
 from typing import Any
 
 from .artifacts import list_files
+from .cards import CARD_KINDS, write_card
 from .console import console
 from .errors import HubkitError, NotVerified
 from .publish import PushResult, RepoType, preflight_push, upload
 from .recipe import Recipe
 
 STAGES = ("data-build", "data-check", "train", "merge", "verify", "eval", "cards", "push")
-REPOS: tuple[tuple[str, str, RepoType], ...] = (  # (role, hub.KEY, repo type)
-    ("dataset", "dataset_repo", "dataset"),
-    ("adapter", "adapter_repo", "model"),
-    ("merged", "merged_repo", "model"),
+# (role, hub.KEY, repo type) of each artifact published, from the card kinds' table
+REPOS: tuple[tuple[str, str, RepoType], ...] = tuple(
+    (k.name, k.hub_key, k.repo_type) for k in CARD_KINDS.values()
 )
 
 
@@ -320,8 +320,6 @@ def train_and_push(
             note["detail"] = evaluation.detail()
     if refused:
         raise HubkitError(f"eval gate: {refused}; nothing pushed\n{result.summary()}")
-
-    from .cards import write_card
 
     with stage("cards") as note:
         eval_results = recipe.resolve(recipe.eval.results) if recipe.eval.results else None

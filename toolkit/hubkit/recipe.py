@@ -24,11 +24,12 @@ from pydantic import (
     model_validator,
 )
 
+from .benchmarks import LEAK_CHECKED
 from .errors import HubkitError, InputNotFound, format_validation_error
 from .methods import MODEL_MERGES
 from .prompts import TEMPLATES
 
-DEFAULT_BENCHMARKS = ["arc", "hellaswag", "mmlu", "truthfulqa", "gsm8k"]
+DEFAULT_BENCHMARKS = list(LEAK_CHECKED)
 # What the leak check calls a flagged row; the decontam rules, the CLI and the cards read these.
 Category = Literal["duplicate", "gray_area", "similar_different"]
 CATEGORIES: tuple[Category, ...] = get_args(Category)
@@ -104,8 +105,10 @@ class DedupSection(_Section):
 class DataSection(_Section):
     sources: list[SourceSpec] = Field(default_factory=list)
     dedup: DedupSection = DedupSection()
-    # the sentence-transformers model near-dedup and the leak check embed with (bundled, offline)
-    embedding_model: str = "sentence-transformers/all-MiniLM-L6-v2"
+    embedding_model: str = Field(
+        default="sentence-transformers/all-MiniLM-L6-v2",
+        description="The sentence-transformers model near-dedup and the leak check embed with",
+    )
     # training, the merge check and the cards all format prompts with it: a typo is refused at load
     prompt_template: Annotated[str, one_of("template", TEMPLATES)] = "alpaca"
     max_length: int = Field(default=4096, gt=0)
@@ -130,11 +133,18 @@ class DecontamSection(_Section):
     ``stop`` (the default: look at the report, fix the sources) or ``remove`` (train on the
     cleaned data, as Platypus did; the certificate records what was removed)."""
 
-    benchmarks: list[str] = Field(default_factory=lambda: list(DEFAULT_BENCHMARKS))
+    benchmarks: list[str] = Field(
+        default_factory=lambda: list(DEFAULT_BENCHMARKS), description="The benchmarks checked against"
+    )
     # multiview: views and a two-stage rule per benchmark (decontam/rule.py); platypus: one cut
     method: DecontamMethod = "multiview"
-    threshold: float = Field(default=0.8, gt=0, le=1)  # the platypus method's cut
-    keep: list[Category] = Field(default_factory=list)
+    threshold: float = Field(
+        default=0.8, gt=0, le=1, description="The platypus method's cut: the cosine of a hit"
+    )
+    keep: list[Category] = Field(
+        default_factory=list,
+        description="Categories of flagged rows kept; recorded in the report and certificate",
+    )
     benchmark_files: dict[str, str] = Field(default_factory=dict)
     on_hit: Literal["stop", "remove"] = "stop"
 
@@ -199,9 +209,14 @@ class EvalSection(_Section):
 
     results: str | None = None
     tasks: list[str] = Field(default_factory=list)
-    limit: int | None = Field(default=None, gt=0)
-    batch_size: int | Literal["auto"] = "auto"
-    device: str | None = None
+    limit: int | None = Field(
+        default=None, gt=0, description="Score only the first N items of each task (partial)"
+    )
+    batch_size: int | Literal["auto"] = Field(
+        default="auto",
+        description="Batch size, or auto: the largest that fits on a GPU (lm-eval's probe), 16 on CPU",
+    )
+    device: str | None = Field(default=None, description="cuda, cuda:1, cpu ...; none: cuda if available")
     benchmark_files: dict[str, str] = Field(default_factory=dict)
     gate: EvalGate | None = None
 

@@ -1,8 +1,8 @@
 """Open LLM Leaderboard (v1) scores read from lm-evaluation-harness results.
 
-One table, ``LEADERBOARD_V1``, says how each benchmark was run and how the Hub names it; both
-``hubkit eval`` (which writes results) and the cards (which publish them as ``model-index``)
-read it, so a score means the same thing in both.
+``LEADERBOARD_V1`` (the ``leaderboard`` part of ``hubkit.benchmarks``' table) says how each
+benchmark was run and how the Hub names it; both ``hubkit eval`` (which writes results) and the
+cards (which publish them as ``model-index``) read it, so a score means the same thing in both.
 """
 
 from __future__ import annotations
@@ -15,55 +15,15 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .artifacts import read_json
+from .benchmarks import BENCHMARKS, LeaderboardTask, titles
 from .errors import HubkitError
 
 if TYPE_CHECKING:
     from huggingface_hub import EvalResult
 
 
-@dataclass(frozen=True)
-class LeaderboardTask:
-    """One Open LLM Leaderboard (v1) benchmark: how it was run and how the Hub names it."""
-
-    key: str
-    dataset_name: str
-    dataset_type: str
-    dataset_config: str | None
-    dataset_split: str
-    shots: int
-    metric: str
-    metric_name: str
-    # (lm-eval task, metric) to read, newest harness naming first; a ``*`` task is averaged.
-    sources: tuple[tuple[str, str], ...]
-
-
-LEADERBOARD_V1 = (
-    LeaderboardTask(
-        "arc", "AI2 Reasoning Challenge (25-Shot)", "ai2_arc", "ARC-Challenge", "test", 25,
-        "acc_norm", "normalized accuracy",
-        (("arc_challenge", "acc_norm"), ("hubkit_arc_challenge", "acc_norm")),
-    ),
-    LeaderboardTask(
-        "hellaswag", "HellaSwag (10-Shot)", "hellaswag", None, "validation", 10,
-        "acc_norm", "normalized accuracy", (("hellaswag", "acc_norm"), ("hubkit_hellaswag", "acc_norm")),
-    ),
-    LeaderboardTask(
-        "mmlu", "MMLU (5-Shot)", "cais/mmlu", "all", "test", 5,
-        "acc", "accuracy", (("mmlu", "acc"), ("hendrycksTest-*", "acc"), ("hubkit_mmlu", "acc")),
-    ),
-    LeaderboardTask(
-        "truthfulqa", "TruthfulQA (0-shot)", "truthful_qa", "multiple_choice", "validation", 0,
-        "mc2", "mc2", (("truthfulqa_mc2", "acc"), ("truthfulqa_mc", "mc2"), ("hubkit_truthfulqa_mc2", "acc")),
-    ),
-    LeaderboardTask(
-        "winogrande", "Winogrande (5-shot)", "winogrande", "winogrande_xl", "validation", 5,
-        "acc", "accuracy", (("winogrande", "acc"), ("hubkit_winogrande", "acc")),
-    ),
-    LeaderboardTask(
-        "gsm8k", "GSM8k (5-shot)", "gsm8k", "main", "test", 5, "acc", "accuracy",
-        (("gsm8k", "exact_match,strict-match"), ("hubkit_gsm8k", "exact_match,strict-match")),
-    ),
-)  # fmt: skip
+# How each benchmark was run and how the Hub names it, in the benchmarks' order.
+LEADERBOARD_V1: tuple[LeaderboardTask, ...] = tuple(b.leaderboard for b in BENCHMARKS.values())
 
 
 @dataclass(frozen=True)
@@ -153,5 +113,5 @@ def read_results_json(path: str | os.PathLike[str]) -> list[EvalScore]:
         raise HubkitError(f"{path}: missing field 'results' (an lm-eval-harness results JSON)")
     scores = [s for s in (_score(path, doc, task) for task in LEADERBOARD_V1) if s is not None]
     if not scores:
-        raise HubkitError(f"{path}: no ARC, HellaSwag, MMLU, TruthfulQA, Winogrande or GSM8K results in it")
+        raise HubkitError(f"{path}: no {titles()} results in it")
     return scores

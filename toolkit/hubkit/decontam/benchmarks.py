@@ -1,50 +1,24 @@
-"""Benchmark test sets as (question, gold answers) items: one small loader per benchmark.
+"""Benchmark test sets as (question, gold answers) items, loaded as the table says.
 
-Each benchmark is loaded from the Hub split the Open LLM Leaderboard (v1) scored, through
-``datasets``, or from a local file. A loader's row function reads both the Hub schema and the
-local formats (those of lm-evaluation-harness exports: ARC jsonl with ``query``/``choices``/
-``gold``, HellaSwag 6-line text, MMLU ``*_test.csv``, TruthfulQA.csv or mc_task.json, GSM8K
-jsonl). "The question" is the text a model is prompted with, without answer choices:
-
-| benchmark | Hub split | question | gold answer |
-|---|---|---|---|
-| arc | allenai/ai2_arc ARC-Challenge test | question | the correct choice's text |
-| hellaswag | Rowan/hellaswag validation | ``activity: context`` | the correct ending |
-| mmlu | cais/mmlu all test | question | the correct choice's text |
-| truthfulqa | truthfulqa/truthful_qa generation validation | question | best and other correct answers |
-| gsm8k | openai/gsm8k main test | question | the final number after ``####`` |
-
-(The leaderboard's ids ``ai2_arc``, ``hellaswag``, ``truthful_qa`` and ``gsm8k`` are the
-same repos under their older names.) A local source is a path; ``hub:ID[@REVISION]`` picks
-another Hub repo (a mirror, a pinned commit) with the same schema.
+Each leak-checked benchmark of ``hubkit.benchmarks.BENCHMARKS`` is loaded from the Hub split
+the Open LLM Leaderboard (v1) scored (its ``loader``), through ``datasets``, or from a local
+file, and each row read by the loader's row function (see that module for the formats). A
+local source is a path; ``hub:ID[@REVISION]`` picks another Hub repo (a mirror, a pinned
+commit) with the same schema.
 """
 
 from __future__ import annotations
 
 import os
-import re
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from ..artifacts import digest_of
+from ..benchmarks import BENCHMARKS, Item, Loader
 from ..errors import HubkitError, dataset_errors, hub_errors
 from ..portable import portable_ref
 from ..rows import read_records
-
-
-@dataclass(frozen=True)
-class Item:
-    """One benchmark question, its gold answer(s), and its wrong ones (the other choices):
-    a training output must show one of those to count as giving a different answer.
-    ``choices`` are a multiple-choice item's options in their order (for the views a training
-    row may copy, see ``views``)."""
-
-    question: str
-    answers: tuple[str, ...]
-    wrong: tuple[str, ...] = ()
-    choices: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -68,74 +42,6 @@ class Benchmark:
         }
 
 
-def _arc(row: dict[str, Any]) -> Item:
-    if "query" in row:  # lm-eval export: "Question: ...\nAnswer:"
-        question = row["query"].removeprefix("Question:").removesuffix("Answer:").strip()
-        return _choice_item(question, row["choices"], int(row["gold"]))
-    choices = row["choices"]
-    return _choice_item(row["question"].strip(), choices["text"], choices["label"].index(row["answerKey"]))
-
-
-def _choice_item(question: str, choices: list[Any], gold: int) -> Item:
-    """A multiple-choice item: the gold choice, and the others as its wrong answers."""
-    texts = [str(c) for c in choices]
-    return Item(question, (texts[gold],), tuple(texts[:gold] + texts[gold + 1 :]), tuple(texts))
-
-
-def _hellaswag_text(text: str) -> str:
-    """lm-evaluation-harness's HellaSwag preprocessing: WikiHow markup out."""
-    text = text.strip().replace(" [title]", ". ")
-    return re.sub(r"\s+", " ", re.sub(r"\[.*?\]", "", text)).strip()
-
-
-def _hellaswag(row: dict[str, Any]) -> Item:
-    if "query" in row:
-        question = row["query"]
-    else:
-        ctx = f"{row['ctx_a']} {row['ctx_b'].capitalize()}".strip()
-        question = _hellaswag_text(f"{row['activity_label']}: {ctx}")
-    return _choice_item(question, [_hellaswag_text(e) for e in row["endings"]], int(row["label"]))
-
-
-def _mmlu(row: dict[str, Any]) -> Item:
-    choices = row["choices"] if "choices" in row else [row[f"choice{i}"] for i in range(4)]
-    return _choice_item(row["question"].strip(), choices, int(row["answer"]))
-
-
-def _truthfulqa(row: dict[str, Any]) -> Item:
-    if "mc1_targets" in row:  # mc_task.json: {"question", "mc1_targets": {text: 0/1}}
-        targets = row["mc1_targets"]
-        if isinstance(targets, dict) and "choices" in targets:  # Hub multiple_choice config
-            targets = dict(zip(targets["choices"], targets["labels"], strict=True))
-        return Item(
-            row["question"].strip(),
-            tuple(text for text, label in targets.items() if label),
-            tuple(text for text, label in targets.items() if not label),
-        )
-    if "Question" in row:  # TruthfulQA.csv
-        best, correct = row["Best Answer"], row["Correct Answers"].split("; ")
-        wrong = row.get("Incorrect Answers") or ""
-        return Item(
-            row["Question"].strip(),
-            tuple(dict.fromkeys([best, *correct])),
-            tuple(wrong.split("; ") if wrong else ()),
-        )
-    return Item(
-        row["question"].strip(),
-        tuple(dict.fromkeys([row["best_answer"], *row["correct_answers"]])),
-        tuple(row.get("incorrect_answers") or ()),
-    )
-
-
-def gsm8k_final(answer: str) -> str:
-    """The final answer of a GSM8K solution: the number after ``####``."""
-    return answer.rsplit("####", 1)[-1].strip().replace(",", "")
-
-
-def _gsm8k(row: dict[str, Any]) -> Item:
-    return Item(row["question"].strip(), (gsm8k_final(row["answer"]),))
-
-
 def _read_hellaswag_txt(path: Path) -> list[dict[str, Any]]:
     """The 6-lines-per-item text export: context, gold label, 4 endings."""
     lines = path.read_text(encoding="utf-8").splitlines()
@@ -147,22 +53,8 @@ def _read_hellaswag_txt(path: Path) -> list[dict[str, Any]]:
     ]
 
 
-@dataclass(frozen=True)
-class Loader:
-    hub_id: str
-    config: str | None
-    split: str
-    row: Callable[[dict[str, Any]], Item]
-    numeric: bool = False
-
-
-LOADERS: dict[str, Loader] = {
-    "arc": Loader("allenai/ai2_arc", "ARC-Challenge", "test", _arc),
-    "hellaswag": Loader("Rowan/hellaswag", None, "validation", _hellaswag),
-    "mmlu": Loader("cais/mmlu", "all", "test", _mmlu),
-    "truthfulqa": Loader("truthfulqa/truthful_qa", "generation", "validation", _truthfulqa),
-    "gsm8k": Loader("openai/gsm8k", "main", "test", _gsm8k, numeric=True),
-}
+# The leak-checked benchmarks' loaders, by name.
+LOADERS: dict[str, Loader] = {key: b.loader for key, b in BENCHMARKS.items() if b.loader is not None}
 
 
 def _check_name(name: str) -> Loader:

@@ -41,6 +41,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import Any, get_args
 
+from ..benchmarks import BENCHMARKS, Rule
 from ..recipe import DecontamMethod, DecontamSection, default
 from .categories import numbers, words
 
@@ -49,23 +50,8 @@ METHODS: tuple[Method, ...] = get_args(Method)
 PLATYPUS_THRESHOLD: float = default(DecontamSection, "threshold")
 
 
-@dataclass(frozen=True)
-class Rule:
-    """One benchmark's two-stage parameters (see the module docstring)."""
-
-    candidate: float  # best-view cosine that makes a pair a candidate
-    sure: float  # best-view cosine that is a hit without further evidence
-    numbers: float  # share of the item's numbers the row must state (0: every candidate is a hit)
-
-
-_CHOICE = Rule(candidate=0.65, sure=0.8, numbers=0.75)
-RULES: dict[str, Rule] = {
-    "arc": _CHOICE,
-    "hellaswag": _CHOICE,
-    "mmlu": _CHOICE,
-    "truthfulqa": _CHOICE,
-    "gsm8k": Rule(candidate=0.78, sure=0.85, numbers=0.75),
-}
+# The multiview rule of each leak-checked benchmark (``hubkit.benchmarks``' table).
+RULES: dict[str, Rule] = {key: b.rule for key, b in BENCHMARKS.items() if b.rule is not None}
 
 _SPELLED = {
     "one": 1, "two": 2, "three": 3, "four": 4, "five": 5, "six": 6, "seven": 7, "eight": 8,

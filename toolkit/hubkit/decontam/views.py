@@ -24,7 +24,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from .benchmarks import Item
+from ..benchmarks import BENCHMARKS, Item
 
 View = Literal["item", "question", "passage", "choices", "ending"]
 VIEWS: tuple[View, ...] = ("item", "question", "passage", "choices", "ending")
@@ -32,9 +32,6 @@ PASSAGE_WORDS = 25
 # all-MiniLM-L6-v2 reads 256 word pieces: 120 words (~160-200 pieces) fit with room to spare.
 WINDOW_WORDS = 120
 WINDOW_STRIDE = 60
-# Benchmarks whose questions a row may copy with their choices. (HellaSwag's "choices" are four
-# endings of ~40 words: its ``ending`` view covers a row that copies the context and the gold one.)
-WITH_CHOICES = ("arc", "mmlu")
 
 
 def split_passage(text: str) -> tuple[str, str] | None:
@@ -63,10 +60,11 @@ def item_views(item: Item, benchmark: str) -> list[tuple[View, str]]:
         passage, question = split
         views.append(("question", question))
         views += [("passage", window) for window in windows(passage)]
-    if benchmark in WITH_CHOICES and item.choices:
+    extra = BENCHMARKS[benchmark].views
+    if "choices" in extra and item.choices:
         lettered = "\n".join(f"{chr(65 + i)}. {choice}" for i, choice in enumerate(item.choices))
         views.append(("choices", f"{question}\n{lettered}"))
-    if benchmark == "hellaswag" and item.answers:
+    if "ending" in extra and item.answers:
         views.append(("ending", f"{item.question} {item.answers[0]}"))
     seen: set[str] = set()
     return [(view, text) for view, text in views if not (text in seen or seen.add(text))]

@@ -1,0 +1,29 @@
+"""CLI flags made from the tables and the recipe models, not restated: the stage names of
+``--force``, and the recipe fields' descriptions, defaults and choices."""
+
+from __future__ import annotations
+
+from click.testing import CliRunner
+
+from hubkit.cli import cli, data_check
+from hubkit.pipeline import STAGES
+from hubkit.recipe import CATEGORIES, DecontamSection, EvalSection
+
+
+def _help(*command: str) -> str:
+    return " ".join(CliRunner().invoke(cli, [*command, "--help"]).output.split())
+
+
+def test_force_offers_the_pipeline_stages_and_refuses_another() -> None:
+    assert f"--force [{'|'.join(STAGES)}]" in _help("train-and-push")
+    result = CliRunner().invoke(cli, ["train-and-push", "missing.yaml", "--force", "nope"])
+    assert result.exit_code == 2 and "'nope' is not a stage (data-build, data-check," in result.output
+
+
+def test_recipe_flags_carry_the_fields_description_default_and_choices() -> None:
+    check = _help("data", "check")
+    threshold = DecontamSection.model_fields["threshold"].description
+    assert f"With --platypus: {threshold[0].lower()}{threshold[1:]} [default: 0.8, or the recipe's]" in check
+    keep = next(p for p in data_check.params if p.name == "keep")
+    assert tuple(keep.type.choices) == CATEGORIES
+    assert f"{EvalSection.model_fields['batch_size'].description} [default: auto]" in _help("eval")
