@@ -44,7 +44,7 @@ _QUIET_ENV = {
     "HF_DATASETS_DISABLE_PROGRESS_BARS": "1",
 }
 # Loggers of libraries that log progress or advice at INFO/WARNING level on hubkit's runs.
-_LIBRARY_LOGGERS = ("sentence_transformers", "accelerate", "peft", "trl", "torch.distributed")
+_LIBRARY_LOGGERS = ("sentence_transformers", "accelerate", "peft", "trl", "torch.distributed", "lm_eval")
 
 
 def verbose_from_env() -> bool:
