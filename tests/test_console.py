@@ -146,3 +146,23 @@ def test_verbose_and_quiet_together_are_refused(monkeypatch, tmp_path, capsys):
     with pytest.raises(SystemExit) as exit_:
         cli.main()
     assert exit_.value.code == 2 and "give --verbose or --quiet, not both" in capsys.readouterr().err
+
+
+def test_a_push_shows_a_bar_of_the_bytes_sent(local_hub, tmp_path, monkeypatch):
+    """While huggingface_hub uploads, a bar counts bytes (it moves as each large file lands) and
+    ends at the bytes the push sent, with the rate."""
+    from hubkit import console as console_module
+    from hubkit.publish import push_folder
+
+    folder = tmp_path / "artifact"
+    folder.mkdir()
+    (folder / "README.md").write_text("# bytes\n")
+    for i in range(2):
+        (folder / f"assets-{i}.tar").write_bytes(os.urandom(1_500_000))
+    out = io.StringIO()
+    log = Console(NORMAL, stream=out, interactive=False, interval=0)
+    monkeypatch.setattr(console_module, "_current", log)
+    result = push_folder(folder, "alice/console-bytes")
+    sent = [line.split(": ", 1)[1].split(" [")[0] for line in out.getvalue().splitlines()]
+    assert "1.50M/3.00MB" in sent and sent[-1] == "3.00M/3.00MB", out.getvalue()
+    assert result.uploaded_bytes == 3_000_008 and "B/s]" in out.getvalue().splitlines()[-1]

@@ -37,6 +37,7 @@ FILES = {
 FAST = ["arc", "hellaswag", "truthfulqa"]  # MMLU (57 subjects) and GSM8K (generation) run in bench_eval
 LIMIT = 3
 CARD_FIXTURES = Path(__file__).parent / "fixtures" / "cards"
+TINY_RECIPE = Path(__file__).resolve().parents[1] / "recipes" / "tiny.yaml"
 
 
 @pytest.fixture(scope="module")
@@ -121,6 +122,23 @@ def test_card_model_index_from_the_eval_artifact(scored: Path, tmp_path: Path) -
         card_context("adapter", adapter, scored)
 
 
+def test_the_train_and_push_summary_shows_each_models_scores(scored: Path) -> None:
+    """The summary's scores: a row per model the eval stage scored, its average then each task."""
+    from hubkit.evaluate import EvalResult, RecipeEval
+    from hubkit.pipeline import PipelineResult
+    from hubkit.recipe import load_recipe
+
+    manifest = EvalManifest.read(scored)
+    results = {label: EvalResult(scored, manifest, reused=False) for label in ("merged", "adapter", "base")}
+    summary = PipelineResult(load_recipe(TINY_RECIPE), evaluation=RecipeEval(results, None)).summary()
+    lines = summary.splitlines()
+    table = lines.index(next(line for line in lines if line.startswith("model ")))
+    assert lines[table].split() == ["model", "average", *FAST]
+    expected = [f"{manifest.average:.2f}", *(f"{t.score:.2f}" for t in manifest.tasks)]
+    assert [line.split() for line in lines[table + 1 : table + 4]] == [[m, *expected] for m in results]
+    assert lines[table + 4] == f"partial: at most {LIMIT} items per task (eval.limit)"
+
+
 def test_adapter_is_scored_through_peft(tiny_llama: Path, tmp_path: Path) -> None:
     import torch
     from peft import LoraConfig, get_peft_model
@@ -200,9 +218,8 @@ def test_task_configs_carry_the_leaderboard_settings() -> None:
 def _eval_recipe(*sets: str):
     from hubkit.recipe import load_recipe
 
-    recipe = Path(__file__).resolve().parents[1] / "recipes" / "tiny.yaml"
     fast = ["training.max_steps=6", "training.save_steps=3", "eval.tasks=[arc]", "eval.limit=2"]
-    return load_recipe(recipe, [*fast, "eval.batch_size=4", *sets])
+    return load_recipe(TINY_RECIPE, [*fast, "eval.batch_size=4", *sets])
 
 
 @pytest.mark.slow

@@ -294,9 +294,17 @@ def test_offline_main_job_resumes_after_a_kill(tmp_path):
     assert "merged model and adapter logits equal the local ones" in progress[loaded]
     assert progress[loaded + 1].startswith("Generation from") and len(progress) == loaded + 2
     assert [line.split()[0] for line in lines[table + 1 : table + 1 + len(STAGES)]] == list(STAGES)
-    assert "Next: load what was pushed" in lines
-    assert "datasets.load_dataset('hubkit/tiny-dataset'" in lines[-3]
-    assert "PeftModel.from_pretrained" in lines[-1] and "revision='v0.1.0'" in lines[-1]
+    assert progress[1].split()[3:] == ["300", "rows", "(0", "duplicates", "removed)"]
+    steps = lines[lines.index("Next: load what was pushed") + 1 :]
+    assert "datasets.load_dataset('hubkit/tiny-dataset'" in steps[2]
+    assert "PeftModel.from_pretrained" in steps[4] and "revision='v0.1.0'" in steps[4]
+    assert steps[-3:] == [  # repo ids and tags only: no local absolute path, no user name
+        "  hubkit verify dataset hubkit/tiny-dataset --revision v0.1.0",
+        "  hubkit verify adapter hubkit/tiny-adapter --revision v0.1.0 --dataset hubkit/tiny-dataset "
+        "--dataset-revision v0.1.0",
+        "  hubkit verify merged hubkit/tiny-merged --revision v0.1.0",
+    ]
+    assert not any(str(tmp_path) in line or str(Path.home()) in line for line in steps), steps
     with LocalHub(tmp_path / "hub") as hub:
         api = HfApi(endpoint=hub.endpoint)
         assert {m.id for m in api.list_models()} >= {"hubkit/tiny-adapter", "hubkit/tiny-merged"}

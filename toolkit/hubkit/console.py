@@ -44,7 +44,7 @@ _QUIET_ENV = {
     "HF_DATASETS_DISABLE_PROGRESS_BARS": "1",
 }
 # Loggers of libraries that log progress or advice at INFO/WARNING level on hubkit's runs.
-_LIBRARY_LOGGERS = ("sentence_transformers", "accelerate", "peft", "trl", "torch.distributed")
+_LIBRARY_LOGGERS = ("sentence_transformers", "accelerate", "peft", "trl", "torch.distributed", "lm_eval")
 
 
 def verbose_from_env() -> bool:
@@ -120,6 +120,7 @@ class Console:
                 iterable, total=total, desc=desc, leave=False, file=self.out, dynamic_ncols=True, **kwargs
             )
         prefix = f"{self.stage}: " if self.stage and self.stage != desc else ""
+        units = "{unit}" if kwargs.get("unit_scale") else " {unit}s"  # 1.2M/4.6MB; 3/60 steps
         return tqdm(
             iterable,
             total=total,
@@ -129,7 +130,7 @@ class Console:
             mininterval=self.interval,
             maxinterval=self.interval,
             leave=False,
-            bar_format="{desc}: {n_fmt}/{total_fmt} {unit}s [{elapsed}, {rate_fmt}{postfix}]",
+            bar_format="{desc}: {n_fmt}/{total_fmt}" + units + " [{elapsed}, {rate_fmt}{postfix}]",
             **kwargs,
         )
 

@@ -18,7 +18,7 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .artifacts import list_files
 from .cards import CARD_KINDS, write_card
@@ -26,6 +26,10 @@ from .console import console
 from .errors import HubkitError, NotVerified
 from .publish import PushResult, RepoType, preflight_push, upload
 from .recipe import Recipe
+from .schemas import DatasetManifest
+
+if TYPE_CHECKING:
+    from .evaluate import RecipeEval
 
 STAGES = ("data-build", "data-check", "train", "merge", "verify", "eval", "cards", "push")
 # (role, hub.KEY, repo type) of each artifact published, from the card kinds' table
@@ -56,11 +60,14 @@ class PipelineResult:
     artifacts: dict[str, Path] = field(default_factory=dict)
     stages: list[StageRecord] = field(default_factory=list)
     pushes: dict[str, PushResult] = field(default_factory=dict)
+    evaluation: RecipeEval | None = None  # the eval stage's, when the recipe has eval.tasks
 
     def summary(self) -> str:
-        """The closing table: time per stage, then repos, commits, sizes and URLs."""
+        """The closing table: time per stage, the scores, then repos, commits, sizes and URLs."""
         lines = [f"{'stage':<11} {'status':<9} {'time':>8}  detail"]
         lines += [s.row() for s in self.stages]
+        if scores := self.scores():
+            lines += ["", *scores]
         if self.pushes:
             lines += ["", f"{'artifact':<8} {'repo':<40} {'commit':<12} {'sent':>12}  url"]
             for role, push in self.pushes.items():
@@ -70,9 +77,36 @@ class PipelineResult:
                 )
         return "\n".join(lines)
 
+    def scores(self) -> list[str]:
+        """The eval stage's scores (percent): one row per model, its average then each task
+        (none when the stage did not run)."""
+        if self.evaluation is None:
+            return []
+        results = self.evaluation.results
+        keys = list(dict.fromkeys(t.key for r in results.values() for t in r.manifest.tasks))
+        columns = ["average", *keys]
+        width = max(len("model"), *map(len, results))
+
+        def row(label: str, cells: list[str]) -> str:
+            return f"{label:<{width}}" + "".join(
+                f" {c:>{max(len(k), 6)}}" for k, c in zip(columns, cells, strict=True)
+            )
+
+        lines = [row("model", columns)]
+        for label, result in results.items():
+            got = {t.key: f"{t.score:.2f}" for t in result.manifest.tasks}
+            if result.manifest.average is not None:
+                got["average"] = f"{result.manifest.average:.2f}"
+            lines.append(row(label, [got.get(k, "-") for k in columns]))
+        limits = {r.manifest.limit for r in results.values()} - {None}
+        if limits:
+            lines.append(f"partial: at most {max(limits)} items per task (eval.limit)")
+        return lines
+
     def next_steps(self, serve: str | None = None) -> str:
-        """How to load the pushed repos with the stock libraries, at their tags (else commits);
-        ``serve``: the local Hub folder, which must be served again for them."""
+        """How to load the pushed repos with the stock libraries and re-derive their claims with
+        ``hubkit verify``, at their tags (else commits); ``serve``: the local Hub folder, which must
+        be served again for them. Local folders are named relative to the working directory."""
         from .train import TINY_LLAMA
 
         (data, data_rev), (adapter, adapter_rev), (merged, merged_rev) = (
@@ -81,10 +115,12 @@ class PipelineResult:
         base = self.recipe.model.name_or_path
         if base == TINY_LLAMA:
             base = str(self.recipe.run_dir() / "base-model")
+        elif Path(folder := merge_ref(self.recipe, base)).is_dir():
+            base = os.path.relpath(folder)
         lines = ["", "Next: load what was pushed"]
         if serve is not None:
             lines += [
-                f"  hubkit hub serve --root {serve} --port 8080   # then, in another shell:",
+                f"  hubkit hub serve --root {os.path.relpath(serve)} --port 8080   # then, in another shell:",
                 "  export HF_ENDPOINT=http://127.0.0.1:8080 HF_HUB_DISABLE_XET=1",
             ]
         model = "from transformers import AutoModelForCausalLM as M"
@@ -94,6 +130,11 @@ class PipelineResult:
             f"  python -c \"{model}; print(M.from_pretrained('{merged}', revision='{merged_rev}'))\"",
             f"  python -c \"{model}; from peft import PeftModel; print(PeftModel.from_pretrained("
             f"M.from_pretrained('{base}'), '{adapter}', revision='{adapter_rev}'))\"",
+            "Then re-derive each card's claims from the repo's files:",
+            f"  hubkit verify dataset {data} --revision {data_rev}",
+            f"  hubkit verify adapter {adapter} --revision {adapter_rev} "
+            f"--dataset {data} --dataset-revision {data_rev}",
+            f"  hubkit verify merged {merged} --revision {merged_rev}",
         ]
         return "\n".join(lines)
 
@@ -210,7 +251,10 @@ def train_and_push(
         before = _stamp(run / "dataset")
         dataset = build_dataset(recipe, run / "dataset", force="data-build" in force)
         note["status"] = "skipped" if _stamp(dataset) == before else "ran"
-        note["detail"] = str(dataset)
+        built = DatasetManifest.read(dataset)
+        dedup = built.dedup
+        removed = f" ({dedup.removed_exact + dedup.removed_near} duplicates removed)" if dedup else ""
+        note["detail"] = f"{built.rows} rows{removed}"
     with stage("data-check") as note:
         before = _stamp(run / "dataset-clean")
         check = check_recipe(recipe, dataset, run / "dataset-clean", force="data-check" in force)
@@ -313,6 +357,7 @@ def train_and_push(
                 recipe, merged, trained.out, base, inputs, force="eval" in force, echo=echo
             )
             scores = {role: evaluation.results[role].folder for role in ("adapter", "merged")}
+            result.evaluation = evaluation
             result.artifacts |= {f"eval-{label}": r.folder for label, r in evaluation.results.items()}
             reused = all(r.reused for r in evaluation.results.values())
             refused = evaluation.refused

@@ -5,7 +5,8 @@ which a caller publishing several repos runs for all of them before uploading an
 pre-flight refuses a folder that holds a symbolic link or a credential, a hubkit artifact its
 gate refuses (``gates``: claims recomputed from the files), weights or data without a hubkit
 manifest (unless ``no_gate``), card metadata the Hub rejects or a reused version tag, with reads only;
-the upload sends only what changed (an unchanged folder makes no commit and sends 0 bytes),
+the upload sends only what changed (an unchanged folder makes no commit and sends 0 bytes;
+a bar counts the bytes as large files land),
 makes the remote mirror the folder in a single commit whose parent is pinned (a concurrent
 writer makes it fail rather than silently interleave), and then checks the round trip: the
 remote file list and every file's sha256 equal the local ones.
@@ -24,6 +25,7 @@ from pathlib import Path
 from typing import Any, Literal, TypeVar
 
 from .artifacts import sha256_file
+from .console import console
 from .credentials import credential_in
 from .endpoint import current_endpoint, disable_xet_if_local
 from .errors import HubkitError
@@ -41,6 +43,7 @@ NO_GATE_COMMIT = "Pushed with --no-gate: no hubkit gate checked these files."
 # Never uploaded: VCS and client bookkeeping.
 IGNORED = (".git/*", ".cache/*", "*/__pycache__/*", "__pycache__/*", ".DS_Store")
 _CHUNK = 1 << 20
+_OWN_CALL = 1 << 20  # a file this large is uploaded before the commit, by a call of its own
 
 
 @dataclass(frozen=True)
@@ -378,20 +381,26 @@ def _push_once(api, plan: PushPlan, private: bool | None, commit_message: str | 
     _check_tag(plan, tags, parent, changed, deleted)  # again: the tag may have appeared since the pre-flight
     commit, created = parent, False
     if changed or deleted:
-        operations = [
-            CommitOperationAdd(path_in_repo=rel, path_or_fileobj=str(local[rel])) for rel in changed
-        ]
-        operations += [CommitOperationDelete(path_in_repo=rel) for rel in deleted]
+        sizes = {rel: local[rel].stat().st_size for rel in changed}
+        additions = [CommitOperationAdd(path_in_repo=rel, path_or_fileobj=str(local[rel])) for rel in changed]
         message = commit_message or f"Upload {plan.root.resolve().name} with hubkit"
-        info = api.create_commit(
-            repo_id,
-            operations,
-            commit_message=f"{message} (--no-gate)" if plan.no_gate else message,
-            commit_description=NO_GATE_COMMIT if plan.no_gate else None,
-            repo_type=repo_type,
-            revision=branch,
-            parent_commit=parent,
-        )
+        with console().progress(total=sum(sizes.values()), desc=repo_id, unit="B", unit_scale=True) as bar:
+            # A large file goes up by a call of its own, so the bar moves as each one lands;
+            # create_commit then sends the rest with the commit (the files preuploaded are skipped).
+            for op in additions:
+                if sizes[op.path_in_repo] >= _OWN_CALL:
+                    api.preupload_lfs_files(repo_id, [op], repo_type=repo_type, revision=branch)
+                    bar.update(sizes[op.path_in_repo])
+            info = api.create_commit(
+                repo_id,
+                [*additions, *(CommitOperationDelete(path_in_repo=rel) for rel in deleted)],
+                commit_message=f"{message} (--no-gate)" if plan.no_gate else message,
+                commit_description=NO_GATE_COMMIT if plan.no_gate else None,
+                repo_type=repo_type,
+                revision=branch,
+                parent_commit=parent,
+            )
+            bar.update(bar.total - bar.n)
         commit, created = info.oid, True
     if tag is not None and tag not in tags:
         api.create_tag(repo_id, tag=tag, revision=commit, repo_type=repo_type)

@@ -85,13 +85,14 @@ def find_hits(
     texts = [question_text(row) for row in rows]
     owner = list(range(len(rows))) + [i for i, row in enumerate(rows) if row["input"]]
     queries = texts + [rows[i]["instruction"] for i in owner[len(rows) :]]
-    train = embedder.embed(queries, desc="Embedding training rows")
     columns: list[tuple[Benchmark, int, str, str]] = []  # (benchmark, item, view, text)
     for bench in benchmarks:
         for j, item in enumerate(bench.items):
             views = item_views(item, bench.name) if method == "multiview" else [("item", item.question)]
             columns.extend((bench, j, view, text) for view, text in views)
-    vectors = embedder.embed([c[3] for c in columns], desc="Embedding benchmark views")
+    # one call, so the check shows one bar
+    embedded = embedder.embed(queries + [c[3] for c in columns], desc="Embedding rows and benchmark views")
+    train, vectors = embedded[: len(queries)], embedded[len(queries) :]
     cut = {b.name: threshold if method == "platypus" else RULES[b.name].candidate for b in benchmarks}
     best: dict[tuple[int, str, int], tuple[float, int]] = {}
     for q, col, score in similar_pairs(train, vectors, min(cut.values())):
