@@ -60,6 +60,13 @@ def _config(root: Path, method: str, **extra) -> Path:
     config: dict = {"merge_method": method, "base_model": "base", "dtype": "float32"}
     if method == "slerp":
         config |= {"models": [{"model": "base"}, {"model": "a"}], "parameters": {"t": 0.3}}
+    elif method == "model_stock":
+        config["models"] = [{"model": "a"}, {"model": "b"}]
+    elif method == "passthrough":  # a frankenmerge: 3 layers stacked from two 2-layer models
+        config = {"merge_method": "passthrough", "dtype": "float32", "slices": [
+            {"sources": [{"model": "a", "layer_range": [0, 2]}]},
+            {"sources": [{"model": "b", "layer_range": [1, 2], "parameters": {"scale": 0.5}}]},
+        ]}  # fmt: skip
     elif method == "linear":
         config = {"merge_method": "linear", "models": [
             {"model": "a", "parameters": {"weight": 0.7}}, {"model": "b", "parameters": {"weight": 0.3}}
@@ -87,15 +94,31 @@ def _perturb_one(folder: Path, name: str) -> None:
     save_file(tensors, file, metadata={"format": "pt"})
 
 
-@pytest.mark.parametrize("method", ["linear", "ties", "dare_ties", "slerp"])
+@pytest.mark.parametrize(
+    "method",
+    [
+        "linear",
+        "ties",
+        "dare_ties",
+        "dare_linear",
+        "slerp",
+        "breadcrumbs",
+        "breadcrumbs_ties",
+        "della",
+        "della_linear",
+        "model_stock",
+        "passthrough",
+    ],
+)
 def test_config_merge_loads_verifies_and_fails_when_a_tensor_changes(models, tmp_path, method):
     out = merge_config(_config(models, method), tmp_path / method)
     assert not (out / "README.md").exists()  # mergekit's card (local paths) is not written
     model = AutoModelForCausalLM.from_pretrained(out)
     assert model.config.model_type == "llama"
+    assert model.config.num_hidden_layers == (3 if method == "passthrough" else 2)
     provenance = read_json(out / "provenance.json")
     assert provenance["engine"] == "mergekit" and provenance["method"] == method
-    assert provenance["seed"] == (0 if method == "dare_ties" else None)
+    assert provenance["seed"] == (0 if method.startswith(("dare", "della")) else None)
 
     result = verify_merge(out)
     assert result["passed"], result["problems"]
