@@ -1,8 +1,9 @@
 """The model-merge formulas, written from their papers, for the verification's recomputation.
 
 mergekit runs TIES, DARE, SLERP, breadcrumbs, DELLA, Model Stock and passthrough;
-``hubkit verify merge`` recomputes sampled tensors of its output with these functions, which share no code with mergekit, so a wrong
-merge (an engine bug, a tensor changed afterwards) shows as a difference. Each takes the
+``hubkit verify merge`` recomputes sampled tensors of its output with these functions, which
+share no code with mergekit, so a wrong merge (an engine bug, a tensor changed afterwards)
+shows as a difference. Each takes the
 resolved settings of one tensor (``Settings``), the base tensor (or None) and the other
 models' tensors in the configuration's order, and returns the merged tensor in fp32.
 
@@ -183,8 +184,7 @@ def _dare(s: Settings, base: Any, tensors: list[Any], consensus: bool) -> Any:
         raise ValueError("a DARE merge is recomputed from its seed; none was recorded")
     torch.manual_seed(tensor_seed(s.seed, s.name))
     deltas = [
-        _dropped(_delta(t, base), d, s.rescale, t.dtype)
-        for t, d in zip(tensors, s.densities, strict=True)
+        _dropped(_delta(t, base), d, s.rescale, t.dtype) for t, d in zip(tensors, s.densities, strict=True)
     ]
     return _combine(s, base, deltas, consensus=consensus)
 
