@@ -81,8 +81,8 @@ def _config(root: Path, method: str, **extra) -> Path:
     return path
 
 
-def _perturb_one(folder: Path, name: str) -> None:
-    """Add 1e-3 to one tensor of a merged model, in place (another tool's edit)."""
+def _perturb_one(folder: Path, name: str, by: float = 1e-3) -> None:
+    """Add ``by`` to one tensor of a merged model, in place (another tool's edit)."""
     index = (
         read_json(folder / "model.safetensors.index.json")["weight_map"]
         if (folder / "model.safetensors.index.json").is_file()
@@ -90,7 +90,7 @@ def _perturb_one(folder: Path, name: str) -> None:
     )
     file = folder / (index[name] if index else "model.safetensors")
     tensors = load_file(file)
-    tensors[name] = tensors[name] + 1e-3
+    tensors[name] = tensors[name] + by
     save_file(tensors, file, metadata={"format": "pt"})
 
 
@@ -246,6 +246,61 @@ def test_unverified_needs_an_override_which_is_recorded(tiny_llama, models, tmp_
     gate = read_json(out / "provenance.json")["taint_gate"]
     assert [r["override"] for r in gate["inputs"]] == [True, False]
     assert "/" not in yaml.safe_load((out / "mergekit_config.yml").read_text())["base_model"]
+
+
+def _fails_when_perturbed(out: Path, name: str, by: float = 1e-3) -> None:
+    _perturb_one(out, name, by)
+    result = verify_merge(out)
+    assert not result["passed"] and result["problems"][0].startswith(f"{name}: differs from its")
+
+
+def test_configured_dtypes_and_a_linear_base_are_recomputed(models, tmp_path):
+    """Inputs are cast to the config's dtype and the output to its out_dtype; the check
+    expects and recomputes in those. A linear config listing its base_model merges it as an input."""
+    name = "model.layers.0.self_attn.q_proj.weight"
+    config = yaml.safe_load(_config(models, "ties").read_text()) | {"dtype": "bfloat16"}
+    out = merge_config(config, tmp_path / "bf16", base_dir=models)
+    result = verify_merge(out)
+    assert result["passed"], result["problems"]
+    assert result["dtype"] == "BF16" and len(result["recomputed_tensors"]) == 21
+    _fails_when_perturbed(out, name, by=0.1)  # beyond bf16's rounding
+
+    config = yaml.safe_load(_config(models, "linear").read_text())
+    config |= {"base_model": "base", "dtype": "float32", "out_dtype": "float16"}
+    config["models"].append({"model": "base", "parameters": {"weight": 0.5}})
+    out = merge_config(config, tmp_path / "linear", base_dir=models)
+    result = verify_merge(out)
+    assert result["passed"], result["problems"]
+    assert result["dtype"] == "F16" and result["recompute_max_abs_diff"] < 1e-3
+    _fails_when_perturbed(out, name, by=0.05)
+
+
+def test_a_frankenmerge_of_models_of_other_depths_is_verified_by_its_slice_map(models, tmp_path):
+    from hubkit.tiny import build_tiny_llama, sample_corpus
+
+    deep = _card(build_tiny_llama(tmp_path / "deep", sample_corpus(), num_layers=3, max_shard_size="100KB"))
+    shutil.copytree(models / "a", tmp_path / "a")
+    config = {
+        "merge_method": "passthrough",
+        "slices": [
+            {"sources": [{"model": "a", "layer_range": [0, 2]}]},
+            {"sources": [{"model": "deep", "layer_range": [1, 3]}]},
+        ],
+    }
+    out = merge_config(config, tmp_path / "out", base_dir=tmp_path)
+    assert AutoModelForCausalLM.from_pretrained(out).config.num_hidden_layers == 4
+    result = verify_merge(out)
+    assert result["passed"], result["problems"]
+    # output layer 3 is deep's layer 2, the final norm is deep's, the embeddings a's
+    merged = load_file(out / "model.safetensors") if (out / "model.safetensors").is_file() else None
+    assert merged is None or "model.layers.3.mlp.up_proj.weight" in merged
+    _fails_when_perturbed(out, "model.layers.3.mlp.up_proj.weight")
+    # a models configuration still needs one depth
+    config = {"merge_method": "linear", "models": [{"model": "a"}, {"model": "deep"}]}
+    with pytest.raises(HubkitError, match="deep: has extra tensor model.layers.2"):
+        merge_config(config, tmp_path / "linear", base_dir=tmp_path)
+    with pytest.raises(HubkitError, match="--seed: merge_method passthrough draws no random masks"):
+        merge_config(config | {"merge_method": "passthrough"}, tmp_path / "x", base_dir=tmp_path, seed=3)
 
 
 def test_different_architectures_and_lora_references_are_refused(models, tmp_path):

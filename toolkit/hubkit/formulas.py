@@ -140,21 +140,26 @@ def _magnitude_pruned(delta: Any, density: float, epsilon: float, rescale: bool,
 
 def _combine(s: Settings, base: Any, deltas: list[Any], consensus: bool) -> Any:
     """base + lambda * (weighted deltas, keeping with ``consensus`` only entries whose sign is
-    the sign of their sum), divided by the weights kept when normalized."""
+    the sign of their sum), divided by the weights kept when normalized.
+
+    Computed in the merge's dtype (the base's: the configuration's ``dtype``), weights included,
+    as the merge is: in bf16 a sum near zero may elect another sign than in fp32."""
     import torch
 
-    weighted = torch.stack([w * d for w, d in zip(s.weights, deltas, strict=True)])
-    weights = torch.tensor(list(s.weights)).reshape(-1, *([1] * deltas[0].dim())).expand_as(weighted)
+    dtype = base.dtype
+    shape = (-1, *([1] * deltas[0].dim()))
+    weights = torch.tensor(list(s.weights), dtype=dtype).reshape(shape)
+    weighted = torch.stack([d.to(dtype) for d in deltas]) * weights
     if consensus:
-        elected = torch.where(weighted.sum(0) >= 0, 1.0, -1.0)
-        keep = (weighted.sign() == elected).float()
+        elected = torch.where(weighted.sum(0) >= 0, 1, -1).to(dtype)
+        keep = (weighted.sign() == elected).to(dtype)
     else:
         keep = torch.ones_like(weighted)
     merged = (weighted * keep).sum(0)
     if s.normalize:
         divisor = (weights * keep).sum(0)
-        merged = merged / torch.where(divisor.abs() < 1e-8, 1.0, divisor)
-    return base.float() + s.lam * merged
+        merged = merged / torch.where(divisor.abs() < 1e-8, 1, divisor)
+    return (base + merged * s.lam).float()
 
 
 def task_arithmetic(s: Settings, base: Any, tensors: list[Any]) -> Any:
