@@ -18,6 +18,7 @@ from hubkit.artifacts import read_json
 from hubkit.cards import write_card
 from hubkit.errors import HubkitError
 from hubkit.merge import merge_config, merge_models, require_verified, verify_merge
+from hubkit.merge.checkpoint import Checkpoint
 from hubkit.publish import push_folder
 from hubkit.recipe import recipe_from_dict
 
@@ -278,7 +279,7 @@ def test_configured_dtypes_and_a_linear_base_are_recomputed(models, tmp_path):
 def test_a_frankenmerge_of_models_of_other_depths_is_verified_by_its_slice_map(models, tmp_path):
     from hubkit.tiny import build_tiny_llama, sample_corpus
 
-    deep = _card(build_tiny_llama(tmp_path / "deep", sample_corpus(), num_layers=3, max_shard_size="100KB"))
+    _card(build_tiny_llama(tmp_path / "deep", sample_corpus(), num_layers=3, max_shard_size="100KB"))
     shutil.copytree(models / "a", tmp_path / "a")
     config = {
         "merge_method": "passthrough",
@@ -291,9 +292,15 @@ def test_a_frankenmerge_of_models_of_other_depths_is_verified_by_its_slice_map(m
     assert AutoModelForCausalLM.from_pretrained(out).config.num_hidden_layers == 4
     result = verify_merge(out)
     assert result["passed"], result["problems"]
-    # output layer 3 is deep's layer 2, the final norm is deep's, the embeddings a's
-    merged = load_file(out / "model.safetensors") if (out / "model.safetensors").is_file() else None
-    assert merged is None or "model.layers.3.mlp.up_proj.weight" in merged
+    # output layers 0-1 are a's, 2-3 deep's 1-2; the embeddings a's, the final norm deep's
+    merged, a, deep = (Checkpoint(f) for f in (out, tmp_path / "a", tmp_path / "deep"))
+    for got, want in [
+        (merged.get("model.layers.1.mlp.up_proj.weight"), a.get("model.layers.1.mlp.up_proj.weight")),
+        (merged.get("model.layers.3.mlp.up_proj.weight"), deep.get("model.layers.2.mlp.up_proj.weight")),
+        (merged.get("model.embed_tokens.weight"), a.get("model.embed_tokens.weight")),
+        (merged.get("model.norm.weight"), deep.get("model.norm.weight")),
+    ]:
+        assert torch.equal(got, want)
     _fails_when_perturbed(out, "model.layers.3.mlp.up_proj.weight")
     # a models configuration still needs one depth
     config = {"merge_method": "linear", "models": [{"model": "a"}, {"model": "deep"}]}
