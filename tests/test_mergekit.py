@@ -276,6 +276,29 @@ def test_configured_dtypes_and_a_linear_base_are_recomputed(models, tmp_path):
     _fails_when_perturbed(out, name, by=0.05)
 
 
+def test_gradients_and_filters_are_resolved_per_tensor(models, tmp_path):
+    """mergekit's own SLERP example (t by filter, a gradient over the layers) and a TIES model
+    whose weight is a gradient and density a filter: every tensor recomputed with its value."""
+    gradient = [0, 0.5, 0.3, 0.7, 1]
+    t = [
+        {"filter": "self_attn", "value": gradient},
+        {"filter": "mlp", "value": gradient[::-1]},
+        {"value": 0.5},
+    ]
+    slerp = yaml.safe_load(_config(models, "slerp").read_text()) | {"parameters": {"t": t}}
+    ties = yaml.safe_load(_config(models, "ties").read_text())
+    ties["models"][0]["parameters"] = {
+        "weight": [0.2, 0.9],
+        "density": [{"filter": "mlp", "value": 0.3}, {"value": [0.9, 0.5]}],
+    }
+    for config in (slerp, ties):
+        out = merge_config(config, tmp_path / config["merge_method"], base_dir=models)
+        result = verify_merge(out)
+        assert result["passed"], result["problems"]
+        assert len(result["recomputed_tensors"]) == 21 and result["recompute_max_abs_diff"] < 1e-6
+    _fails_when_perturbed(out, "model.layers.1.mlp.gate_proj.weight")
+
+
 def test_a_frankenmerge_of_models_of_other_depths_is_verified_by_its_slice_map(models, tmp_path):
     from hubkit.tiny import build_tiny_llama, sample_corpus
 

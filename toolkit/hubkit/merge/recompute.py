@@ -43,14 +43,21 @@ class NotRecomputable(Exception):
     """The merge's parameters cannot be resolved per tensor here (the reason is the message)."""
 
 
+# where a parameter is set, highest precedence first (a source's, its slice's, the
+# configuration's, the method's defaults); the first that gives a value for a tensor wins
+Scopes = tuple[Mapping[str, Any], ...]
+
+
 @dataclass(frozen=True)
 class Source:
     """What one output tensor is made of: (folder, tensor name) of the base, if any, and of
-    each other input with its parameters; the parameters shared by all inputs."""
+    each other input with its parameters; the parameters shared by all inputs; the tensor's
+    position in its slice (0 to 1 over its layers; 0 outside them), where gradients are read."""
 
     base: tuple[Path, str] | None
-    others: tuple[tuple[Path, str, Mapping[str, Any]], ...]
-    shared: Mapping[str, Any]
+    others: tuple[tuple[Path, str, Scopes], ...]
+    shared: Scopes
+    position: float = 0.0
 
     def first(self) -> tuple[Path, str]:
         """The input whose shape and (unless the configuration casts) dtype the output has."""
@@ -75,10 +82,42 @@ def sample(names: list[str], count: int = SAMPLE) -> list[str]:
     return [names[int(i * step)] for i in range(count)]
 
 
-def _scalar(value: Any, what: str) -> Any:
-    if value is None or isinstance(value, (bool, int, float)):
+def _evaluate(value: Any, tensor: str, position: float) -> Any:
+    """A parameter's value for one tensor, as mergekit documents its settings: a scalar as
+    written; a list of numbers is a gradient, interpolated linearly at ``position`` (a list
+    of other values: the entry at that position); a list of ``{filter, value}`` conditions
+    gives the value of the first whose filter is part of the tensor's name (none or ``*``:
+    any); None when nothing applies."""
+    if value is None or isinstance(value, (bool, int, float, str)):
         return value
-    raise NotRecomputable(f"{what} varies per tensor (a gradient or filter): not recomputed")
+    if isinstance(value, dict):
+        value = [value]
+    if not isinstance(value, list):
+        raise NotRecomputable(f"unexpected parameter setting {value!r}: not recomputed")
+    if not value:
+        return None
+    if all(isinstance(v, dict) for v in value):
+        for condition in value:
+            pattern = condition.get("filter")
+            if pattern in (None, "*") or pattern in tensor:
+                return _evaluate(condition.get("value"), tensor, position)
+        return None
+    if not all(isinstance(v, (bool, int, float, str)) for v in value):
+        raise NotRecomputable(f"unexpected parameter setting {value!r}: not recomputed")
+    at = position * (len(value) - 1)
+    if not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in value):
+        return value[int(at)]
+    low = int(at)
+    high = min(len(value) - 1, low + 1)
+    return (1 - (at - low)) * value[low] + (at - low) * value[high]
+
+
+def _resolve(scopes: Scopes, key: str, tensor: str, position: float, default: Any) -> Any:
+    """The first value ``scopes`` give ``key`` for ``tensor``, else ``default``."""
+    for scope in scopes:
+        if key in scope and (value := _evaluate(scope[key], tensor, position)) is not None:
+            return value
+    return default
 
 
 def _torch_dtype(name: str | None) -> str | None:
@@ -110,22 +149,20 @@ def _layer_name(name: str, index: int) -> str:
 def _sources(
     sources: list[dict[str, Any]],
     base: str | None,
-    params: tuple[Mapping[str, Any], ...],
+    shared: Scopes,
     method: str,
     folder_of: Callable[[str], Path],
     name_in: Callable[[dict[str, Any]], str],
+    position: float = 0.0,
 ) -> Source:
     """One output tensor's Source from a slice's (or the model list's) sources.
 
     Parameters resolve as mergekit documents them: the source's own, then the slice's, then
-    the configuration's, then the method's defaults (``params``, lowest last)."""
-    shared: dict[str, Any] = {}
-    for scope in reversed(params):
-        shared |= scope
+    the configuration's, then the method's defaults (``shared``, highest first)."""
     needs_base = MERGE_METHODS[method].needs_base
     base_source = next((s for s in sources if s["model"] == base), None) if base else None
     others = tuple(
-        (folder_of(s["model"]), name_in(s), shared | (s.get("parameters") or {}))
+        (folder_of(s["model"]), name_in(s), ((s.get("parameters") or {}), *shared))
         for s in sources
         if not (needs_base and s is base_source)
     )
@@ -133,6 +170,7 @@ def _sources(
         (folder_of(base), name_in(base_source)) if base_source is not None and needs_base else None,
         others,
         shared,
+        position,
     )
 
 
@@ -157,9 +195,12 @@ def _mergekit_plan(provenance: MergedProvenance, locate: Callable[[MergeInputRec
         if base and all(s["model"] != base for s in sources):
             sources.append({"model": base})  # mergekit adds the base model to the inputs
         reference = Checkpoint(folder_of(base or sources[0]["model"]))
+        depth = 1 + max((int(m.group(2)) for n in reference.tensors if (m := _LAYER.match(n))), default=0)
         for name in reference.tensors:
+            layer = _LAYER.match(name)
+            position = (int(layer.group(2)) / (depth - 1) if depth > 1 else 1.0) if layer else 0.0
             tensors[name] = _sources(
-                sources, base, (top, defaults), provenance.method, folder_of, lambda s, n=name: n
+                sources, base, (top, defaults), provenance.method, folder_of, lambda s, n=name: n, position
             )
         return Plan(tensors, config.get("dtype"), config.get("out_dtype"))
     slices = config.get("slices") or []
@@ -173,14 +214,18 @@ def _mergekit_plan(provenance: MergedProvenance, locate: Callable[[MergeInputRec
         scopes = (piece.get("parameters") or {}, top, defaults)
         template = Checkpoint(folder_of(sources[0]["model"]))
         layer_names = [n for n in template.tensors if (m := _LAYER.match(n)) and int(m.group(2)) == 0]
-        for offset in range(lengths.pop()):
+        length = lengths.pop()
+        for offset in range(length):
+            position = offset / (length - 1) if length > 1 else 1.0
             for name in layer_names:
 
                 def name_in(s: dict[str, Any], name: str = name, offset: int = offset) -> str:
                     return _layer_name(name, s["layer_range"][0] + offset)
 
                 out = _layer_name(name, output_layer)
-                tensors[out] = _sources(sources, slice_base, scopes, provenance.method, folder_of, name_in)
+                tensors[out] = _sources(
+                    sources, slice_base, scopes, provenance.method, folder_of, name_in, position
+                )
             output_layer += 1
     if not slices:
         raise HubkitError(f"{CONFIG}: neither models nor slices in the configuration")
@@ -208,8 +253,8 @@ def plan(provenance: MergedProvenance, locate: Callable[[MergeInputRecord], Path
     if provenance.engine == "mergekit":
         return _mergekit_plan(provenance, locate)
     base = next((r for r in provenance.inputs if r.role == "base"), None)
-    models = [(locate(r), {"weight": r.weight}) for r in provenance.inputs if r.role == "model"]
-    shared = {"normalize": provenance.method == "linear", "rescale": False}
+    models = [(locate(r), ({"weight": r.weight},)) for r in provenance.inputs if r.role == "model"]
+    shared = ({"normalize": provenance.method == "linear", "rescale": False},)
     reference = Checkpoint(locate(base) if base else models[0][0])
     return Plan(
         {
@@ -237,25 +282,30 @@ def expected(merge_plan: Plan) -> dict[str, tuple[tuple[int, ...], str]]:
 
 
 def _settings(source: Source, seed: int | None, name: str) -> Settings:
-    params = [p for _, _, p in source.others]
-    shared = source.shared
+    """The formula's settings for output tensor ``name``: per-input parameters are read for
+    each input's own tensor name, shared ones for the output's."""
+    at = source.position
 
     def each(key: str, default: float) -> list[float]:
-        return [float(_scalar(p.get(key, default), key)) for p in params]
+        return [float(_resolve(scopes, key, tensor, at, default)) for _, tensor, scopes in source.others]
 
-    scale = _scalar(params[0].get("scale") if params else None, "scale")
+    def shared(key: str, default: Any) -> Any:
+        return _resolve(source.shared, key, name, at, default)
+
+    _, first_tensor, first_scopes = source.others[0]
+    scale = _resolve(first_scopes, "scale", first_tensor, at, None)
     return Settings(
         weights=each("weight", 1.0),
         densities=each("density", 1.0),
-        normalize=bool(_scalar(shared.get("normalize", False), "normalize")),
-        rescale=bool(_scalar(shared.get("rescale", False), "rescale")),
-        lam=float(_scalar(shared.get("lambda", 1.0), "lambda")),
-        t=float(_scalar(shared.get("t", 0.5), "t")),
+        normalize=bool(shared("normalize", False)),
+        rescale=bool(shared("rescale", False)),
+        lam=float(shared("lambda", 1.0)),
+        t=float(shared("t", 0.5)),
         seed=seed,
         name=name,
         gammas=each("gamma", 0.01),
         epsilons=each("epsilon", 0.15),
-        filter_wise=bool(_scalar(shared.get("filter_wise", False), "filter_wise")),
+        filter_wise=bool(shared("filter_wise", False)),
         scale=None if scale is None else float(scale),
     )
 
