@@ -5,7 +5,8 @@ inputs and the parameters recorded in ``provenance.json`` (the weights of a hubk
 published mergekit configuration of a mergekit one, the seed of a random one), each output
 tensor can be computed again with ``hubkit.formulas``, which shares no code with the engine
 that made it. Up to ``SAMPLE`` tensors are recomputed (all of a small model), spread evenly
-over the sorted names; any difference beyond the dtype's rounding fails the check.
+over the sorted names; any difference beyond the dtype's rounding fails the check. Parameters
+given as gradients or filters are resolved for each tensor as mergekit documents them.
 
 The same plan says what the merged model must hold (``expected``): every tensor name, with the
 shape of its inputs and the dtype the configuration asks for (``out_dtype``, else ``dtype``,
