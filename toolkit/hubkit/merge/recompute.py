@@ -205,12 +205,14 @@ def _mergekit_plan(provenance: MergedProvenance, locate: Callable[[MergeInputRec
             )
         return Plan(tensors, config.get("dtype"), config.get("out_dtype"))
     slices = config.get("slices") or []
+    if not slices:
+        raise HubkitError(f"{CONFIG}: neither models nor slices in the configuration")
     output_layer = 0
-    for position, piece in enumerate(slices):
+    for index, piece in enumerate(slices):
         sources = piece["sources"]
         lengths = {s["layer_range"][1] - s["layer_range"][0] for s in sources}
         if len(lengths) != 1:
-            raise HubkitError(f"{CONFIG}: slice {position}: sources of different lengths")
+            raise HubkitError(f"{CONFIG}: slice {index}: sources of different lengths")
         slice_base = piece.get("base_model") or base
         scopes = (piece.get("parameters") or {}, top, defaults)
         template = Checkpoint(folder_of(sources[0]["model"]))
@@ -228,8 +230,6 @@ def _mergekit_plan(provenance: MergedProvenance, locate: Callable[[MergeInputRec
                     sources, slice_base, scopes, provenance.method, folder_of, name_in, position
                 )
             output_layer += 1
-    if not slices:
-        raise HubkitError(f"{CONFIG}: neither models nor slices in the configuration")
     first, last = slices[0], slices[-1]
     for piece, keep in ((first, True), (last, False)):
         folder = folder_of(piece["sources"][0]["model"])
