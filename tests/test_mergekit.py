@@ -18,6 +18,7 @@ from hubkit.artifacts import read_json
 from hubkit.cards import write_card
 from hubkit.errors import HubkitError
 from hubkit.merge import merge_config, merge_models, require_verified, verify_merge
+from hubkit.merge.checkpoint import Checkpoint
 from hubkit.publish import push_folder
 from hubkit.recipe import recipe_from_dict
 
@@ -60,6 +61,13 @@ def _config(root: Path, method: str, **extra) -> Path:
     config: dict = {"merge_method": method, "base_model": "base", "dtype": "float32"}
     if method == "slerp":
         config |= {"models": [{"model": "base"}, {"model": "a"}], "parameters": {"t": 0.3}}
+    elif method == "model_stock":
+        config["models"] = [{"model": "a"}, {"model": "b"}]
+    elif method == "passthrough":  # a frankenmerge: 3 layers stacked from two 2-layer models
+        config = {"merge_method": "passthrough", "dtype": "float32", "slices": [
+            {"sources": [{"model": "a", "layer_range": [0, 2]}]},
+            {"sources": [{"model": "b", "layer_range": [1, 2], "parameters": {"scale": 0.5}}]},
+        ]}  # fmt: skip
     elif method == "linear":
         config = {"merge_method": "linear", "models": [
             {"model": "a", "parameters": {"weight": 0.7}}, {"model": "b", "parameters": {"weight": 0.3}}
@@ -74,8 +82,8 @@ def _config(root: Path, method: str, **extra) -> Path:
     return path
 
 
-def _perturb_one(folder: Path, name: str) -> None:
-    """Add 1e-3 to one tensor of a merged model, in place (another tool's edit)."""
+def _perturb_one(folder: Path, name: str, by: float = 1e-3) -> None:
+    """Add ``by`` to one tensor of a merged model, in place (another tool's edit)."""
     index = (
         read_json(folder / "model.safetensors.index.json")["weight_map"]
         if (folder / "model.safetensors.index.json").is_file()
@@ -83,19 +91,35 @@ def _perturb_one(folder: Path, name: str) -> None:
     )
     file = folder / (index[name] if index else "model.safetensors")
     tensors = load_file(file)
-    tensors[name] = tensors[name] + 1e-3
+    tensors[name] = tensors[name] + by
     save_file(tensors, file, metadata={"format": "pt"})
 
 
-@pytest.mark.parametrize("method", ["linear", "ties", "dare_ties", "slerp"])
+@pytest.mark.parametrize(
+    "method",
+    [
+        "linear",
+        "ties",
+        "dare_ties",
+        "dare_linear",
+        "slerp",
+        "breadcrumbs",
+        "breadcrumbs_ties",
+        "della",
+        "della_linear",
+        "model_stock",
+        "passthrough",
+    ],
+)
 def test_config_merge_loads_verifies_and_fails_when_a_tensor_changes(models, tmp_path, method):
     out = merge_config(_config(models, method), tmp_path / method)
     assert not (out / "README.md").exists()  # mergekit's card (local paths) is not written
     model = AutoModelForCausalLM.from_pretrained(out)
     assert model.config.model_type == "llama"
+    assert model.config.num_hidden_layers == (3 if method == "passthrough" else 2)
     provenance = read_json(out / "provenance.json")
     assert provenance["engine"] == "mergekit" and provenance["method"] == method
-    assert provenance["seed"] == (0 if method == "dare_ties" else None)
+    assert provenance["seed"] == (0 if method.startswith(("dare", "della")) else None)
 
     result = verify_merge(out)
     assert result["passed"], result["problems"]
@@ -223,6 +247,90 @@ def test_unverified_needs_an_override_which_is_recorded(tiny_llama, models, tmp_
     gate = read_json(out / "provenance.json")["taint_gate"]
     assert [r["override"] for r in gate["inputs"]] == [True, False]
     assert "/" not in yaml.safe_load((out / "mergekit_config.yml").read_text())["base_model"]
+
+
+def _fails_when_perturbed(out: Path, name: str, by: float = 1e-3) -> None:
+    _perturb_one(out, name, by)
+    result = verify_merge(out)
+    assert not result["passed"] and result["problems"][0].startswith(f"{name}: differs from its")
+
+
+def test_configured_dtypes_and_a_linear_base_are_recomputed(models, tmp_path):
+    """Inputs are cast to the config's dtype and the output to its out_dtype; the check
+    expects and recomputes in those. A linear config listing its base_model merges it as an input."""
+    name = "model.layers.0.self_attn.q_proj.weight"
+    config = yaml.safe_load(_config(models, "ties").read_text()) | {"dtype": "bfloat16"}
+    out = merge_config(config, tmp_path / "bf16", base_dir=models)
+    result = verify_merge(out)
+    assert result["passed"], result["problems"]
+    assert result["dtype"] == "BF16" and len(result["recomputed_tensors"]) == 21
+    _fails_when_perturbed(out, name, by=0.1)  # beyond bf16's rounding
+
+    config = yaml.safe_load(_config(models, "linear").read_text())
+    config |= {"base_model": "base", "dtype": "float32", "out_dtype": "float16"}
+    config["models"].append({"model": "base", "parameters": {"weight": 0.5}})
+    out = merge_config(config, tmp_path / "linear", base_dir=models)
+    result = verify_merge(out)
+    assert result["passed"], result["problems"]
+    assert result["dtype"] == "F16" and result["recompute_max_abs_diff"] < 1e-3
+    _fails_when_perturbed(out, name, by=0.05)
+
+
+def test_gradients_and_filters_are_resolved_per_tensor(models, tmp_path):
+    """mergekit's own SLERP example (t by filter, a gradient over the layers) and a TIES model
+    whose weight is a gradient and density a filter: every tensor recomputed with its value."""
+    gradient = [0, 0.5, 0.3, 0.7, 1]
+    t = [
+        {"filter": "self_attn", "value": gradient},
+        {"filter": "mlp", "value": gradient[::-1]},
+        {"value": 0.5},
+    ]
+    slerp = yaml.safe_load(_config(models, "slerp").read_text()) | {"parameters": {"t": t}}
+    ties = yaml.safe_load(_config(models, "ties").read_text())
+    ties["models"][0]["parameters"] = {
+        "weight": [0.2, 0.9],
+        "density": [{"filter": "mlp", "value": 0.3}, {"value": [0.9, 0.5]}],
+    }
+    for config in (slerp, ties):
+        out = merge_config(config, tmp_path / config["merge_method"], base_dir=models)
+        result = verify_merge(out)
+        assert result["passed"], result["problems"]
+        assert len(result["recomputed_tensors"]) == 21 and result["recompute_max_abs_diff"] < 1e-6
+    _fails_when_perturbed(out, "model.layers.1.mlp.gate_proj.weight")
+
+
+def test_a_frankenmerge_of_models_of_other_depths_is_verified_by_its_slice_map(models, tmp_path):
+    from hubkit.tiny import build_tiny_llama, sample_corpus
+
+    _card(build_tiny_llama(tmp_path / "deep", sample_corpus(), num_layers=3, max_shard_size="100KB"))
+    shutil.copytree(models / "a", tmp_path / "a")
+    config = {
+        "merge_method": "passthrough",
+        "slices": [
+            {"sources": [{"model": "a", "layer_range": [0, 2]}]},
+            {"sources": [{"model": "deep", "layer_range": [1, 3]}]},
+        ],
+    }
+    out = merge_config(config, tmp_path / "out", base_dir=tmp_path)
+    assert AutoModelForCausalLM.from_pretrained(out).config.num_hidden_layers == 4
+    result = verify_merge(out)
+    assert result["passed"], result["problems"]
+    # output layers 0-1 are a's, 2-3 deep's 1-2; the embeddings a's, the final norm deep's
+    merged, a, deep = (Checkpoint(f) for f in (out, tmp_path / "a", tmp_path / "deep"))
+    for got, want in [
+        (merged.get("model.layers.1.mlp.up_proj.weight"), a.get("model.layers.1.mlp.up_proj.weight")),
+        (merged.get("model.layers.3.mlp.up_proj.weight"), deep.get("model.layers.2.mlp.up_proj.weight")),
+        (merged.get("model.embed_tokens.weight"), a.get("model.embed_tokens.weight")),
+        (merged.get("model.norm.weight"), deep.get("model.norm.weight")),
+    ]:
+        assert torch.equal(got, want)
+    _fails_when_perturbed(out, "model.layers.3.mlp.up_proj.weight")
+    # a models configuration still needs one depth
+    config = {"merge_method": "linear", "models": [{"model": "a"}, {"model": "deep"}]}
+    with pytest.raises(HubkitError, match="deep: has extra tensor model.layers.2"):
+        merge_config(config, tmp_path / "linear", base_dir=tmp_path)
+    with pytest.raises(HubkitError, match="--seed: merge_method passthrough draws no random masks"):
+        merge_config(config | {"merge_method": "passthrough"}, tmp_path / "x", base_dir=tmp_path, seed=3)
 
 
 def test_different_architectures_and_lora_references_are_refused(models, tmp_path):

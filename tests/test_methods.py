@@ -29,10 +29,13 @@ def test_engines_and_formulas() -> None:
     engines = {name: MERGE_METHODS[name].engine for name in MODEL_MERGES}
     assert engines["linear"] == engines["task_arithmetic"] == "hubkit"
     assert {engines[m] for m in ("ties", "dare_ties", "dare_linear", "slerp", "della")} == {"mergekit"}
-    assert [m for m in MODEL_MERGES if MERGE_METHODS[m].random] == ["dare_ties", "dare_linear", "della"]
-    assert all(
-        MERGE_METHODS[m].recompute for m in ("linear", "task_arithmetic", "ties", "dare_ties", "slerp")
-    )
+    assert [m for m in MODEL_MERGES if MERGE_METHODS[m].random] == [
+        "dare_ties",
+        "dare_linear",
+        "della",
+        "della_linear",
+    ]
+    assert all(MERGE_METHODS[m].recompute for m in MODEL_MERGES)  # every model merge is recomputed
 
 
 def test_combine_keeps_the_reference_dtype() -> None:

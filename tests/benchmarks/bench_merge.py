@@ -1,15 +1,21 @@
-"""Peak memory and time of hubkit's streaming adapter merge against peft's merge_and_unload.
+"""Peak memory and time of hubkit's streaming merges against peft's and mergekit's.
 
-Builds a seeded Llama-shaped fp32 model (about 0.9 GB, saved in 100 MB shards) and a LoRA
-adapter on all its projections, then merges them twice, each in a fresh subprocess so
-peak RSS (ru_maxrss of that process alone) is measured fairly:
+Builds a seeded Llama-shaped fp32 model (about 0.9 GB, saved in 100 MB shards), a LoRA
+adapter on all its projections and a second model of the same shape (another seed), then
+runs each merge in a fresh subprocess so peak RSS (ru_maxrss of that process alone) is
+measured fairly:
 
 - hubkit: ``merge_adapter`` (one tensor at a time, deltas in fp32);
 - peft: ``from_pretrained`` + ``PeftModel.from_pretrained`` + ``merge_and_unload`` +
   ``save_pretrained`` (same shard size);
+- model merges of base and the second model, 0.5/0.5: hubkit's streaming ``linear``
+  (``merge_models``), and mergekit's ``linear`` and ``ties`` (density 0.5), both through
+  hubkit's ``merge_config`` (taint gate, then mergekit's ``run_merge`` on CPU);
 
-and finally compares the two merged models' logits on fixed token ids. Targets: hubkit's
-peak RSS <= 0.3x peft's, max |logit diff| <= 1e-3.
+and finally compares the two adapter merges' logits on fixed token ids, and hubkit's linear
+merge with mergekit's tensor by tensor. Targets: hubkit's adapter merge peak RSS <= 0.3x
+peft's, max |logit diff| <= 1e-3; the registry keeps hubkit's engine for linear merges only
+while its peak RSS is below mergekit's.
 
     .venv/bin/python tests/benchmarks/bench_merge.py [--dir /tmp] [--layers 12]
 
@@ -85,6 +91,10 @@ def build(work: Path, layers: int) -> None:
         "versions": {},
     }
     write_json(work / "adapter" / "provenance.json", provenance)
+    del peft_model, model
+    torch.manual_seed(1)
+    LlamaForCausalLM(config).save_pretrained(work / "other", max_shard_size=SHARD)
+    (work / "other" / "README.md").write_text(f"---\n{yaml.safe_dump(card)}---\n# bench other\n")
 
 
 def run_hubkit(work: Path) -> dict[str, float]:
@@ -122,7 +132,46 @@ def compare(work: Path) -> dict[str, float]:
     return {"max_abs_logit_diff": float((logits[0] - logits[1]).abs().max())}
 
 
-STEPS = {"hubkit": run_hubkit, "peft": run_peft, "compare": compare}
+def run_hubkit_linear(work: Path) -> dict[str, float]:
+    from hubkit.merge import merge_models
+
+    start = time.perf_counter()
+    merge_models([str(work / "base"), str(work / "other")], work / "hubkit-linear", max_shard_size=SHARD)
+    return {"merge_s": time.perf_counter() - start, "peak_rss_mb": _peak_mb()}
+
+
+def _mergekit(work: Path, method: str) -> dict[str, float]:
+    from hubkit.merge import merge_config
+
+    params = {"weight": 0.5} | ({"density": 0.5} if method == "ties" else {})
+    config = {
+        "merge_method": method,
+        "models": [{"model": "other", "parameters": params}]
+        + ([{"model": "base", "parameters": params}] if method == "linear" else []),
+    } | ({"base_model": "base"} if method == "ties" else {})
+    start = time.perf_counter()
+    merge_config(config, work / f"mergekit-{method}", base_dir=work, max_shard_size=SHARD)
+    return {"merge_s": time.perf_counter() - start, "peak_rss_mb": _peak_mb()}
+
+
+def compare_linear(work: Path) -> dict[str, float]:
+    """Max |tensor diff| between hubkit's and mergekit's linear merges, one tensor at a time."""
+    from hubkit.merge.checkpoint import Checkpoint
+
+    ours, theirs = Checkpoint(work / "hubkit-linear"), Checkpoint(work / "mergekit-linear")
+    diff = max(float((ours.get(n).float() - theirs.get(n).float()).abs().max()) for n in ours.tensors)
+    return {"max_abs_tensor_diff": diff, "same_names": set(ours.tensors) == set(theirs.tensors)}
+
+
+STEPS = {
+    "hubkit": run_hubkit,
+    "peft": run_peft,
+    "compare": compare,
+    "hubkit-linear": run_hubkit_linear,
+    "mergekit-linear": lambda work: _mergekit(work, "linear"),
+    "mergekit-ties": lambda work: _mergekit(work, "ties"),
+    "compare-linear": compare_linear,
+}
 
 
 def _step(name: str, work: Path, *extra: str) -> dict[str, float]:
@@ -165,6 +214,8 @@ def main() -> None:
         hubkit = _step("hubkit", work)
         peft = _step("peft", work)
         diff = _step("compare", work)["max_abs_logit_diff"]
+        rows = {name: _step(name, work) for name in ("hubkit-linear", "mergekit-linear", "mergekit-ties")}
+        linear = _step("compare-linear", work)
     finally:
         if args.dir is None:
             shutil.rmtree(work, ignore_errors=True)
@@ -181,6 +232,23 @@ def main() -> None:
     print(f"wall time hubkit/peft (merge): {hubkit['merge_s'] / peft['merge_s']:.2f}")
     verdict = "ok" if diff <= LOGIT_TARGET else "MISSED"
     print(f"max |logit diff| hubkit vs peft: {diff:.3g} (target <= {LOGIT_TARGET}): {verdict}")
+
+    print("\nmodel merges of base and other (0.5/0.5)")
+    print(f"{'method':<44}{'peak RSS MB':>12}{'merge s':>9}{'process s':>11}")
+    for name, label in (
+        ("hubkit-linear", "hubkit merge_models linear (streaming)"),
+        ("mergekit-linear", "mergekit linear (run_merge, CPU)"),
+        ("mergekit-ties", "mergekit ties, density 0.5 (run_merge, CPU)"),
+    ):
+        r = rows[name]
+        print(f"{label:<44}{r['peak_rss_mb']:>12.0f}{r['merge_s']:>9.1f}{r['process_s']:>11.1f}")
+    ours, theirs = rows["hubkit-linear"], rows["mergekit-linear"]
+    print(f"\npeak RSS hubkit/mergekit (linear): {ours['peak_rss_mb'] / theirs['peak_rss_mb']:.2f}")
+    print(f"wall time hubkit/mergekit (linear merge): {ours['merge_s'] / theirs['merge_s']:.2f}")
+    print(
+        f"max |tensor diff| hubkit vs mergekit linear: {linear['max_abs_tensor_diff']:.3g} "
+        f"(same tensor names: {linear['same_names']})"
+    )
 
 
 if __name__ == "__main__":

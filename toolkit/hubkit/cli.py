@@ -511,7 +511,8 @@ def merge_adapter_command(
     "--seed",
     type=int,
     default=None,
-    help="Seed of a random method's masks (DARE, DELLA; default 0); recorded for the verification.",
+    help="Seed of a random method's masks (DARE, DELLA; default 0), recorded for the verification; "
+    "refused for other methods.",
 )
 @_merge_options
 def merge_models_command(

@@ -67,14 +67,16 @@ def _task_arithmetic(weights: Sequence[float], tensors: list[Any]) -> Any:
     return formulas.task_arithmetic(settings, tensors[0], tensors[1:]).to(tensors[0].dtype)
 
 
-def _mergekit(name: str, formula: str, recompute: Callable[..., Any] | None = None, **kw: Any) -> MergeMethod:
-    """A model merge mergekit runs (every one of them takes a base model)."""
+def _mergekit(
+    name: str, formula: str, recompute: Callable[..., Any], *, needs_base: bool = True, **kw: Any
+) -> MergeMethod:
+    """A model merge mergekit runs (all but passthrough take a base model)."""
     return MergeMethod(
         name,
         formula,
         f"A `{name}` merge of {{n}} models (run by mergekit),",
         inputs="models",
-        needs_base=True,
+        needs_base=needs_base,
         engine="mergekit",
         recompute=recompute,
         **kw,
@@ -140,16 +142,43 @@ MERGE_METHODS: dict[str, MergeMethod] = {
         ),
         _mergekit(
             "breadcrumbs",
-            "deltas without their largest and smallest entries",
+            "deltas without their largest and smallest entries, then added",
+            formulas.breadcrumbs,
+            parameters=("weight", "density"),
+        ),
+        _mergekit(
+            "breadcrumbs_ties",
+            "deltas without their largest and smallest entries, then sign election",
+            formulas.breadcrumbs_ties,
             parameters=("weight", "density"),
         ),
         _mergekit(
             "della",
-            "deltas dropped by magnitude rank to --density, then sign election",
+            "deltas dropped at random by magnitude rank to --density, then sign election",
+            formulas.della,
             parameters=("weight", "density"),
             random=True,
         ),
-        _mergekit("model_stock", "the base moved toward the models' average", parameters=()),
+        _mergekit(
+            "della_linear",
+            "deltas dropped at random by magnitude rank to --density, then added",
+            formulas.della_linear,
+            parameters=("weight", "density"),
+            random=True,
+        ),
+        _mergekit(
+            "model_stock",
+            "the base moved toward the models' average (at least two models)",
+            formulas.model_stock,
+            parameters=(),
+        ),
+        _mergekit(
+            "passthrough",
+            "each tensor copied from one model: a mergekit slices configuration (frankenmerge)",
+            formulas.passthrough,
+            parameters=(),
+            needs_base=False,
+        ),
     )
 }
 # What `hubkit merge models --method` and the recipe's merge.method offer.

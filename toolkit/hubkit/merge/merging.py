@@ -256,8 +256,13 @@ def _beside(adapter_dir: Path, base: str | None) -> str | None:
     return base
 
 
-def _check_compatible(reference: Checkpoint, others: Sequence[Checkpoint]) -> None:
-    """Same architecture, same tensor names, same shapes, or a one-line refusal naming both models."""
+def _check_compatible(
+    reference: Checkpoint, others: Sequence[Checkpoint], *, same_depth: bool = True
+) -> None:
+    """Same architecture, same tensor names, same shapes, or a one-line refusal naming both models.
+
+    ``same_depth=False`` (a ``slices`` configuration, which may stack layers of models of other
+    depths) compares the tensors both models hold: architecture and widths, not the layer count."""
     ref_config = _check_unquantized(reference)
     for other in others:
         config = _check_unquantized(other)
@@ -269,11 +274,11 @@ def _check_compatible(reference: Checkpoint, others: Sequence[Checkpoint]) -> No
                 )
         missing = sorted(set(reference.tensors) - set(other.tensors))
         extra = sorted(set(other.tensors) - set(reference.tensors))
-        if missing or extra:
+        if (missing or extra) and same_depth:
             which = f"lacks tensor {missing[0]}" if missing else f"has extra tensor {extra[0]}"
             raise HubkitError(f"{other.name}: {which} (compared with {reference.name})")
         for name, info in sorted(reference.tensors.items()):
-            if other.tensors[name].shape != info.shape:
+            if name in other.tensors and other.tensors[name].shape != info.shape:
                 raise HubkitError(
                     f"{other.name}: tensor {name} has shape {list(other.tensors[name].shape)}, "
                     f"{reference.name} has {list(info.shape)}"
@@ -412,12 +417,14 @@ def merge_config(
         folder = Path(base_dir) if base_dir is not None else Path(config).resolve().parent
     parsed = kit.check_config(raw, where)
     spec = MERGE_METHODS[parsed.merge_method]
+    if seed is not None and not spec.random:
+        raise HubkitError(f"--seed: merge_method {parsed.merge_method} draws no random masks")
     inputs = kit.resolve_inputs(kit.config_models(parsed), folder)
     gate = run_gate(inputs, load_registry() if registry is None else registry, allow_unverified)
     _require_verified_inputs(inputs)
     checkpoints = [Checkpoint(m.path, m.id) for m in inputs]
     reference = checkpoints[0]
-    _check_compatible(reference, checkpoints[1:])
+    _check_compatible(reference, checkpoints[1:], same_depth=not parsed.slices)
     _check_out(Path(out_dir), inputs)
     if spec.random and seed is None:
         seed = kit.DEFAULT_SEED

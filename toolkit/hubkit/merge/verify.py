@@ -6,7 +6,8 @@ dtypes must match the base, and every tensor the adapter does not touch must be
 bit-identical to the base's. The adapter's own effect on the probes (base + adapter vs the
 base) is recorded beside the tolerance: where it is no larger, the logits cannot show whether
 the adapter made it into the merge, and the record says so. A model merge has no such
-reference, so it is checked for structure against its reference input and for finite logits.
+reference, so it is checked for structure against what its inputs and configuration make
+(``recompute.expected``), for finite logits, and by recomputing sampled tensors by formula.
 The result is written to ``verification.json`` and into the manifest; publishing calls
 ``require_verified``.
 """
@@ -42,7 +43,7 @@ from ..schemas import (
 )
 from ..schemas import MERGED as KIND
 from .checkpoint import Checkpoint, resolve_model
-from .recompute import recompute
+from .recompute import expected, plan, recompute
 
 VERIFICATION = VerificationRecord.FILE
 PROBES = (
@@ -71,14 +72,14 @@ def _locate(record: MergeInputRecord, merged: Path) -> Path:
     return resolve_model(record.id, record.revision)[0]
 
 
-def _structure(merged: Checkpoint, reference: Checkpoint) -> list[str]:
-    """Differences in tensor names, shapes and dtypes, one line each."""
-    problems = [f"missing tensor {n}" for n in sorted(set(reference.tensors) - set(merged.tensors))]
-    problems += [f"extra tensor {n}" for n in sorted(set(merged.tensors) - set(reference.tensors))]
-    for name in sorted(set(merged.tensors) & set(reference.tensors)):
-        got, want = merged.tensors[name], reference.tensors[name]
-        if (got.shape, got.dtype) != (want.shape, want.dtype):
-            problems.append(f"{name}: {got.dtype}{list(got.shape)}, expected {want.dtype}{list(want.shape)}")
+def _structure(merged: Checkpoint, expected: dict[str, tuple[tuple[int, ...], str]]) -> list[str]:
+    """Differences from the expected tensor names, shapes and dtypes, one line each."""
+    problems = [f"missing tensor {n}" for n in sorted(set(expected) - set(merged.tensors))]
+    problems += [f"extra tensor {n}" for n in sorted(set(merged.tensors) - set(expected))]
+    for name in sorted(set(merged.tensors) & set(expected)):
+        got, (shape, dtype) = merged.tensors[name], expected[name]
+        if (got.shape, got.dtype) != (shape, dtype):
+            problems.append(f"{name}: {got.dtype}{list(got.shape)}, expected {dtype}{list(shape)}")
     return problems
 
 
@@ -130,7 +131,11 @@ def verify_merge(merged_dir: str | os.PathLike[str]) -> dict[str, Any]:
     reference = Checkpoint(_locate(reference_record, folder), reference_record.id)
     merged = Checkpoint(folder)
     dtype = Counter(info.dtype for info in merged.tensors.values()).most_common(1)[0][0]
-    problems = _structure(merged, reference)
+    if MERGE_METHODS[method].verification == "adapter":
+        problems = _structure(merged, {n: (i.shape, i.dtype) for n, i in reference.tensors.items()})
+    else:  # a model merge: the tensors its configuration maps its inputs to (slices included)
+        merge_plan = plan(provenance, lambda record: _locate(record, folder))
+        problems = _structure(merged, expected(merge_plan))
 
     tokenizer = AutoTokenizer.from_pretrained(folder)
     got = _logits(_load(folder), tokenizer)
@@ -171,13 +176,14 @@ def verify_merge(merged_dir: str | os.PathLike[str]) -> dict[str, Any]:
         }
     else:
         result["check"] = (
-            "tensor names, shapes and dtypes equal the reference input's; finite logits on fixed probes; "
+            "tensor names, shapes and dtypes are those the inputs and configuration make (slices mapped "
+            "layer by layer, dtype as configured); finite logits on fixed probes; "
             "sampled tensors equal their recomputation with the method's formula"
         )
         finite = all(bool(g.isfinite().all()) for g in got)
         if not finite:
             problems.append("non-finite logits on the probe prompts")
-        figures, differing = recompute(merged, provenance, lambda record: _locate(record, folder))
+        figures, differing = recompute(merged, provenance, merge_plan)
         problems += differing
         result |= {"max_abs_logit_diff": None, "tolerance": None, "logits_finite": finite, **figures}
     result |= {
