@@ -448,7 +448,7 @@ def test_cli_check_without_out_fails_on_hits(checked, bench_files, cache, capsys
     [
         ("ok", ["--benchmarks", "arc,winogrande"], "unknown benchmark 'winogrande'; known: arc, hellaswag"),
         ("no_output_column", [], "missing column 'output'"),
-        ("empty", [], "no rows to check"),
+        ("empty", [], "data.parquet: no rows"),
         ("garbage", [], "unreadable parquet"),
         (
             "ok",
