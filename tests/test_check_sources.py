@@ -100,18 +100,10 @@ def test_named_columns_and_a_wrong_name(gsm, tmp_path, capsys, monkeypatch):
 
 
 def test_check_a_hub_dataset(local_hub, write_token, gsm, tmp_path, capsys, monkeypatch):
-    from huggingface_hub import HfApi
+    from datasets import Dataset
 
     folder, records = gsm
-    pq.write_table(pa.Table.from_pylist(records), tmp_path / "train.parquet")
-    api = HfApi(endpoint=local_hub.endpoint, token=write_token)
-    api.create_repo("alice/mixed-gsm", repo_type="dataset", exist_ok=True)
-    api.upload_file(
-        path_or_fileobj=tmp_path / "train.parquet",
-        path_in_repo="data/train-00000-of-00001.parquet",
-        repo_id="alice/mixed-gsm",
-        repo_type="dataset",
-    )
+    Dataset.from_list(records).push_to_hub("alice/mixed-gsm", token=write_token)
     monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
     out = tmp_path / "clean"
     args = ["data", "check", "alice/mixed-gsm", "--split", "train", "--out", str(out)]

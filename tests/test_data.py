@@ -159,38 +159,17 @@ def test_build_from_a_hub_dataset(
     local_hub, write_token, tmp_path: Path, gsm8k_rows: list[dict], monkeypatch
 ):
     """A Hub source goes through `datasets.load_dataset` (here against the local Hub)."""
-    from huggingface_hub import HfApi
+    from datasets import Dataset
 
     monkeypatch.setenv("HUBKIT_CACHE", str(tmp_path / "cache"))
-    pq.write_table(pa.Table.from_pylist(gsm8k_rows[:5]), tmp_path / "train.parquet")
-    api = HfApi(endpoint=local_hub.endpoint, token=write_token)
-    api.create_repo("alice/gsm8k-mini", repo_type="dataset", exist_ok=True)
-    api.upload_file(
-        path_or_fileobj=tmp_path / "train.parquet",
-        path_in_repo="data/train-00000-of-00001.parquet",
-        repo_id="alice/gsm8k-mini",
-        repo_type="dataset",
-    )
-    recipe = {
-        "name": "hub-test",
-        "model": {"name_or_path": "hubkit:tiny-llama"},
-        "data": {
-            "sources": [
-                {
-                    "name": "gsm8k",
-                    "hub_id": "alice/gsm8k-mini",
-                    "columns": {"instruction": "question", "output": "answer"},
-                }
-            ],
-            "dedup": {"near_threshold": None},
-        },
+    Dataset.from_list(gsm8k_rows[:5]).push_to_hub("alice/gsm8k-mini", token=write_token)
+    source = {
+        "name": "gsm8k",
+        "hub_id": "alice/gsm8k-mini",
+        "columns": {"instruction": "question", "output": "answer"},
     }
-    (tmp_path / "r.yaml").write_text(yaml.safe_dump(recipe))
-    out = build_dataset(load_recipe(tmp_path / "r.yaml"), tmp_path / "out")
-    assert pq.read_table(out / "data.parquet").column("instruction").to_pylist() == [
-        r["question"] for r in gsm8k_rows[:5]
-    ]
-    assert read_manifest(out)["sources"][0]["hub_id"] == "alice/gsm8k-mini"
+    assert [row[0] for row in _build_one(tmp_path, source)] == [r["question"] for r in gsm8k_rows[:5]]
+    assert read_manifest(tmp_path / "out")["sources"][0]["hub_id"] == "alice/gsm8k-mini"
 
 
 def _build_one(tmp_path: Path, source: dict) -> list[dict]:

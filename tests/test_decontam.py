@@ -19,6 +19,7 @@ import numpy as np
 import pyarrow.parquet as pq
 import pytest
 import torch
+from leak_sets import rephrased
 
 from hubkit.artifacts import read_json, sha256_file
 from hubkit.data import write_rows
@@ -38,12 +39,6 @@ def _jsonl(path: Path) -> list[dict]:
 def _csv(path: Path) -> list[dict]:
     with path.open(newline="", encoding="utf-8") as fh:
         return list(csv.DictReader(fh))
-
-
-def _rephrased(shared: Path, name: str) -> list[str]:
-    """GPT-4 rephrasings (LLM Decontaminator), labels like ``Question:`` and answers cut off."""
-    texts = [row["text"] for row in _jsonl(shared / "benchmarks" / "rephrased" / name)]
-    return [re.sub(r"^(Question|Answer):\s*", "", t.split("\nAnswer:")[0].strip()) for t in texts]
 
 
 @pytest.fixture(scope="module")
@@ -82,12 +77,12 @@ def planted(shared_data: Path, bench_files: dict[str, str]) -> tuple[list[dict[s
     b = shared_data / "benchmarks"
     gsm = _jsonl(b / "gsm8k" / "test.jsonl")
     gold = [g["answer"].rsplit("####", 1)[1].strip() for g in gsm]
-    gsm_reph = _rephrased(shared_data, "rephrase_gsm8k.jsonl")
+    gsm_reph = rephrased(shared_data, "rephrase_gsm8k.jsonl")
     soc = _csv(b / "mmlu" / "test" / "sociology_test.csv")
     soc_gold = [r[f"choice{r['answer']}"] for r in soc]
-    soc_reph = _rephrased(shared_data, "sociology_test_rephrase_english_filtered_question.jsonl")
+    soc_reph = rephrased(shared_data, "sociology_test_rephrase_english_filtered_question.jsonl")
     alg = _csv(b / "mmlu" / "test" / "abstract_algebra_test.csv")
-    alg_reph = _rephrased(shared_data, "abstract_algebra_test_rephrase_english_filtered_question.jsonl")
+    alg_reph = rephrased(shared_data, "abstract_algebra_test_rephrase_english_filtered_question.jsonl")
     arc = load_benchmark("arc", bench_files["arc"]).items
     tqa = load_benchmark("truthfulqa", bench_files["truthfulqa"]).items
     swag = load_benchmark("hellaswag", bench_files["hellaswag"]).items
@@ -298,10 +293,10 @@ def test_category_rule_on_held_out_rephrasings(shared_data: Path):
     sociology and GSM8K 660+ rephrasings few count as duplicates, and light edits all do."""
     rng = random.Random(0)
     soc = _csv(shared_data / "benchmarks" / "mmlu" / "test" / "sociology_test.csv")
-    reph = _rephrased(shared_data, "sociology_test_rephrase_english_filtered_question.jsonl")
+    reph = rephrased(shared_data, "sociology_test_rephrase_english_filtered_question.jsonl")
     pairs = [(r["question"], t) for r, t in zip(soc, reph, strict=True) if t]
     gsm = _jsonl(shared_data / "benchmarks" / "gsm8k" / "test.jsonl")[660:]
-    gsm_reph = _rephrased(shared_data, "rephrase_gsm8k.jsonl")[660:]
+    gsm_reph = rephrased(shared_data, "rephrase_gsm8k.jsonl")[660:]
     pairs += [(g["question"], t) for g, t in zip(gsm, gsm_reph, strict=True)]
     as_duplicate = sum(overlap(t, q).score >= DUPLICATE_OVERLAP for q, t in pairs)
     assert as_duplicate / len(pairs) < 0.02
@@ -448,7 +443,7 @@ def test_cli_check_without_out_fails_on_hits(checked, bench_files, cache, capsys
     [
         ("ok", ["--benchmarks", "arc,winogrande"], "unknown benchmark 'winogrande'; known: arc, hellaswag"),
         ("no_output_column", [], "missing column 'output'"),
-        ("empty", [], "no rows to check"),
+        ("empty", [], "data.parquet: no rows"),
         ("garbage", [], "unreadable parquet"),
         (
             "ok",

@@ -18,10 +18,10 @@ from certificates import complete_certificate
 from huggingface_hub import HfApi
 from peft import LoraConfig, get_peft_model
 from safetensors.torch import load_file, save_file
+from test_decontam import run_cli
 from transformers import AutoModelForCausalLM, GPT2Config, GPT2LMHeadModel
 
 from hubkit.artifacts import read_json, sha256_file, write_json, write_manifest
-from hubkit.cli import main
 from hubkit.errors import HubkitError
 from hubkit.merge import (
     load_registry,
@@ -762,14 +762,7 @@ def test_base_is_fetched_from_the_hub(local_hub, base, tmp_path):
 
 
 def _cli(monkeypatch, capsys, *args: str) -> tuple[int, str, str]:
-    monkeypatch.setattr(sys, "argv", ["hubkit", *args])
-    try:
-        main()
-        code = 0
-    except SystemExit as exc:
-        code = exc.code
-    captured = capsys.readouterr()
-    return code, captured.out, captured.err
+    return run_cli(list(args), capsys)
 
 
 def _error_line(err: str) -> str:

@@ -18,9 +18,9 @@ from pathlib import Path
 
 import pytest
 from certificates import complete_certificate
+from test_decontam import run_cli
 
 from hubkit.artifacts import read_json, sha256_file, write_json, write_manifest
-from hubkit.cli import main
 from hubkit.recipe import load_recipe
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -66,23 +66,11 @@ def dataset(tmp_path_factory) -> Path:
     return make_dataset(tmp_path_factory.mktemp("ds") / "dataset-clean", sample_rows(), {"passed": True})
 
 
-def run_cli(monkeypatch, capsys, *args: str) -> tuple[int, str, str]:
-    """Run `hubkit ARGS` in-process, as the console script does; returns (exit code, stdout, stderr)."""
-    monkeypatch.setattr(sys, "argv", ["hubkit", *args])
-    code = 0
-    try:
-        main()
-    except SystemExit as exc:
-        code = exc.code or 0
-    out, err = capsys.readouterr()
-    return code, out, err
-
-
 def test_tiny_recipe_trains_and_adapter_loads(tmp_path, monkeypatch, capsys, dataset):
     """`hubkit train recipes/tiny.yaml`: the loss falls; the artifact is complete and loads in peft."""
     monkeypatch.chdir(tmp_path)
     started = time.perf_counter()
-    code, out, err = run_cli(monkeypatch, capsys, "train", str(TINY), "--dataset", str(dataset))
+    code, out, err = run_cli(["train", str(TINY), "--dataset", str(dataset)], capsys)
     assert code == 0, err
     assert time.perf_counter() - started < 120
     assert "trainable params: 18,432 || all params: 166,208 || trainable%: 11.0897" in out
@@ -126,7 +114,7 @@ def test_tiny_recipe_trains_and_adapter_loads(tmp_path, monkeypatch, capsys, dat
         assert torch.equal(loaded[name], value)
 
     # the same inputs again: the stage is skipped
-    code, out, _ = run_cli(monkeypatch, capsys, "train", str(TINY), "--dataset", str(dataset))
+    code, out, _ = run_cli(["train", str(TINY), "--dataset", str(dataset)], capsys)
     assert code == 0 and "Adapter up to date" in out
 
 
@@ -234,7 +222,7 @@ def test_bad_recipe_fails_before_training_with_one_line(
 ):
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")  # a Hub id must be found in the (empty) cache
-    code, out, err = run_cli(monkeypatch, capsys, "train", str(TINY), "--dataset", str(dataset), *args)
+    code, out, err = run_cli(["train", str(TINY), "--dataset", str(dataset), *args], capsys)
     assert code == 1
     message = err.strip().splitlines()[-1]
     assert message.startswith("Error: ") and expected in message
@@ -293,20 +281,12 @@ def test_dataset_gates(tmp_path, monkeypatch, capsys, tiny_llama):
         str(tmp_path / "adapter"),
     ]
     for folder, expected in cases.values():
-        code, _, err = run_cli(monkeypatch, capsys, *base, "--dataset", str(folder))
+        code, _, err = run_cli([*base, "--dataset", str(folder)], capsys)
         assert code == 1 and expected in err and len(err.strip().splitlines()) == 1, err
 
     # --allow-unchecked-data trains anyway and says so in the provenance
-    code, _, err = run_cli(
-        monkeypatch,
-        capsys,
-        *base,
-        "--dataset",
-        str(cases["unchecked"][0]),
-        "--allow-unchecked-data",
-        "--set",
-        "training.max_steps=2",
-    )
+    unchecked = [*base, "--dataset", str(cases["unchecked"][0]), "--allow-unchecked-data"]
+    code, _, err = run_cli([*unchecked, "--set", "training.max_steps=2"], capsys)
     assert code == 0, err
     provenance = read_json(tmp_path / "adapter" / "provenance.json")
     assert provenance["allow_unchecked_data"] is True and provenance["leak_certificate"] is None

@@ -1,5 +1,5 @@
-"""Alpaca rows on disk: reading records from the local files hubkit accepts, writing
-``data.parquet``, and the question text the leak check and the near-dedup embed.
+"""Alpaca rows on disk: reading records from the local files hubkit accepts, writing and reading
+back ``data.parquet``, and the question text the leak check and the near-dedup embed.
 
 Its own module because both ``data`` (building a dataset) and ``decontam`` (checking one against
 benchmark files) read and write rows, and neither should import the other for it.
@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import HubkitError, InputNotFound
+from .schemas import DATA_FILE
 
 COLUMNS = ("instruction", "input", "output", "data_source")
 FILE_SUFFIXES = (".jsonl", ".json", ".csv", ".parquet")
@@ -86,3 +87,30 @@ def write_rows(rows: list[Row], path: Path) -> None:
     schema = pa.schema([(name, pa.string()) for name in COLUMNS])
     table = pa.table({name: [row[name] for row in rows] for name in COLUMNS}, schema=schema)
     pq.write_table(table, path, compression="zstd")
+
+
+def read_dataset(folder: str | os.PathLike[str]) -> list[Row]:
+    """The rows of a dataset artifact's ``data.parquet`` as strings (``input`` may be absent),
+    refusing a missing file, an unreadable one, a missing column or no rows: what `data check`
+    and `train` read."""
+    import pyarrow.parquet as pq
+
+    path = Path(folder) / DATA_FILE
+    if not path.is_file():
+        raise HubkitError(f"{folder}: no {DATA_FILE} (not a dataset artifact; run `hubkit data build`)")
+    try:
+        table = pq.read_table(path)
+    except (OSError, ValueError) as exc:  # a truncated or foreign file (ArrowInvalid is a ValueError)
+        raise HubkitError(f"{path}: unreadable parquet ({type(exc).__name__}: {exc})") from None
+    for column in ("instruction", "output"):
+        if column not in table.column_names:
+            raise HubkitError(
+                f"{path}: missing column '{column}' (a dataset needs instruction and output)"
+            )
+    if table.num_rows == 0:
+        raise HubkitError(f"{path}: no rows")
+    rows = table.to_pylist()
+    for row in rows:
+        for key in COLUMNS:
+            row[key] = "" if row.get(key) is None else str(row[key])
+    return rows

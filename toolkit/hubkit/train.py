@@ -41,6 +41,7 @@ from .portable import portable_ref, relative_to_artifact, remember_location
 from .prompts import to_prompt_completion
 from .provenance import load_leak_certificate, require_passing_certificate
 from .recipe import LoraSection, Recipe
+from .rows import read_dataset
 from .schemas import DATA_FILE
 
 if TYPE_CHECKING:
@@ -50,7 +51,6 @@ if TYPE_CHECKING:
     from trl import SFTConfig, SFTTrainer
 
 TINY_LLAMA = "hubkit:tiny-llama"
-REQUIRED_COLUMNS = ("instruction", "output")
 LIBRARIES = ("torch", "transformers", "peft", "trl", "datasets", "accelerate", "huggingface_hub")
 # Set by hubkit from the recipe and the command line, so the recipe's training section may not.
 # Trainer would push checkpoints itself (past the credential scan and hub.private) or resume
@@ -266,28 +266,16 @@ def load_dataset_artifact(
     The rows must have the Alpaca columns ``instruction`` and ``output`` (``input`` optional).
     ``hub_id`` names the Hub dataset ``folder`` was downloaded from, for the adapter's lineage.
     """
-    import pyarrow.parquet as pq
-
-    data = folder / DATA_FILE
-    if not data.is_file():
-        raise HubkitError(f"{folder}: no {DATA_FILE} (not a dataset artifact)")
+    rows = read_dataset(folder)
     certificate = (
         load_leak_certificate(folder) if allow_unchecked_data else require_passing_certificate(folder)
     )
-    table = pq.read_table(data)
-    for column in REQUIRED_COLUMNS:
-        if column not in table.column_names:
-            raise HubkitError(
-                f"{data}: missing column '{column}' (a dataset needs instruction, input, output)"
-            )
-    if table.num_rows == 0:
-        raise HubkitError(f"{data}: no rows")
     manifest = schemas.DatasetManifest.read(folder) if (folder / schemas.MANIFEST).is_file() else None
     hub_sources = [s.hub_id for s in manifest.sources if s.hub_id] if manifest else []
     return DatasetArtifact(
         folder,
-        table.to_pylist(),
-        sha256_file(data),
+        rows,
+        sha256_file(folder / DATA_FILE),
         certificate,
         manifest.content_hash if manifest else None,
         tuple(dict.fromkeys(i for i in (hub_id, *hub_sources) if i)),

@@ -19,6 +19,7 @@ from typing import Any
 from ..artifacts import digest_of, sha256_file
 from ..errors import HubkitError, dataset_errors
 from ..portable import portable_ref
+from ..rows import read_dataset
 from ..schemas import DATA_FILE
 
 FIELDS = ("instruction", "input", "output")
@@ -59,31 +60,6 @@ class Dataset:
         if self.kind != "artifact":
             out.update(columns=self.columns, guessed_columns=self.guessed, **self.options)
         return out
-
-
-def read_dataset(folder: str | os.PathLike[str]) -> list[dict[str, str]]:
-    """The rows of a dataset artifact's ``data.parquet``, refusing a missing column or no rows."""
-    import pyarrow.parquet as pq
-
-    path = Path(folder) / DATA_FILE
-    if not path.is_file():
-        raise HubkitError(f"{folder}: no {DATA_FILE} (not a dataset artifact; run `hubkit data build`)")
-    try:
-        table = pq.read_table(path)
-    except (OSError, ValueError) as exc:  # a truncated or foreign file (ArrowInvalid is a ValueError)
-        raise HubkitError(f"{path}: unreadable parquet ({type(exc).__name__}: {exc})") from None
-    for column in FIELDS:
-        if column not in table.column_names:
-            raise HubkitError(
-                f"{path}: missing column '{column}' (a dataset needs instruction, input, output)"
-            )
-    if table.num_rows == 0:
-        raise HubkitError(f"{path}: no rows to check")
-    rows = table.to_pylist()
-    for row in rows:
-        for key in (*FIELDS, "data_source"):
-            row[key] = "" if row.get(key) is None else str(row[key])
-    return rows
 
 
 def _mapping(
