@@ -69,10 +69,8 @@ def dataset(tmp_path_factory) -> Path:
 def test_tiny_recipe_trains_and_adapter_loads(tmp_path, monkeypatch, capsys, dataset):
     """`hubkit train recipes/tiny.yaml`: the loss falls; the artifact is complete and loads in peft."""
     monkeypatch.chdir(tmp_path)
-    started = time.perf_counter()
     code, out, err = run_cli(["train", str(TINY), "--dataset", str(dataset)], capsys)
     assert code == 0, err
-    assert time.perf_counter() - started < 120
     assert "trainable params: 18,432 || all params: 166,208 || trainable%: 11.0897" in out
     assert "{'loss'" not in out + err and "Warning" not in out + err  # one bar, not a dict per step
 

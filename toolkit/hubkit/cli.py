@@ -377,7 +377,7 @@ def _merge_options(func):
             "registries",
             multiple=True,
             type=click.Path(dir_okay=False, path_type=str),
-            help="Extra taint registry YAML, added to recipes/taint_registry.yaml.",
+            help="Extra taint registry YAML, added to the built-in one (hubkit/taint_registry.yaml).",
         ),
         click.option(
             "--max-shard-size",
