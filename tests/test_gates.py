@@ -228,6 +228,7 @@ def test_cli_verify_prints_the_claims_and_exits_1_naming_a_wrong_one(tmp_path):
     assert run.returncode == 1, run.stdout + run.stderr
     table = run.stdout.splitlines()
     assert table[0].split() == ["claim", "claimed", "recomputed", "ok"]
+    assert max(map(len, table)) < 120, "\n".join(table)  # digests cut, a decision rule as its digest
     rows = {line.split("  ")[0]: line for line in table[1:]}
     assert rows["data sha256"].endswith("ok") and rows["gsm8k sha256"].endswith("MISMATCH")
     error = run.stderr.strip().splitlines()[-1]  # the last line; model loading may print progress before it

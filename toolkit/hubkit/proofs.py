@@ -10,6 +10,7 @@ against the merged weights) on a scratch copy. Each claim comes back as claimed 
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import tempfile
 from collections.abc import Iterator
@@ -54,8 +55,10 @@ def render(claims: list[Claim]) -> str:
 
 
 def _short(value: Any) -> str:
-    text = str(value)
-    return text[:12] if len(text) == 64 and all(c in "0123456789abcdef" for c in text) else text
+    """A table cell: sha256 digests cut to 12 characters, a structured value (a rule) as its digest."""
+    if isinstance(value, dict | list) and len(str(value)) > 40:
+        return f"{len(value)} entries, sha256 {digest_of(value)[:12]}"
+    return re.sub(r"\b([0-9a-f]{12})[0-9a-f]{52}\b", r"\1", str(value))
 
 
 def _claim(name: str, claimed: Any, recomputed: Any) -> Claim:
