@@ -73,6 +73,9 @@ class _Lazy(click.ParamType):
     def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
         return self._type.convert(value, param, ctx)
 
+    def shell_complete(self, ctx: click.Context, param: click.Parameter, incomplete: str) -> list[Any]:
+        return self._type.shell_complete(ctx, param, incomplete)
+
 
 class _RecipeOption(click.Option):
     """A flag for the recipe field ``section.field`` (a section class of recipe.py, by name), made
