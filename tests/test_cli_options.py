@@ -3,6 +3,9 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+
 from click.testing import CliRunner
 
 from hubkit.cli import cli, data_check
@@ -27,3 +30,11 @@ def test_recipe_flags_carry_the_fields_description_default_and_choices() -> None
     keep = next(p for p in data_check.params if p.name == "keep")
     assert tuple(keep.type.choices) == CATEGORIES
     assert f"{EvalSection.model_fields['batch_size'].description} [default: auto]" in _help("eval")
+
+
+def test_the_cli_loads_without_the_recipe_models() -> None:
+    """Every command's start skips pydantic and yaml: the recipe flags read the models only when
+    their help is shown or a value parsed."""
+    probe = "import sys, hubkit.cli; print(sorted(sys.modules))"
+    loaded = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True).stdout
+    assert "hubkit.cli" in eval(loaded) and not {"pydantic", "yaml", "hubkit.recipe"} & set(eval(loaded))

@@ -8,18 +8,20 @@ and so ``--endpoint`` can configure the Hub clients before they are imported.
 from __future__ import annotations
 
 import sys
-from collections.abc import Callable
-from typing import Any, Literal, get_args, get_origin
+from collections.abc import Callable, Sequence
+from functools import cached_property
+from typing import TYPE_CHECKING, Any, Literal, get_args, get_origin
 
 import click
-from pydantic import BaseModel
 
 from . import __version__
 from .benchmarks import BENCHMARKS
 from .console import NORMAL, QUIET, VERBOSE, cli_run, console, verbose_from_env
 from .errors import HubkitError
 from .methods import MERGE_METHODS, MODEL_MERGES
-from .recipe import DataSection, DecontamSection, EvalSection, MergeSection, default
+
+if TYPE_CHECKING:
+    from pydantic.fields import FieldInfo
 
 
 class _Command(click.Command):
@@ -45,26 +47,90 @@ class _Command(click.Command):
             return super().invoke(ctx)
 
 
-def _recipe_option(
-    section: type[BaseModel], field: str, *decls: str, prefix: str = "", or_recipe: bool = True, **kwargs: Any
-) -> Callable[[Any], Any]:
-    """A flag for the recipe field ``section.field``, made from the model as mergekit makes its flags
-    from ``MergeOptions``: the help is the field's description (written once, in the recipe) with
-    its default, a ``Literal`` field's values are the choices. ``or_recipe``: the flag defaults to
-    None so a recipe's value, where the command reads one, wins over the model's default."""
-    info = section.model_fields[field]
-    value = default(section, field)
-    shown = ",".join(map(str, value)) if isinstance(value, list) else value
-    annotation = info.annotation
-    if get_origin(annotation) is list:
-        annotation = get_args(annotation)[0]
-    if get_origin(annotation) is Literal:
-        kwargs.setdefault("type", click.Choice(get_args(annotation)))
-    where = ", or the recipe's" if or_recipe else ""
-    text = info.description or ""
-    text = prefix + text[:1].lower() + text[1:] if prefix else text
-    help_text = f"{text} [default: {'none' if shown in (None, '') else shown}{where}]."
-    return click.option(*decls, default=None if or_recipe else value, help=help_text, **kwargs)
+class _Lazy(click.ParamType):
+    """A parameter type made when first used (a value parsed, the help shown), so building the
+    CLI does not import what it is made from."""
+
+    def __init__(self, make: Callable[[], click.ParamType]) -> None:
+        self._make = make
+
+    @cached_property
+    def _type(self) -> click.ParamType:
+        return self._make()
+
+    @property
+    def name(self) -> str:  # type: ignore[override]
+        return self._type.name
+
+    def __getattr__(self, attr: str) -> Any:  # e.g. a Choice's choices
+        if attr.startswith("_"):
+            raise AttributeError(attr)
+        return getattr(self._type, attr)
+
+    def get_metavar(self, param: click.Parameter, ctx: click.Context | None = None) -> str | None:
+        return self._type.get_metavar(param, ctx)
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        return self._type.convert(value, param, ctx)
+
+    def shell_complete(self, ctx: click.Context, param: click.Parameter, incomplete: str) -> list[Any]:
+        return self._type.shell_complete(ctx, param, incomplete)
+
+
+class _RecipeOption(click.Option):
+    """A flag for the recipe field ``section.field`` (a section class of recipe.py, by name), made
+    from the model as mergekit makes its flags from ``MergeOptions``: the help is the field's
+    description (written once, in the recipe), or ``help`` when given, with its default; a
+    ``Literal`` field's values are the choices. The model is read when the help is shown or a
+    value parsed: importing the recipe module (pydantic) as the CLI loads would slow every
+    command's start. ``or_recipe``: the flag defaults to None so a recipe's value, where the
+    command reads one, wins over the model's default."""
+
+    def __init__(
+        self,
+        decls: Sequence[str],
+        *,
+        section: str,
+        field: str,
+        prefix: str = "",
+        or_recipe: bool = True,
+        help: str | None = None,
+        **kwargs: Any,
+    ) -> None:
+        self._section, self._field, self._prefix, self._or_recipe = section, field, prefix, or_recipe
+        self._text = help
+        kwargs.setdefault("type", _Lazy(self._choice))
+        super().__init__(decls, default=None if or_recipe else self._default, **kwargs)
+
+    def _info(self) -> FieldInfo:
+        from . import recipe
+
+        return getattr(recipe, self._section).model_fields[self._field]
+
+    def _default(self) -> Any:
+        from . import recipe
+
+        return recipe.default(getattr(recipe, self._section), self._field)
+
+    def _choice(self) -> click.ParamType:
+        annotation = self._info().annotation
+        if get_origin(annotation) is list:
+            annotation = get_args(annotation)[0]
+        return click.Choice(get_args(annotation)) if get_origin(annotation) is Literal else click.STRING
+
+    def get_help_record(self, ctx: click.Context) -> tuple[str, str] | None:
+        value = self._default()
+        shown = ",".join(map(str, value)) if isinstance(value, list) else value
+        where = ", or the recipe's" if self._or_recipe else ""
+        text = self._text or self._info().description or ""
+        text = self._prefix + text[:1].lower() + text[1:] if self._prefix else text
+        self.help = f"{text} [default: {'none' if shown in (None, '') else shown}{where}]."
+        return super().get_help_record(ctx)
+
+
+def _recipe_option(section: str, field: str, *decls: str, **kwargs: Any) -> Callable[[Any], Any]:
+    """A ``_RecipeOption`` for ``section.field`` (see there)."""
+    return click.option(*decls, cls=_RecipeOption, section=section, field=field, **kwargs)
 
 
 class _StageName(click.ParamType):
@@ -481,11 +547,12 @@ def merge_adapter_command(
     metavar="W1 W2 ...",
     help="One weight per model (default: 1 each).",
 )
-@click.option(
+@_recipe_option(
+    "MergeSection",
+    "method",
     "--method",
     type=click.Choice(MODEL_MERGES),
-    default=default(MergeSection, "method"),
-    show_default=True,
+    or_recipe=False,
     help="; ".join(f"{name}: {MERGE_METHODS[name].formula}" for name in MODEL_MERGES)
     + ". Run by hubkit's streaming merge: "
     + ", ".join(m for m in MODEL_MERGES if MERGE_METHODS[m].engine == "hubkit")
@@ -755,13 +822,13 @@ def data_build(recipe: str, overrides: tuple[str, ...], out: str | None, force: 
 
 @data.command("check")
 @click.argument("dataset")
-@_recipe_option(DecontamSection, "benchmarks", "--benchmarks", prefix="Comma-separated: ")
+@_recipe_option("DecontamSection", "benchmarks", "--benchmarks", prefix="Comma-separated: ")
 @click.option(
     "--platypus",
     is_flag=True,
     help="The paper's method instead: one cosine cut (--threshold) on the question alone.",
 )
-@_recipe_option(DecontamSection, "threshold", "--threshold", type=float, prefix="With --platypus: ")
+@_recipe_option("DecontamSection", "threshold", "--threshold", type=float, prefix="With --platypus: ")
 @click.option(
     "--columns",
     default=None,
@@ -771,8 +838,8 @@ def data_build(recipe: str, overrides: tuple[str, ...], out: str | None, force: 
 @click.option("--config", default=None, help="Hub dataset: the config to load.")
 @click.option("--split", default="train", show_default=True, help="Hub dataset: the split to check.")
 @click.option("--revision", default=None, help="Hub dataset: a branch, tag or commit.")
-@_recipe_option(DecontamSection, "keep", "--keep", multiple=True, prefix="Repeatable: ")
-@_recipe_option(DataSection, "embedding_model", "--model")
+@_recipe_option("DecontamSection", "keep", "--keep", multiple=True, prefix="Repeatable: ")
+@_recipe_option("DataSection", "embedding_model", "--model")
 @click.option(
     "--benchmark-file",
     "benchmark_files",
@@ -893,9 +960,9 @@ def data_check(
     default=None,
     help="Take the benchmark files from this recipe's decontam.benchmark_files (what `data check` read).",
 )
-@_recipe_option(EvalSection, "limit", "--limit", type=int, or_recipe=False)
-@_recipe_option(EvalSection, "batch_size", "--batch-size", or_recipe=False)
-@_recipe_option(EvalSection, "device", "--device", or_recipe=False)
+@_recipe_option("EvalSection", "limit", "--limit", type=int, or_recipe=False)
+@_recipe_option("EvalSection", "batch_size", "--batch-size", or_recipe=False)
+@_recipe_option("EvalSection", "device", "--device", or_recipe=False)
 @click.option("--out", default=None, help="Eval artifact folder [default: runs/eval/<model>[+<adapter>]].")
 @click.option("--force", is_flag=True, help="Score again even if the artifact is up to date.")
 def eval_command(

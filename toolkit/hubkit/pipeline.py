@@ -14,8 +14,7 @@ from __future__ import annotations
 import os
 import tempfile
 import time
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -31,7 +30,6 @@ from .schemas import DatasetManifest
 if TYPE_CHECKING:
     from .evaluate import RecipeEval
 
-STAGES = ("data-build", "data-check", "train", "merge", "verify", "eval", "cards", "push")
 # (role, hub.KEY, repo type) of each artifact published, from the card kinds' table
 REPOS: tuple[tuple[str, str, RepoType], ...] = tuple(
     (k.name, k.hub_key, k.repo_type) for k in CARD_KINDS.values()
@@ -209,6 +207,255 @@ def recipe_merge_config(recipe: Recipe, fold: Path) -> dict[str, Any]:
     return rename_models(recipe.merge.config or {}, {FOLD: str(Path(fold).resolve()), BASE: base_ref})
 
 
+def _check_before_any_stage(recipe: Recipe, force: Sequence[str], dry_run: bool) -> None:
+    """The --force names, what the cards and pushes need, the training settings and the
+    mergekit configuration: checked before the first stage, so a typo does not waste a run."""
+    unknown = sorted(set(force) - set(STAGES))
+    if unknown:
+        raise HubkitError(f"--force {unknown[0]}: unknown stage (stages: {', '.join(STAGES)})")
+    check_publishable(recipe, push=not dry_run)
+    check_trainable(recipe)
+    if recipe.merge.config is not None:  # mergekit's own checks of it, before any stage
+        from .merge.kit import check_config
+
+        check_config(recipe.merge.config, f"{recipe.source}: merge.config")
+
+
+@dataclass
+class _Run:
+    """What the stages of one train-and-push share: the recipe, the options, the result so far
+    (its ``artifacts`` are the stages' outputs) and what a later stage reads from an earlier one."""
+
+    recipe: Recipe
+    endpoint: str | None
+    dry_run: bool
+    allow_unverified: Sequence[str]
+    echo: Callable[[str], None]
+    result: PipelineResult = field(init=False)
+    dir: Path = field(init=False)  # runs/<name>/
+    dataset: Path | None = None  # data-build's folder, before the leak check
+    scores: dict[str, Path] = field(default_factory=dict)  # the eval stage's, by card role
+    refused: str | None = None  # why a gate stops the run once its stage is in the summary
+
+    def __post_init__(self) -> None:
+        self.result = PipelineResult(self.recipe)
+        self.dir = self.recipe.run_dir()
+
+
+# A stage's (status, detail) for its summary row; status None: "skipped" when the step left its
+# artifact's manifest as it was, else "ran".
+Outcome = tuple[str | None, str]
+
+
+def _data_build(run: _Run, force: bool) -> Outcome:
+    from .data import build_dataset
+
+    run.dataset = build_dataset(run.recipe, run.dir / "dataset", force=force)
+    built = DatasetManifest.read(run.dataset)
+    dedup = built.dedup
+    removed = f" ({dedup.removed_exact + dedup.removed_near} duplicates removed)" if dedup else ""
+    return None, f"{built.rows} rows{removed}"
+
+
+def _data_check(run: _Run, force: bool) -> Outcome:
+    """The leak check; a failed one, or a hit with ``decontam.on_hit: stop``, stops the run."""
+    from .decontam import check_recipe
+
+    assert run.dataset is not None
+    recipe = run.recipe
+    check = check_recipe(recipe, run.dataset, run.dir / "dataset-clean", force=force)
+    assert check.out is not None
+    run.result.artifacts["dataset"] = check.out
+    detail = f"{check.rows_checked} rows, {len(check.hits)} hits, {check.removed} removed"
+    report = check.out / "leak_report.md"
+    if not check.passed:
+        raise HubkitError(f"leak check failed ({detail}); nothing pushed; see {report}")
+    if check.hits and recipe.decontam.on_hit == "stop":
+        raise HubkitError(
+            f"leak check found {len(check.hits)} hit(s) in the data ({detail}); nothing pushed; "
+            f"see {report}, fix the sources or set decontam.on_hit: remove"
+        )
+    return None, detail
+
+
+def _train(run: _Run, force: bool) -> Outcome:
+    from .train import train
+
+    dataset = run.result.artifacts["dataset"]
+    trained = train(run.recipe, dataset=dataset, out=run.dir / "adapter", force=force, echo=console().debug)
+    run.result.artifacts["adapter"] = trained.out
+    metrics = trained.metrics
+    detail = (
+        f"final loss {metrics['loss'][-1]['loss']:.4f}, {metrics['global_step']} steps, "
+        f"{metrics['tokens_seen'] / max(metrics['wall_time_s'], 1e-9):,.0f} tokens/s"
+        if metrics["loss"]
+        else ""
+    )
+    return "skipped" if trained.skipped else "ran", detail
+
+
+def _merge(run: _Run, force: bool) -> Outcome:
+    """Fold the adapter into its base, then merge the fold with the recipe's partner models
+    (``merge.models`` or ``merge.config``), each behind the taint gate."""
+    from .merge import load_registry, merge_adapter, merge_config, merge_models
+
+    recipe, adapter = run.recipe, run.result.artifacts["adapter"]
+    registry = load_registry(entries=recipe.merge.taint_registry)
+    allowed = [*(merge_ref(recipe, ref) for ref in recipe.merge.allow_unverified), *run.allow_unverified]
+    partnered = bool(recipe.merge.models or recipe.merge.config)
+    merged = merge_adapter(
+        adapter,
+        run.dir / ("merged-adapter" if partnered else "merged"),
+        registry=registry,
+        allow_unverified=allowed,
+        recipe=recipe.to_dict(),
+        force=force,
+    )
+    if partnered:
+        # The fold's exact check (against base + adapter through peft) must come first: a
+        # model merge cannot check the fold, and merge_models refuses an unchecked one.
+        _verified(merged)
+    if recipe.merge.config is not None:
+        merged = merge_config(
+            recipe_merge_config(recipe, merged),
+            run.dir / "merged",
+            source=f"{recipe.source}: merge.config",
+            base_dir=recipe.base_dir,
+            registry=registry,
+            allow_unverified=allowed,
+            recipe=recipe.to_dict(),
+            force=force,
+        )
+    elif recipe.merge.models:
+        merged = merge_models(
+            [str(merged), *(merge_ref(recipe, ref) for ref in recipe.merge.models)],
+            run.dir / "merged",
+            weights=recipe.merge.weights or None,
+            method=recipe.merge.method,
+            base=merge_ref(recipe, recipe.merge.base) if recipe.merge.base else None,
+            registry=registry,
+            allow_unverified=allowed,
+            recipe=recipe.to_dict(),
+            force=force,
+        )
+    run.result.artifacts["merged"] = merged
+    return None, str(merged)
+
+
+def _verify(run: _Run, force: bool) -> Outcome:
+    summary, ran = _verified(run.result.artifacts["merged"], force=force)
+    diff = summary.get("max_abs_logit_diff")
+    detail = "passed" + (f", max |logit diff| {diff:.2e}" if diff is not None else "")
+    return "ran" if ran else "skipped", detail
+
+
+def _eval(run: _Run, force: bool) -> Outcome:
+    """After verify, before anything is written for the Hub: the eval gate."""
+    recipe, result = run.recipe, run.result
+    merged, adapter = result.artifacts["merged"], result.artifacts["adapter"]
+    if not recipe.eval.tasks:
+        return "skipped", "no eval.tasks in the recipe"
+    from .evaluate import evaluate_recipe
+    from .train import resolve_base_model
+
+    base = resolve_base_model(recipe).load_from
+    inputs = (
+        {"merged-adapter": str(run.dir / "merged-adapter")}
+        | {ref: merge_ref(recipe, ref) for ref in recipe.merge.models}
+        if recipe.merge.models
+        else {"base": base}
+    )
+    evaluation = evaluate_recipe(recipe, merged, adapter, base, inputs, force=force, echo=run.echo)
+    run.scores = {role: evaluation.results[role].folder for role in ("adapter", "merged")}
+    result.evaluation = evaluation
+    result.artifacts |= {f"eval-{label}": r.folder for label, r in evaluation.results.items()}
+    reused = all(r.reused for r in evaluation.results.values())
+    if evaluation.refused:
+        run.refused = f"eval gate: {evaluation.refused}"
+    return "refused" if evaluation.refused else "skipped" if reused else "ran", evaluation.detail()
+
+
+def _cards(run: _Run, force: bool) -> Outcome:
+    """Each artifact's README.md, with the eval stage's scores (or ``eval.results``)."""
+    recipe = run.recipe
+    eval_results = recipe.resolve(recipe.eval.results) if recipe.eval.results else None
+    for role, _, _ in REPOS:
+        card_scores = None if role == "dataset" else run.scores.get(role, eval_results)
+        write_card(role, run.result.artifacts[role], card_scores)
+    return "ran", "README.md in each artifact"
+
+
+def _push(run: _Run, force: bool) -> Outcome:
+    """Every repo's pre-flight, then one commit per repo; a dry run lists what would be pushed."""
+    recipe, result, echo = run.recipe, run.result, run.echo
+    if run.dry_run:
+        for role, key, repo_type in REPOS:
+            folder, repo = result.artifacts[role], getattr(recipe.hub, key)
+            if repo:  # the pre-flight's own checks; those that read the Hub wait for the push
+                preflight_push(folder, repo, repo_type=repo_type, tag=recipe.version, read_hub=False)
+            echo(f"would push {folder} ({len(list_files(folder))} files, {_folder_size(folder):,} B)")
+            echo(f"    to {repo_type} repo {repo or f'<hub.{key} not set>'} @ {recipe.version}")
+        return "dry-run", ""
+    # Every repo's pre-flight before any upload: a refusal of the last publishes none.
+    plans = {
+        role: preflight_push(
+            result.artifacts[role],
+            getattr(recipe.hub, key),
+            repo_type=repo_type,
+            tag=recipe.version,
+            endpoint=run.endpoint,
+        )
+        for role, key, repo_type in REPOS
+    }
+    for role, plan in plans.items():
+        result.pushes[role] = upload(
+            plan,
+            private=recipe.hub.private,
+            commit_message=f"{recipe.name} {recipe.version}: {role} (hubkit)",
+        )
+    sent = sum(p.uploaded_bytes for p in result.pushes.values())
+    return "ran", ", ".join(p.repo_id for p in result.pushes.values()) + f" ({sent:,} B sent)"
+
+
+@dataclass(frozen=True)
+class Stage:
+    """A train-and-push stage: its name (the ``--force`` choice, its header and its summary row),
+    the step that runs it (given whether it is forced), and the artifact folder under
+    ``runs/<name>/`` whose manifest, left as it was by the step, means the stage was skipped
+    (None: the step says itself, e.g. train from its inputs' hash, verify from verification.json)."""
+
+    name: str
+    step: Callable[[_Run, bool], Outcome]
+    folder: str | None = None
+
+
+PIPELINE: tuple[Stage, ...] = (
+    Stage("data-build", _data_build, "dataset"),
+    Stage("data-check", _data_check, "dataset-clean"),
+    Stage("train", _train),
+    Stage("merge", _merge, "merged"),
+    Stage("verify", _verify),
+    Stage("eval", _eval),
+    Stage("cards", _cards),
+    Stage("push", _push),
+)
+STAGES = tuple(stage.name for stage in PIPELINE)
+
+
+def _run_stage(stage: Stage, run: _Run, force: bool) -> None:
+    """One stage between its header and its result line, timed, its row added to the summary."""
+    console().begin(stage.name)
+    started = time.perf_counter()
+    before = _stamp(run.dir / stage.folder) if stage.folder else None
+    status, detail = stage.step(run, force)
+    if status is None:
+        assert stage.folder is not None
+        status = "skipped" if _stamp(run.dir / stage.folder) == before else "ran"
+    record = StageRecord(stage.name, status, time.perf_counter() - started, detail)
+    run.result.stages.append(record)
+    console().end(record.row())
+
+
 def train_and_push(
     recipe: Recipe,
     *,
@@ -222,187 +469,13 @@ def train_and_push(
 
     ``dry_run`` does everything except pushing and lists what would be pushed.
     """
-    unknown = sorted(set(force) - set(STAGES))
-    if unknown:
-        raise HubkitError(f"--force {unknown[0]}: unknown stage (stages: {', '.join(STAGES)})")
-    check_publishable(recipe, push=not dry_run)
-    check_trainable(recipe)
-    if recipe.merge.config is not None:  # mergekit's own checks of it, before any stage
-        from .merge.kit import check_config
-
-        check_config(recipe.merge.config, f"{recipe.source}: merge.config")
-    result = PipelineResult(recipe)
-    run = recipe.run_dir()
-
-    @contextmanager
-    def stage(name: str) -> Iterator[dict[str, Any]]:
-        console().begin(name)
-        note: dict[str, Any] = {"status": "ran", "detail": ""}
-        started = time.perf_counter()
-        yield note
-        record = StageRecord(name, note["status"], time.perf_counter() - started, note["detail"])
-        result.stages.append(record)
-        console().end(record.row())
-
-    from .data import build_dataset
-    from .decontam import check_recipe
-
-    with stage("data-build") as note:
-        before = _stamp(run / "dataset")
-        dataset = build_dataset(recipe, run / "dataset", force="data-build" in force)
-        note["status"] = "skipped" if _stamp(dataset) == before else "ran"
-        built = DatasetManifest.read(dataset)
-        dedup = built.dedup
-        removed = f" ({dedup.removed_exact + dedup.removed_near} duplicates removed)" if dedup else ""
-        note["detail"] = f"{built.rows} rows{removed}"
-    with stage("data-check") as note:
-        before = _stamp(run / "dataset-clean")
-        check = check_recipe(recipe, dataset, run / "dataset-clean", force="data-check" in force)
-        assert check.out is not None
-        result.artifacts["dataset"] = check.out
-        note["status"] = "skipped" if _stamp(check.out) == before else "ran"
-        note["detail"] = f"{check.rows_checked} rows, {len(check.hits)} hits, {check.removed} removed"
-        report = check.out / "leak_report.md"
-        if not check.passed:
-            raise HubkitError(f"leak check failed ({note['detail']}); nothing pushed; see {report}")
-        if check.hits and recipe.decontam.on_hit == "stop":
-            raise HubkitError(
-                f"leak check found {len(check.hits)} hit(s) in the data ({note['detail']}); nothing pushed; "
-                f"see {report}, fix the sources or set decontam.on_hit: remove"
-            )
-
-    from .train import train
-
-    with stage("train") as note:
-        trained = train(
-            recipe, dataset=check.out, out=run / "adapter", force="train" in force, echo=console().debug
-        )
-        result.artifacts["adapter"] = trained.out
-        note["status"] = "skipped" if trained.skipped else "ran"
-        metrics = trained.metrics
-        note["detail"] = (
-            f"final loss {metrics['loss'][-1]['loss']:.4f}, {metrics['global_step']} steps, "
-            f"{metrics['tokens_seen'] / max(metrics['wall_time_s'], 1e-9):,.0f} tokens/s"
-            if metrics["loss"]
-            else ""
-        )
-
-    from .merge import load_registry, merge_adapter, merge_config, merge_models
-
-    registry = load_registry(entries=recipe.merge.taint_registry)
-    allowed = [*(merge_ref(recipe, ref) for ref in recipe.merge.allow_unverified), *allow_unverified]
-    with stage("merge") as note:
-        before = _stamp(run / "merged")
-        partnered = bool(recipe.merge.models or recipe.merge.config)
-        merged = merge_adapter(
-            trained.out,
-            run / ("merged-adapter" if partnered else "merged"),
-            registry=registry,
-            allow_unverified=allowed,
-            recipe=recipe.to_dict(),
-            force="merge" in force,
-        )
-        if partnered:
-            # The fold's exact check (against base + adapter through peft) must come first: a
-            # model merge cannot check the fold, and merge_models refuses an unchecked one.
-            _verified(merged)
-        if recipe.merge.config is not None:
-            merged = merge_config(
-                recipe_merge_config(recipe, merged),
-                run / "merged",
-                source=f"{recipe.source}: merge.config",
-                base_dir=recipe.base_dir,
-                registry=registry,
-                allow_unverified=allowed,
-                recipe=recipe.to_dict(),
-                force="merge" in force,
-            )
-        elif recipe.merge.models:
-            merged = merge_models(
-                [str(merged), *(merge_ref(recipe, ref) for ref in recipe.merge.models)],
-                run / "merged",
-                weights=recipe.merge.weights or None,
-                method=recipe.merge.method,
-                base=merge_ref(recipe, recipe.merge.base) if recipe.merge.base else None,
-                registry=registry,
-                allow_unverified=allowed,
-                recipe=recipe.to_dict(),
-                force="merge" in force,
-            )
-        result.artifacts["merged"] = merged
-        note["status"] = "skipped" if _stamp(merged) == before else "ran"
-        note["detail"] = str(merged)
-    with stage("verify") as note:
-        summary, ran = _verified(merged, force="verify" in force)
-        note["status"] = "ran" if ran else "skipped"
-        diff = summary.get("max_abs_logit_diff")
-        note["detail"] = "passed" + (f", max |logit diff| {diff:.2e}" if diff is not None else "")
-
-    scores: dict[str, Path] = {}
-    refused = None
-    with stage("eval") as note:  # after verify, before anything is written for the Hub: the eval gate
-        note["status"], note["detail"] = "skipped", "no eval.tasks in the recipe"
-        if recipe.eval.tasks:
-            from .evaluate import evaluate_recipe
-            from .train import resolve_base_model
-
-            base = resolve_base_model(recipe).load_from
-            inputs = (
-                {"merged-adapter": str(run / "merged-adapter")}
-                | {ref: merge_ref(recipe, ref) for ref in recipe.merge.models}
-                if recipe.merge.models
-                else {"base": base}
-            )
-            evaluation = evaluate_recipe(
-                recipe, merged, trained.out, base, inputs, force="eval" in force, echo=echo
-            )
-            scores = {role: evaluation.results[role].folder for role in ("adapter", "merged")}
-            result.evaluation = evaluation
-            result.artifacts |= {f"eval-{label}": r.folder for label, r in evaluation.results.items()}
-            reused = all(r.reused for r in evaluation.results.values())
-            refused = evaluation.refused
-            note["status"] = "refused" if refused else "skipped" if reused else "ran"
-            note["detail"] = evaluation.detail()
-    if refused:
-        raise HubkitError(f"eval gate: {refused}; nothing pushed\n{result.summary()}")
-
-    with stage("cards") as note:
-        eval_results = recipe.resolve(recipe.eval.results) if recipe.eval.results else None
-        for role, _, _ in REPOS:
-            card_scores = None if role == "dataset" else scores.get(role, eval_results)
-            write_card(role, result.artifacts[role], card_scores)
-        note["detail"] = "README.md in each artifact"
-
-    with stage("push") as note:
-        if dry_run:
-            note["status"] = "dry-run"
-            for role, key, repo_type in REPOS:
-                folder, repo = result.artifacts[role], getattr(recipe.hub, key)
-                if repo:  # the pre-flight's own checks; those that read the Hub wait for the push
-                    preflight_push(folder, repo, repo_type=repo_type, tag=recipe.version, read_hub=False)
-                echo(f"would push {folder} ({len(list_files(folder))} files, {_folder_size(folder):,} B)")
-                echo(f"    to {repo_type} repo {repo or f'<hub.{key} not set>'} @ {recipe.version}")
-        else:
-            # Every repo's pre-flight before any upload: a refusal of the last publishes none.
-            plans = {
-                role: preflight_push(
-                    result.artifacts[role],
-                    getattr(recipe.hub, key),
-                    repo_type=repo_type,
-                    tag=recipe.version,
-                    endpoint=endpoint,
-                )
-                for role, key, repo_type in REPOS
-            }
-            for role, plan in plans.items():
-                result.pushes[role] = upload(
-                    plan,
-                    private=recipe.hub.private,
-                    commit_message=f"{recipe.name} {recipe.version}: {role} (hubkit)",
-                )
-            sent = sum(p.uploaded_bytes for p in result.pushes.values())
-            note["detail"] = ", ".join(p.repo_id for p in result.pushes.values()) + f" ({sent:,} B sent)"
-    return result
+    _check_before_any_stage(recipe, force, dry_run)
+    run = _Run(recipe, endpoint, dry_run, allow_unverified, echo)
+    for stage in PIPELINE:
+        _run_stage(stage, run, force=stage.name in force)
+        if run.refused:
+            raise HubkitError(f"{run.refused}; nothing pushed\n{run.result.summary()}")
+    return run.result
 
 
 def load_back(result: PipelineResult, prompt: str | None = None) -> dict[str, Any]:
