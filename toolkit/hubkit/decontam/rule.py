@@ -101,11 +101,12 @@ def rule_record(names: list[str], method: Method, threshold: float) -> dict[str,
     """The decision rule as the report and certificate record it."""
     if method == "platypus":
         return {"method": method, "views": ["item"], "threshold": threshold}
-    from .views import VIEWS
+    from .views import MAX_TOKENS, VIEWS
 
     return {
         "method": method,
         "views": list(VIEWS),
+        "max_tokens": MAX_TOKENS,
         "benchmarks": {name: asdict(RULES[name]) for name in names},
         "decision": "a pair is a candidate at best-view cosine >= candidate; a candidate is a hit "
         "when cosine >= sure or the row states at least the share `numbers` of the view's numbers",
