@@ -15,8 +15,8 @@ The contexts are rendered through the Jinja2 templates of the top-level ``cards/
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
 from importlib.resources import files
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, Literal
@@ -526,6 +526,26 @@ class MergedCardContext:
     scores: list[EvalScore]
     mergekit_config: str | None = None  # the configuration mergekit ran, as published (YAML)
     seed: int | None = None  # a random method's seed
+    # other models scored on the same tasks (the base, the adapter on it, each merge input), by label
+    compare: dict[str, list[EvalScore]] = field(default_factory=dict)
+
+    def score_table(self) -> tuple[list[str], list[list[str]]]:
+        """The merged model's scores beside the compared models', one row per benchmark and an
+        average row (over the merged model's benchmarks; "-" for a model not scored on all)."""
+        columns = [*self.compare, "merged"]
+        values = {label: {s.task.key: s.value for s in scores} for label, scores in self.compare.items()}
+        values["merged"] = {s.task.key: s.value for s in self.scores}
+        keys = [s.task.key for s in self.scores]
+        rows = [
+            [s.task.dataset_name, s.task.metric_name]
+            + [f"{values[c][s.task.key]:.2f}" if s.task.key in values[c] else "-" for c in columns]
+            for s in self.scores
+        ]
+        averages = [
+            f"{sum(values[c][k] for k in keys) / len(keys):.2f}" if all(k in values[c] for k in keys) else "-"
+            for c in columns
+        ]
+        return columns, [*rows, ["Average", "", *averages]]
 
     @property
     def name(self) -> str:
@@ -561,9 +581,12 @@ class MergedCardContext:
 
 
 def merged_context(
-    folder: str | os.PathLike[str], eval_results: str | os.PathLike[str] | None = None
+    folder: str | os.PathLike[str],
+    eval_results: str | os.PathLike[str] | None = None,
+    compare: Mapping[str, str | os.PathLike[str]] | None = None,
 ) -> MergedCardContext:
-    """The merged card's facts: ``provenance.json`` (inputs, taint gate, recipe) and ``verification.json``."""
+    """The merged card's facts: ``provenance.json`` (inputs, taint gate, recipe) and ``verification.json``;
+    ``compare`` (label -> eval results of the base, the adapter, ...) shown beside ``eval_results``."""
     folder = Path(folder)
     card = "merged"
     provenance = schemas.MergedProvenance.read(
@@ -639,6 +662,7 @@ def merged_context(
             figures=figures,
         ),
         scores=read_eval_results(eval_results) if eval_results else [],
+        compare={label: read_eval_results(path) for label, path in (compare or {}).items()},
         mergekit_config=(
             yaml.safe_dump(provenance.mergekit_config, sort_keys=False)
             if provenance.mergekit_config
@@ -673,9 +697,16 @@ def render_card(context: CardContext) -> RepoCard:
 
 
 def card_context(
-    kind: CardKind, folder: str | os.PathLike[str], eval_results: str | os.PathLike[str] | None = None
+    kind: CardKind,
+    folder: str | os.PathLike[str],
+    eval_results: str | os.PathLike[str] | None = None,
+    compare: Mapping[str, str | os.PathLike[str]] | None = None,
 ) -> CardContext:
     """The facts of one card, read from its artifact folder (nothing is written)."""
+    if compare:
+        if kind != "merged" or eval_results is None:
+            raise HubkitError("--compare: only a merged card with --eval-results shows other models' scores")
+        return merged_context(folder, eval_results, compare)
     if kind == "dataset":
         if eval_results is not None:
             raise HubkitError("--eval-results: a dataset card has no evaluation results")
@@ -685,14 +716,18 @@ def card_context(
 
 
 def write_card(
-    kind: CardKind, folder: str | os.PathLike[str], eval_results: str | os.PathLike[str] | None = None
+    kind: CardKind,
+    folder: str | os.PathLike[str],
+    eval_results: str | os.PathLike[str] | None = None,
+    compare: Mapping[str, str | os.PathLike[str]] | None = None,
 ) -> Path:
     """Write ``README.md`` (and, for an adapter, the loss plot it shows) into an artifact folder.
 
     Every fact is gathered first, so a missing field stops with a one-line error before any
-    file is written. ``eval_results`` (an lm-eval-harness results JSON) adds ``model-index``.
+    file is written. ``eval_results`` (an lm-eval-harness results JSON) adds ``model-index``;
+    ``compare`` (merged card only) adds other models' scores beside it (not to ``model-index``).
     """
-    context = card_context(kind, folder, eval_results)
+    context = card_context(kind, folder, eval_results, compare)
     card = render_card(context)
     folder = Path(folder)
     if isinstance(context, AdapterCardContext):

@@ -295,6 +295,7 @@ def train_and_push(
         note["detail"] = "passed" + (f", max |logit diff| {diff:.2e}" if diff is not None else "")
 
     scores: dict[str, Path] = {}
+    compare: dict[str, Path] = {}  # the merged card's other columns (base, adapter on it, ...)
     refused = None
     with stage("eval") as note:  # after verify, before anything is written for the Hub: the eval gate
         note["status"], note["detail"] = "skipped", "no eval.tasks in the recipe"
@@ -313,6 +314,7 @@ def train_and_push(
                 recipe, merged, trained.out, base, inputs, force="eval" in force, echo=echo
             )
             scores = {role: evaluation.results[role].folder for role in ("adapter", "merged")}
+            compare = evaluation.compare()
             result.artifacts |= {f"eval-{label}": r.folder for label, r in evaluation.results.items()}
             reused = all(r.reused for r in evaluation.results.values())
             refused = evaluation.refused
@@ -327,7 +329,7 @@ def train_and_push(
         eval_results = recipe.resolve(recipe.eval.results) if recipe.eval.results else None
         for role, _, _ in REPOS:
             card_scores = None if role == "dataset" else scores.get(role, eval_results)
-            write_card(role, result.artifacts[role], card_scores)
+            write_card(role, result.artifacts[role], card_scores, compare if role == "merged" else None)
         note["detail"] = "README.md in each artifact"
 
     with stage("push") as note:
