@@ -187,13 +187,15 @@ def test_cli_reports_a_missing_field_in_one_line(tmp_path: Path) -> None:
 def test_cli_writes_the_card(tmp_path: Path) -> None:
     folder = _artifact(tmp_path, "merged")
     run = subprocess.run(
-        [sys.executable, "-m", "hubkit", "card", "merged", str(folder), "--eval-results", str(EVAL)],
+        [sys.executable, "-m", "hubkit", "card", "merged", str(folder), "--eval-results", str(EVAL)]
+        + ["--compare", f"base={EVAL}"],
         capture_output=True,
         text=True,
     )
     assert run.returncode == 0, run.stderr
     assert run.stdout == f"Wrote {folder / 'README.md'}\n"
     assert "model-index" in metadata_load(folder / "README.md")
+    assert "| Benchmark | Metric | base | merged |" in (folder / "README.md").read_text()
 
 
 def test_unchecked_data_needs_the_override_and_shows_it(tmp_path: Path) -> None:
