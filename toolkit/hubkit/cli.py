@@ -872,7 +872,12 @@ def data_check(
     show_default=True,
     help="Batch size, or auto: the largest that fits on a GPU (lm-eval's probe), 16 on CPU.",
 )
-@click.option("--device", default=None, help="cuda, cuda:1, cpu ... [default: cuda if available].")
+@click.option(
+    "--device",
+    default=None,
+    help="cuda, cuda:1, cpu ... [default: cuda if available]. On a CPU other jobs share, "
+    "OMP_NUM_THREADS=1 is often several times faster (batched tensors wait on busy threads).",
+)
 @click.option("--out", default=None, help="Eval artifact folder [default: runs/eval/<model>[+<adapter>]].")
 @click.option("--force", is_flag=True, help="Score again even if the artifact is up to date.")
 def eval_command(
