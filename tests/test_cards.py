@@ -187,13 +187,15 @@ def test_cli_reports_a_missing_field_in_one_line(tmp_path: Path) -> None:
 def test_cli_writes_the_card(tmp_path: Path) -> None:
     folder = _artifact(tmp_path, "merged")
     run = subprocess.run(
-        [sys.executable, "-m", "hubkit", "card", "merged", str(folder), "--eval-results", str(EVAL)],
+        [sys.executable, "-m", "hubkit", "card", "merged", str(folder), "--eval-results", str(EVAL)]
+        + ["--compare", f"base={EVAL}"],
         capture_output=True,
         text=True,
     )
     assert run.returncode == 0, run.stderr
     assert run.stdout == f"Wrote {folder / 'README.md'}\n"
     assert "model-index" in metadata_load(folder / "README.md")
+    assert "| Benchmark | Metric | base | merged |" in (folder / "README.md").read_text()
 
 
 def test_unchecked_data_needs_the_override_and_shows_it(tmp_path: Path) -> None:
@@ -292,3 +294,23 @@ def test_templates_ship_inside_the_package() -> None:
         "merged_card.md",
         "limitations.md",
     }
+
+
+def test_merged_card_shows_base_adapter_and_merged_side_by_side(tmp_path: Path) -> None:
+    base = tmp_path / "base.json"  # the base scored lower on ARC, and not on HellaSwag at all
+    doc = json.loads(EVAL.read_text())
+    doc["results"]["arc_challenge"]["acc_norm,none"] = 0.5
+    del doc["results"]["hellaswag"]
+    base.write_text(json.dumps(doc))
+    compare = {"base": base, "base + adapter": EVAL}
+    readme = write_card("merged", _artifact(tmp_path, "merged"), EVAL, compare)
+    text = readme.read_text()
+    assert "| Benchmark | Metric | base | base + adapter | merged |" in text
+    assert "| AI2 Reasoning Challenge (25-Shot) | normalized accuracy | 50.00 | 61.26 | 61.26 |" in text
+    assert "| HellaSwag (10-Shot) | normalized accuracy | - | 82.55 | 82.55 |" in text
+    average = sum(SCORES.values()) / len(SCORES)
+    assert f"| Average |  | - | {average:.2f} | {average:.2f} |" in text
+    # model-index carries the merged model's own scores only
+    assert {r.dataset_type: r.metric_value for r in ModelCard.load(readme).data.eval_results} == SCORES
+    with pytest.raises(HubkitError, match="only a merged card"):
+        write_card("adapter", _artifact(tmp_path, "adapter"), EVAL, compare)

@@ -251,6 +251,11 @@ def test_train_and_push_scores_and_pushes_model_index(local_hub, tmp_path, monke
         assert all(
             r.dataset_args == {"num_few_shot": r.dataset_args["num_few_shot"], "limit": 2} for r in results
         )
+    # the merged card shows the base and the adapter on it beside the merged model, like the paper
+    body = ModelCard.load("alice/ev-merged").text
+    assert "| Benchmark | Metric | base | base + adapter | merged |" in body
+    row = f"| normalized accuracy | {base.average:.2f} | {{:.2f}} | {merged.average:.2f} |"
+    assert row.format(EvalManifest.read(result.artifacts["eval-adapter"]).average) in body
 
     again = train_and_push(recipe, echo=lambda _: None)
     assert next(s for s in again.stages if s.name == "eval").status == "skipped"

@@ -655,13 +655,13 @@ def verify_merge_command(folder: str) -> None:
         )
 
 
-def _benchmark_files(items: tuple[str, ...]) -> dict[str, str]:
-    """--benchmark-file NAME=PATH options as a mapping."""
+def _benchmark_files(items: tuple[str, ...], option: str = "--benchmark-file") -> dict[str, str]:
+    """--benchmark-file NAME=PATH options (or another NAME=PATH option) as a mapping, in order."""
     files = {}
     for item in items:
         name, sep, path = item.partition("=")
         if not sep or not name or not path:
-            raise HubkitError(f"--benchmark-file {item!r}: expected NAME=PATH")
+            raise HubkitError(f"{option} {item!r}: expected NAME=PATH")
         files[name] = path
     return files
 
@@ -781,10 +781,20 @@ def card_adapter(artifact: str, eval_results: str | None) -> None:
 @card.command("merged")
 @click.argument("artifact", type=click.Path(file_okay=False, path_type=str))
 @_eval_results_option
-def card_merged(artifact: str, eval_results: str | None) -> None:
+@click.option(
+    "--compare",
+    multiple=True,
+    metavar="LABEL=PATH",
+    help="Another model's scores (`hubkit eval` folder or lm-eval results JSON) in a column beside "
+    "--eval-results, e.g. base=runs/eval/base; repeatable, columns in this order. Not in model-index.",
+)
+def card_merged(artifact: str, eval_results: str | None, compare: tuple[str, ...]) -> None:
     """Card of a merged model: every input's provenance and taint-gate verdict, the equivalence
     check, and any --allow-* override at the top."""
-    _write_card("merged", artifact, eval_results)
+    from .cards import write_card
+
+    pairs = _benchmark_files(compare, "--compare")
+    click.echo(f"Wrote {write_card('merged', artifact, eval_results, pairs)}")
 
 
 @cli.group()

@@ -226,7 +226,6 @@ def _plan(
 ) -> _Plan:
     import lm_eval
 
-
     files_ = {k: str(v) for k, v in (benchmark_files or {}).items()}
     if limit is not None and limit < 1:
         raise HubkitError(f"--limit {limit}: must be at least 1")
@@ -302,7 +301,6 @@ def _score(
     import lm_eval
     from lm_eval.models.huggingface import HFLM
     from lm_eval.tasks import TaskManager
-
 
     device = device or _default_device()
     if batch_size == "auto" and device == "cpu":
@@ -394,7 +392,6 @@ def artifact_scores(folder: str | os.PathLike[str]) -> list[EvalScore]:
     ``results.json`` (whose hash must be the manifest's) and marked partial after ``--limit``."""
     from dataclasses import replace
 
-
     folder = Path(folder)
     manifest = EvalManifest.read(folder)
     results = folder / RESULTS
@@ -429,6 +426,12 @@ class RecipeEval:
             avg = result.manifest.average
             parts.append(f"{label} {'-' if avg is None else f'{avg:.2f}'}" + (" =" if result.reused else ""))
         return "average " + ", ".join(parts) + (f"; REFUSED: {self.refused}" if self.refused else "")
+
+    def compare(self) -> dict[str, Path]:
+        """The merged card's other columns, as the paper's tables: each merge input, then the
+        adapter on its base."""
+        inputs = {label: r.folder for label, r in self.results.items() if label not in ("merged", "adapter")}
+        return inputs | {"base + adapter": self.results["adapter"].folder}
 
 
 def recipe_benchmark_files(recipe: Recipe) -> dict[str, str]:

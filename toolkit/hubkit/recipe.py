@@ -216,7 +216,11 @@ class EvalSection(_Section):
         default="auto",
         description="Batch size, or auto: the largest that fits on a GPU (lm-eval's probe), 16 on CPU",
     )
-    device: str | None = Field(default=None, description="cuda, cuda:1, cpu ...; none: cuda if available")
+    device: str | None = Field(
+        default=None,
+        description="cuda, cuda:1, cpu ...; none: cuda if available. On a CPU other jobs share, "
+        "OMP_NUM_THREADS=1 is often several times faster (batched tensors wait on busy threads)",
+    )
     benchmark_files: dict[str, str] = Field(default_factory=dict)
     gate: EvalGate | None = None
 

@@ -17,7 +17,7 @@ The contexts are rendered through the Jinja2 templates of the top-level ``cards/
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from importlib.resources import files
 from pathlib import Path
@@ -117,9 +117,16 @@ def render_card(context: CardContext) -> RepoCard:
 
 
 def card_context(
-    kind: CardKind, folder: str | os.PathLike[str], eval_results: str | os.PathLike[str] | None = None
+    kind: CardKind,
+    folder: str | os.PathLike[str],
+    eval_results: str | os.PathLike[str] | None = None,
+    compare: Mapping[str, str | os.PathLike[str]] | None = None,
 ) -> CardContext:
     """The facts of one card, read from its artifact folder (nothing is written)."""
+    if compare:
+        if kind != "merged" or eval_results is None:
+            raise HubkitError("--compare: only a merged card with --eval-results shows other models' scores")
+        return merged_context(folder, eval_results, compare)
     spec = CARD_KINDS[kind]
     if spec.scored:
         return spec.build(folder, eval_results)
@@ -129,14 +136,18 @@ def card_context(
 
 
 def write_card(
-    kind: CardKind, folder: str | os.PathLike[str], eval_results: str | os.PathLike[str] | None = None
+    kind: CardKind,
+    folder: str | os.PathLike[str],
+    eval_results: str | os.PathLike[str] | None = None,
+    compare: Mapping[str, str | os.PathLike[str]] | None = None,
 ) -> Path:
     """Write ``README.md`` (and, for an adapter, the loss plot it shows) into an artifact folder.
 
     Every fact is gathered first, so a missing field stops with a one-line error before any
-    file is written. ``eval_results`` (an lm-eval-harness results JSON) adds ``model-index``.
+    file is written. ``eval_results`` (an lm-eval-harness results JSON) adds ``model-index``;
+    ``compare`` (merged card only) adds other models' scores beside it (not to ``model-index``).
     """
-    context = card_context(kind, folder, eval_results)
+    context = card_context(kind, folder, eval_results, compare)
     card = render_card(context)
     folder = Path(folder)
     if isinstance(context, AdapterCardContext):

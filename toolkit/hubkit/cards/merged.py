@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -80,6 +81,26 @@ class MergedCardContext:
     scores: list[EvalScore]
     mergekit_config: str | None = None  # the configuration mergekit ran, as published (YAML)
     seed: int | None = None  # a random method's seed
+    # other models scored on the same tasks (the base, the adapter on it, each merge input), by label
+    compare: dict[str, list[EvalScore]] = field(default_factory=dict)
+
+    def score_table(self) -> tuple[list[str], list[list[str]]]:
+        """The merged model's scores beside the compared models', one row per benchmark and an
+        average row (over the merged model's benchmarks; "-" for a model not scored on all)."""
+        columns = [*self.compare, "merged"]
+        values = {label: {s.task.key: s.value for s in scores} for label, scores in self.compare.items()}
+        values["merged"] = {s.task.key: s.value for s in self.scores}
+        keys = [s.task.key for s in self.scores]
+        rows = [
+            [s.task.dataset_name, s.task.metric_name]
+            + [f"{values[c][s.task.key]:.2f}" if s.task.key in values[c] else "-" for c in columns]
+            for s in self.scores
+        ]
+        averages = [
+            f"{sum(values[c][k] for k in keys) / len(keys):.2f}" if all(k in values[c] for k in keys) else "-"
+            for c in columns
+        ]
+        return columns, [*rows, ["Average", "", *averages]]
 
     @property
     def name(self) -> str:
@@ -106,9 +127,12 @@ class MergedCardContext:
 
 
 def merged_context(
-    folder: str | os.PathLike[str], eval_results: str | os.PathLike[str] | None = None
+    folder: str | os.PathLike[str],
+    eval_results: str | os.PathLike[str] | None = None,
+    compare: Mapping[str, str | os.PathLike[str]] | None = None,
 ) -> MergedCardContext:
-    """The merged card's facts: ``provenance.json`` (inputs, taint gate, recipe) and ``verification.json``."""
+    """The merged card's facts: ``provenance.json`` (inputs, taint gate, recipe) and ``verification.json``;
+    ``compare`` (label -> eval results of the base, the adapter, ...) shown beside ``eval_results``."""
     folder = Path(folder)
     card = "merged"
     provenance = schemas.MergedProvenance.read(
@@ -184,6 +208,7 @@ def merged_context(
             figures=figures,
         ),
         scores=read_eval_results(eval_results) if eval_results else [],
+        compare={label: read_eval_results(path) for label, path in (compare or {}).items()},
         mergekit_config=(
             yaml.safe_dump(provenance.mergekit_config, sort_keys=False)
             if provenance.mergekit_config
