@@ -25,7 +25,7 @@ from .console import console
 from .errors import HubkitError, NotVerified
 from .publish import PushResult, RepoType, preflight_push, upload
 from .recipe import Recipe
-from .schemas import DatasetManifest
+from .schemas import MANIFEST, DatasetManifest
 
 if TYPE_CHECKING:
     from .evaluate import RecipeEval
@@ -139,7 +139,7 @@ class PipelineResult:
 
 def _stamp(folder: Path) -> int | None:
     """When the artifact's manifest was last written: unchanged across a stage means it was kept."""
-    manifest = folder / "manifest.json"
+    manifest = folder / MANIFEST
     return manifest.stat().st_mtime_ns if manifest.is_file() else None
 
 
@@ -261,6 +261,7 @@ def _data_build(run: _Run, force: bool) -> Outcome:
 def _data_check(run: _Run, force: bool) -> Outcome:
     """The leak check; a failed one, or a hit with ``decontam.on_hit: stop``, stops the run."""
     from .decontam import check_recipe
+    from .decontam.check import REPORT_MD
 
     assert run.dataset is not None
     recipe = run.recipe
@@ -268,7 +269,7 @@ def _data_check(run: _Run, force: bool) -> Outcome:
     assert check.out is not None
     run.result.artifacts["dataset"] = check.out
     detail = f"{check.rows_checked} rows, {len(check.hits)} hits, {check.removed} removed"
-    report = check.out / "leak_report.md"
+    report = check.out / REPORT_MD
     if not check.passed:
         raise HubkitError(f"leak check failed ({detail}); nothing pushed; see {report}")
     if check.hits and recipe.decontam.on_hit == "stop":
