@@ -234,8 +234,6 @@ class _Run:
     result: PipelineResult = field(init=False)
     dir: Path = field(init=False)  # runs/<name>/
     dataset: Path | None = None  # data-build's folder, before the leak check
-    scores: dict[str, Path] = field(default_factory=dict)  # the eval stage's, by card role
-    compare: dict[str, Path] = field(default_factory=dict)  # the merged card's other columns (base, ...)
     refused: str | None = None  # why a gate stops the run once its stage is in the summary
 
     def __post_init__(self) -> None:
@@ -368,8 +366,6 @@ def _eval(run: _Run, force: bool) -> Outcome:
         else {"base": base}
     )
     evaluation = evaluate_recipe(recipe, merged, adapter, base, inputs, force=force, echo=run.echo)
-    run.scores = {role: evaluation.results[role].folder for role in ("adapter", "merged")}
-    run.compare = evaluation.compare()
     result.evaluation = evaluation
     result.artifacts |= {f"eval-{label}": r.folder for label, r in evaluation.results.items()}
     reused = all(r.reused for r in evaluation.results.values())
@@ -380,11 +376,16 @@ def _eval(run: _Run, force: bool) -> Outcome:
 
 def _cards(run: _Run, force: bool) -> Outcome:
     """Each artifact's README.md, with the eval stage's scores (or ``eval.results``)."""
-    recipe = run.recipe
+    recipe, evaluation = run.recipe, run.result.evaluation
     eval_results = recipe.resolve(recipe.eval.results) if recipe.eval.results else None
     for role, _, _ in REPOS:
-        card_scores = None if role == "dataset" else run.scores.get(role, eval_results)
-        write_card(role, run.result.artifacts[role], card_scores, run.compare if role == "merged" else None)
+        if role == "dataset":
+            write_card(role, run.result.artifacts[role])
+        elif evaluation is None:
+            write_card(role, run.result.artifacts[role], eval_results)
+        else:  # the eval stage's scores; the merged card shows its inputs' beside them
+            compare = evaluation.compare() if role == "merged" else None
+            write_card(role, run.result.artifacts[role], evaluation.results[role].folder, compare)
     return "ran", "README.md in each artifact"
 
 
