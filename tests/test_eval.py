@@ -292,3 +292,20 @@ def test_winogrande_runs_from_a_given_file(tiny_llama: Path, tmp_path: Path) -> 
     (task,) = result.manifest.tasks
     assert (task.key, task.num_fewshot, task.items_scored, task.metric) == ("winogrande", 5, 2, "acc")
     assert task.benchmark.items == 8 and result.manifest.skipped == {}
+
+
+def test_the_merged_cards_comparison_names_a_local_input_without_its_path(tmp_path):
+    """A recipe's merge partner given as an absolute folder is a column named by its base name."""
+    from types import SimpleNamespace
+
+    from hubkit.evaluate import RecipeEval
+
+    partner = tmp_path / "home" / "someone" / "partner-13b"
+    partner.mkdir(parents=True)
+    results = {
+        label: SimpleNamespace(folder=tmp_path / "eval" / str(i))
+        for i, label in enumerate(["merged", "adapter", str(partner), "org/hub-model"])
+    }
+    compare = RecipeEval(results, None).compare()  # type: ignore[arg-type]
+    assert list(compare) == ["partner-13b", "org/hub-model", "base + adapter"]
+    assert compare["partner-13b"] == tmp_path / "eval" / "2"

@@ -31,6 +31,7 @@ from .artifacts import (
 )
 from .benchmarks import BENCHMARKS, EvalTask
 from .errors import HubkitError
+from .portable import portable_ref
 from .schemas import EVAL, BenchmarkRecord, EvalManifest, ModelRecord, TaskRecord
 from .scores import EvalScore, read_results_json
 
@@ -428,9 +429,10 @@ class RecipeEval:
         return "average " + ", ".join(parts) + (f"; REFUSED: {self.refused}" if self.refused else "")
 
     def compare(self) -> dict[str, Path]:
-        """The merged card's other columns, as the paper's tables: each merge input, then the
-        adapter on its base."""
-        inputs = {label: r.folder for label, r in self.results.items() if label not in ("merged", "adapter")}
+        """The merged card's other columns, as the paper's tables: each merge input (a local
+        folder by its name, never its path), then the adapter on its base."""
+        own = ("merged", "adapter")
+        inputs = {portable_ref(label): r.folder for label, r in self.results.items() if label not in own}
         return inputs | {"base + adapter": self.results["adapter"].folder}
 
 
