@@ -165,6 +165,9 @@ class EvalTask:
     leaderboard_shots_from: str | None  # None: 0-shot
     # A group scored from a folder of one file per subtask (MMLU: ``<subject>_test.csv``).
     subtask_file: str | None = None
+    # The config of a ``hub:`` source that lm-eval's documents come from, where the leak check's
+    # (``Loader.config``) lacks what is scored: TruthfulQA's mc2 targets (same questions).
+    hub_config: str | None = None
 
 
 @dataclass(frozen=True)
@@ -238,7 +241,7 @@ BENCHMARKS: dict[str, BenchmarkSpec] = {
                 "mc2", "mc2",
                 (("truthfulqa_mc2", "acc"), ("truthfulqa_mc", "mc2"), ("hubkit_truthfulqa_mc2", "acc")),
             ),
-            EvalTask("hubkit_truthfulqa_mc2", None),
+            EvalTask("hubkit_truthfulqa_mc2", None, hub_config="multiple_choice"),
             Loader("truthfulqa/truthful_qa", "generation", "validation", _truthfulqa),
             _CHOICE,
         ),

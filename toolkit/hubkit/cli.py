@@ -941,9 +941,9 @@ def data_check(
     lm-evaluation-harness.
 
     {", ".join(b.summary() for b in BENCHMARKS.values())}, and their
-    average, on the local benchmark files the leak check read. Few-shot examples come from the
-    same file with the scored item left out (the local copies have no train/dev split); the
-    results say so. The model loads once for all tasks. Writes results.json (lm-eval's) and
+    average, on the benchmark files or Hub datasets the leak check read. Few-shot examples come
+    from the same file or split with the scored item left out (the local copies have no train/dev
+    split); the results say so. The model loads once for all tasks. Writes results.json (lm-eval's) and
     manifest.json (weights and adapter hashes, task versions, shots, limit, benchmark hashes as
     in the leak certificate); `hubkit card ... --eval-results DIR` puts the scores on a card.
     """,
@@ -962,7 +962,8 @@ def data_check(
     "benchmark_files",
     multiple=True,
     metavar="NAME=PATH",
-    help="A task's local benchmark file (MMLU: the folder of <subject>_test.csv); over the recipe's.",
+    help="A task's local benchmark file (MMLU: the folder of <subject>_test.csv) or hub:ID[@REVISION] "
+    "(the leak check's Hub split; no revision: the commit served now, recorded); over the recipe's.",
 )
 @click.option(
     "--recipe",

@@ -1,9 +1,10 @@
 """Leaderboard evaluation: a model (and optionally a LoRA adapter) scored with lm-evaluation-harness
-on the Open LLM Leaderboard (v1) tasks, from the same local benchmark files the leak check read.
+on the Open LLM Leaderboard (v1) tasks, from the same benchmark files (or Hub datasets at pinned
+revisions) the leak check read.
 
 ``evaluate_model`` loads the model once (lm-eval's ``HFLM``; an adapter through peft, not merged),
 runs each task through ``lm_eval.simple_evaluate`` with hubkit's task configs (``eval_tasks/``:
-the leaderboard's prompts, shots and metrics, reading local files through ``eval_docs``) and
+the leaderboard's prompts, shots and metrics, reading the benchmarks through ``eval_docs``) and
 writes an eval artifact: lm-eval's ``results.json`` and a ``manifest.json`` (``EvalManifest``)
 binding the scores to the model's weights, the adapter, the task versions and settings and the
 benchmark hashes, the same hashes the leak certificate records. An artifact made from the same
@@ -29,8 +30,9 @@ from .artifacts import (
     write_json,
     write_manifest,
 )
-from .benchmarks import BENCHMARKS, EvalTask
+from .benchmarks import BENCHMARKS, LEAK_CHECKED, EvalTask
 from .errors import HubkitError
+from .eval_docs import HUB, hub_rows
 from .portable import portable_ref
 from .schemas import EVAL, BenchmarkRecord, EvalManifest, ModelRecord, TaskRecord
 from .scores import EvalScore, read_results_json
@@ -44,7 +46,7 @@ RESULTS = "results.json"
 # The lm-eval task of each benchmark (``hubkit.benchmarks``' table), in the table's order.
 TASKS: dict[str, EvalTask] = {key: b.eval for key, b in BENCHMARKS.items()}
 CPU_AUTO_BATCH_SIZE = 16  # what --batch-size auto means on a CPU
-# Few-shot examples of a local file come from the file itself, the scored item left out.
+# Few-shot examples come from the evaluated file (or Hub split) itself, the scored item left out.
 SHOTS_FROM_LOCAL = "the evaluated split, the scored item left out"
 
 
@@ -88,18 +90,76 @@ def resolve_tasks(
                 continue
             raise HubkitError(
                 f"benchmark {name!r}: no local file given; pass --benchmark-file {name}=PATH "
-                "(or a recipe whose decontam.benchmark_files names it)"
+                "(or hub:ID@REVISION, or a recipe whose decontam.benchmark_files names it)"
             )
         run.append(name)
     return run, skipped
 
 
+def _pinned(name: str, source: str) -> str:
+    """``hub:ID`` as ``hub:ID@COMMIT``, the commit the Hub serves now (the leak check records the
+    same): the benchmark record and lm-eval's documents are then read at that one commit, and the
+    manifest names it. Other sources as given."""
+    hub_id, _, revision = source.removeprefix(HUB).partition("@")
+    if not source.startswith(HUB) or revision:
+        return source
+    from .decontam.benchmarks import _hub_commit, load_benchmark
+
+    commit = _hub_commit(hub_id)
+    if commit is None:  # offline, or no such dataset: the leak check's own one-line error
+        load_benchmark(name, source)
+        raise HubkitError(
+            f"benchmark {name!r}: {source}: the Hub does not say which commit it serves; "
+            f"pin one as {source}@REVISION"
+        )
+    return f"{HUB}{hub_id}@{commit}"
+
+
+def _hub_record(name: str, source: str, shots: int) -> BenchmarkRecord:
+    """The leak certificate's record of ``hub:ID@REV``, after checking that the rows lm-eval will
+    score (``eval_docs.hub_rows``) hold its questions, and enough items per (sub)task."""
+    from collections import Counter
+
+    from .decontam.benchmarks import load_benchmark
+
+    spec = BENCHMARKS[name]
+    if spec.loader is None:
+        raise HubkitError(
+            f"benchmark {name!r}: {source}: Hub sources are read for the leak-checked benchmarks "
+            f"({', '.join(LEAK_CHECKED)}); give a local file"
+        )
+    bench = load_benchmark(name, source)
+    rows = hub_rows(name, source)
+    if spec.eval.hub_config:  # scored from another config: its questions must be the leak check's
+        config = f"{source} config {spec.eval.hub_config}"
+        try:
+            scored = Counter(spec.loader.row(row).question for row in rows)
+        except (KeyError, IndexError, ValueError, TypeError, AttributeError) as exc:
+            raise HubkitError(
+                f"benchmark {name!r}: {config}: rows do not look like {name} ({type(exc).__name__}: {exc})"
+            ) from None
+        if scored != Counter(item.question for item in bench.items):
+            raise HubkitError(
+                f"benchmark {name!r}: {config}: not the questions of config {spec.loader.config} "
+                "(which the leak check reads)"
+            )
+    if spec.eval.subtask_file is not None:
+        counts = Counter(row.get("subject") for row in rows)
+        for subtask in subtask_names(name):
+            _enough(name, f"{source} subject {subtask}", counts[subtask], shots)
+    else:
+        _enough(name, source, len(rows), shots)
+    return BenchmarkRecord(**bench.record())
+
+
 def _benchmark_record(name: str, path: str, shots: int) -> BenchmarkRecord:
-    """Hash a task's file as the leak check does (same loader, same digest) and check it holds
-    enough items for the leaderboard's shots plus the scored one."""
+    """Hash a task's file (or Hub split) as the leak check does (same loader, same digest) and
+    check it holds enough items for the leaderboard's shots plus the scored one."""
     from .decontam.benchmarks import load_benchmark
     from .rows import read_records
 
+    if path.startswith(HUB):
+        return _hub_record(name, path, shots)
     spec = BENCHMARKS[name]
     if spec.loader is not None:
         record = load_benchmark(name, path).record()
@@ -123,11 +183,11 @@ def _benchmark_record(name: str, path: str, shots: int) -> BenchmarkRecord:
     return bench
 
 
-def _enough(name: str, path: Path, items: int, shots: int) -> None:
+def _enough(name: str, where: str | Path, items: int, shots: int) -> None:
     if items <= shots:
         raise HubkitError(
-            f"benchmark {name!r}: {path}: {items} items; {shots}-shot scoring needs at least {shots + 1} "
-            "(the shots come from the same file, the scored item left out)"
+            f"benchmark {name!r}: {where}: {items} items; {shots}-shot scoring needs at least {shots + 1} "
+            "(the shots come from the same items, the scored one left out)"
         )
 
 
@@ -231,6 +291,7 @@ def _plan(
     if limit is not None and limit < 1:
         raise HubkitError(f"--limit {limit}: must be at least 1")
     run, skipped = resolve_tasks(tasks, files_)
+    files_ |= {key: _pinned(key, files_[key]) for key in run}
     model_dir, model_record = _model_record(model, "model")
     adapter_dir, adapter_record = _model_record(adapter, "adapter") if adapter else (None, None)
     shots = {key: BENCHMARKS[key].leaderboard.shots for key in run}
@@ -272,7 +333,9 @@ def evaluate_model(
     """Score ``model`` (+ ``adapter``) on the leaderboard tasks and write the eval artifact.
 
     ``benchmark_files`` maps a task (a key of ``hubkit.benchmarks.BENCHMARKS``) to its local
-    file (MMLU: the folder of ``<subject>_test.csv``). Everything is checked before
+    file (MMLU: the folder of ``<subject>_test.csv``) or to ``hub:ID[@REVISION]``, read as the
+    leak check reads it (without a revision: at the commit the Hub serves now, which the
+    manifest records). Everything is checked before
     the model loads; an artifact already made from the same model, adapter, files, tasks and
     limit is returned as it is unless ``force``. ``cache`` puts it under ``cache_dir()``, named
     by those inputs, instead of ``out``.

@@ -73,7 +73,8 @@ def _from_hub(name: str, loader: Loader, ref: str | None) -> tuple[list[dict[str
         dataset = load_dataset(hub_id, loader.config, split=loader.split, revision=revision or None)
     except dataset_errors() as exc:  # offline, not found, gated: say which benchmark and how to go local
         raise HubkitError(
-            f"benchmark {name!r}: cannot load {where} ({type(exc).__name__}); "
+            f"benchmark {name!r}: cannot load {where}{f' at {revision}' if revision else ''} "
+            f"({type(exc).__name__}); "
             f"give a local copy with --benchmark-file {name}=PATH"
         ) from None
     return dataset.to_list(), where, revision or _hub_commit(hub_id)
