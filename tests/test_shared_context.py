@@ -35,9 +35,9 @@ def _requests(lm: HFLM) -> list:
     choices = [tok(" carbon dioxide"), tok(" oxygen gas from the sea"), greedy, tok(" a")[-1:]]
     assert sorted(len(c) for c in choices)[0] == 1 and max(len(c) for c in choices) > 2
     cut = [tok(" end of it"), tok(" end of it")[::-1], tok(" end of it and more words here")]
-    requests = [
-        (("q", f"c{i}"), context, c) for i, c in enumerate(choices)
-    ] + [(("lone", "x"), lone, tok(" Paris"))] + [(("long", f"c{i}"), long_context, c) for i, c in enumerate(cut)]
+    requests = [(("q", f"c{i}"), context, c) for i, c in enumerate(choices)]
+    requests += [(("lone", "x"), lone, tok(" Paris"))]
+    requests += [(("long", f"c{i}"), long_context, c) for i, c in enumerate(cut)]
     order = [0, 4, 5, 1, 7, 2, 6, 3]
     return [requests[i] for i in order]
 
@@ -89,11 +89,13 @@ def test_scores_equal_hflm_with_a_peft_adapter(tiny_llama: Path, models, tmp_pat
 
     torch.manual_seed(0)
     config = LoraConfig(r=4, lora_alpha=64, target_modules=["q_proj", "v_proj"], init_lora_weights=False)
-    get_peft_model(AutoModelForCausalLM.from_pretrained(tiny_llama), config).save_pretrained(tmp_path / "lora")
+    lora = get_peft_model(AutoModelForCausalLM.from_pretrained(tiny_llama), config)
+    lora.save_pretrained(tmp_path / "lora")
     args = {"pretrained": str(tiny_llama), "peft": str(tmp_path / "lora"), "batch_size": 4, "device": "cpu"}
     stock, ours = HFLM(**args), SharedContextHFLM(**args)
     requests = _requests(models[0])
     answers = ours._loglikelihood_tokens(requests, disable_tqdm=True)
     _assert_same(answers, stock._loglikelihood_tokens(requests, disable_tqdm=True))
     without = models[1]._loglikelihood_tokens(requests, disable_tqdm=True)
-    assert all(abs(a - b) > 1e-3 for (a, _), (b, _) in zip(answers, without, strict=True))  # the adapter counts
+    # The adapter is in the scores.
+    assert all(abs(a - b) > 1e-3 for (a, _), (b, _) in zip(answers, without, strict=True))

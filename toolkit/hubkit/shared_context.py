@@ -122,7 +122,9 @@ class SharedContextHFLM(HFLM):
                 )  # [choices, longest, vocab]
         answers = []
         for row, continuation in enumerate(continuations):
-            logprobs = head[0] if len(continuation) == 1 else torch.cat([head[0], tail[row, : len(continuation) - 1]])
+            logprobs = head[0]
+            if len(continuation) > 1:
+                logprobs = torch.cat([logprobs, tail[row, : len(continuation) - 1]])
             target = torch.tensor(continuation, device=logprobs.device)
             greedy = bool((logprobs.argmax(dim=-1) == target).all())
             answers.append((float(logprobs.gather(1, target.unsqueeze(1)).sum()), greedy))
