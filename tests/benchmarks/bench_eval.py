@@ -1,6 +1,7 @@
 """Wall time and items/s of `hubkit eval` against the `lm_eval` command line, same run, same scores.
 
-Builds the seeded tiny Llama of ``hubkit.tiny`` and scores it on the five leaderboard tasks
+Builds the seeded tiny Llama of ``hubkit.tiny`` (with a ``--window`` that holds the prompts,
+default 4,096) and scores it on the five leaderboard tasks
 (ARC 25-shot, HellaSwag 10-shot, MMLU 5-shot, TruthfulQA mc2 0-shot, GSM8K 5-shot) from the
 bundled benchmark excerpts, ``--limit`` items per task (MMLU: per subject), twice, each in a
 fresh process so both pay their imports and model load:
@@ -16,6 +17,13 @@ also use, extra intra-op threads mostly wait on each other, and batched tensors 
 torch's parallel grain) suffer most. Checks that every score of every task is the same in all
 results files, and prints wall time, CPU time (user + system, less sensitive to other jobs),
 items/s and the ratios of the medians. Target: >= 2x.
+
+"The same" scores: accuracy-type metrics (acc, acc_norm, exact_match: fractions of items)
+within 1e-12 (batching reorders float sums, nothing more); TruthfulQA's (its task's ``acc`` is
+mc2, a mean of normalised choice probabilities: continuous) within 1e-6, the largest gap
+printed: hubkit runs a context shared by several choices once (``hubkit.shared_context``), so
+its log-likelihoods differ from lm_eval's at float32 rounding (~1e-7 relative), which moves mc2
+but flips no choice.
 
 Then the gated pipeline's case: train-and-push scores the base and the merged model, and the
 base's scores are kept by hash, so a re-run (or the next recipe on the same base) scores only the
@@ -47,8 +55,14 @@ from importlib.resources import files
 from pathlib import Path
 
 TARGET = 2.0
-SAME = 1e-12  # scores (fractions) this close are the same: batching reorders float sums, nothing more
+SAME = 1e-12  # accuracy-type scores this close are the same: batching reorders float sums, nothing more
+CONTINUOUS_SAME = 1e-6  # continuous scores (mc2) this close are the same: log-likelihoods to float32 rounding
+CONTINUOUS = ("truthfulqa",)  # the tasks whose scores are continuous: TruthfulQA mc2 (its "acc")
 TASKS = ["arc", "hellaswag", "mmlu", "truthfulqa", "gsm8k"]
+# The tiny model's window. Its 512-piece tokenizer makes prompts ~3x longer than Llama 2's does
+# (ARC's 25 shots: up to ~3,100 pieces), so at hubkit.tiny's 1,024 lm-eval cuts most prompts from
+# the left, which no leaderboard run does; 4,096 (Llama 2's window) holds nearly all of them.
+WINDOW = 4096
 
 
 def _bundled() -> dict[str, str]:
@@ -96,6 +110,12 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=1, help="Runs of each side, alternating.")
     parser.add_argument("--threads", type=int, default=1, help="OMP_NUM_THREADS of both sides (0: unset).")
     parser.add_argument("--dir", default=None, help="Work folder (default: a temporary one, removed).")
+    parser.add_argument(
+        "--window",
+        type=int,
+        default=WINDOW,
+        help=f"The tiny model's max_position_embeddings (default {WINDOW}: the prompts fit).",
+    )
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="bench-eval-", dir=args.dir))
     try:
@@ -103,7 +123,7 @@ def main() -> None:
         from hubkit.evaluate import task_dir
         from hubkit.tiny import build_tiny_llama, sample_corpus
 
-        model = build_tiny_llama(work / "tiny", sample_corpus())
+        model = build_tiny_llama(work / "tiny", sample_corpus(), max_position_embeddings=args.window)
         tasks = [t.strip() for t in args.tasks.split(",") if t.strip()]
         bench_files = {k: v for k, v in _bundled().items() if k in tasks}
         bin_dir = Path(sys.executable).parent
@@ -122,7 +142,8 @@ def main() -> None:
             env["OMP_NUM_THREADS"] = str(args.threads)
         threads = args.threads or "torch default"
         print(
-            f"tiny Llama, tasks {','.join(tasks)}, --limit {args.limit}, bundled excerpts, threads {threads}"
+            f"tiny Llama (window {args.window}), tasks {','.join(tasks)}, --limit {args.limit},"
+            f" bundled excerpts, threads {threads}"
         )
         print(f"work in {work}")
         times: dict[str, list[tuple[float, float]]] = {"hubkit": [], "lm_eval": []}
@@ -193,11 +214,17 @@ def main() -> None:
         print(f"against hubkit's run 1 in {runs - 1} other results): {len(gaps) - len(differ)} bit-identical")
         for gap, name in differ:
             print(f"  {name}: differs by {gap:.3g}")
-        worst = max((gap for gap, _ in differ), default=0.0)
-        if not worst <= SAME:  # nan (a metric missing) fails too
-            sys.exit(f"scores differ by up to {worst:.3g} (more than {SAME:g}): not the same scores")
+        continuous = {EVAL_TASKS[k].lm_eval_task for k in CONTINUOUS}
+        bound = {name: CONTINUOUS_SAME if name.split(".")[0] in continuous else SAME for _, name in gaps}
+        too_far = [(gap, name) for gap, name in gaps if not gap <= bound[name]]  # nan (missing) too
+        for task in sorted(continuous & set(a)):
+            worst = max(gap for gap, name in gaps if name.startswith(f"{task}."))
+            print(f"  {task} (continuous): largest gap {worst:.3g}, the same within {CONTINUOUS_SAME:g}")
+        if too_far:
+            worst, name = max(too_far, key=lambda gap_name: (math.isnan(gap_name[0]), gap_name[0]))
+            sys.exit(f"scores differ: {name} by {worst:.3g}: not the same scores")
         if differ:
-            print(f"  (float summation order of a batch of 16 vs 1; within {SAME:g}, the same scores)")
+            print(f"  (accuracy-type metrics within {SAME:g}, continuous ones within their bound: the same)")
     finally:
         if args.dir is None:
             shutil.rmtree(work, ignore_errors=True)

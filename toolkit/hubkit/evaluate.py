@@ -2,7 +2,8 @@
 on the Open LLM Leaderboard (v1) tasks, from the same benchmark files (or Hub datasets at pinned
 revisions) the leak check read.
 
-``evaluate_model`` loads the model once (lm-eval's ``HFLM``; an adapter through peft, not merged),
+``evaluate_model`` loads the model once (lm-eval's ``HFLM``, running each multiple-choice context
+once: ``shared_context``; an adapter through peft, not merged),
 runs each task through ``lm_eval.simple_evaluate`` with hubkit's task configs (``eval_tasks/``:
 the leaderboard's prompts, shots and metrics, reading the benchmarks through ``eval_docs``) and
 writes an eval artifact: lm-eval's ``results.json`` and a ``manifest.json`` (``EvalManifest``)
@@ -363,8 +364,9 @@ def _score(
 ) -> None:
     """Load the model once, run each task through ``simple_evaluate``, write the artifact."""
     import lm_eval
-    from lm_eval.models.huggingface import HFLM
     from lm_eval.tasks import TaskManager
+
+    from hubkit.shared_context import SharedContextHFLM
 
     device = device or _default_device()
     if batch_size == "auto" and device == "cpu":
@@ -373,7 +375,7 @@ def _score(
         batch_size = CPU_AUTO_BATCH_SIZE
     started = time.perf_counter()
     echo(f"Loading {model}" + (f" + adapter {adapter}" if adapter else "") + f" on {device}")
-    lm = HFLM(
+    lm = SharedContextHFLM(
         pretrained=str(plan.model_dir),
         peft=str(plan.adapter_dir) if plan.adapter_dir else None,
         batch_size=batch_size,
