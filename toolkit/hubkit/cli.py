@@ -963,7 +963,8 @@ def data_check(
     multiple=True,
     metavar="NAME=PATH",
     help="A task's local benchmark file (MMLU: the folder of <subject>_test.csv) or hub:ID[@REVISION] "
-    "(the leak check's Hub split; no revision: the commit served now, recorded); over the recipe's.",
+    "(the leak check's Hub split; no revision: the commit served now, recorded); over the recipe's. "
+    "A task without one is read from the leaderboard's Hub dataset, as data check does.",
 )
 @click.option(
     "--recipe",

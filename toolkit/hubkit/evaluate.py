@@ -73,8 +73,10 @@ def mmlu_subjects() -> list[str]:
 def resolve_tasks(
     names: Sequence[str] | None, benchmark_files: Mapping[str, str]
 ) -> tuple[list[str], dict[str, str]]:
-    """The tasks to run and the ones skipped with why: a benchmark hubkit does not leak-check
-    (Winogrande) bundles no file, so by default it runs only when its file is given."""
+    """The tasks to run and the ones skipped with why. A leak-checked benchmark without a file is
+    read where ``data check`` reads it then: the leaderboard's Hub split (``Loader.hub_id``); one
+    hubkit does not leak-check (Winogrande) has no Hub source, so by default it runs only when its
+    file is given."""
     requested = list(names) if names else list(TASKS)
     unknown = [n for n in requested if n not in TASKS]
     if unknown:
@@ -85,14 +87,11 @@ def resolve_tasks(
     skipped = {}
     run = []
     for name in dict.fromkeys(requested):
-        if name not in benchmark_files:
-            if BENCHMARKS[name].loader is None and not names:
+        if name not in benchmark_files and BENCHMARKS[name].loader is None:
+            if not names:
                 skipped[name] = f"no {BENCHMARKS[name].title} file given (--benchmark-file {name}=PATH)"
                 continue
-            raise HubkitError(
-                f"benchmark {name!r}: no local file given; pass --benchmark-file {name}=PATH "
-                "(or hub:ID@REVISION, or a recipe whose decontam.benchmark_files names it)"
-            )
+            raise HubkitError(f"benchmark {name!r}: no file given; pass --benchmark-file {name}=PATH")
         run.append(name)
     return run, skipped
 
@@ -292,7 +291,7 @@ def _plan(
     if limit is not None and limit < 1:
         raise HubkitError(f"--limit {limit}: must be at least 1")
     run, skipped = resolve_tasks(tasks, files_)
-    files_ |= {key: _pinned(key, files_[key]) for key in run}
+    files_ |= {key: _pinned(key, files_.get(key) or f"{HUB}{BENCHMARKS[key].loader.hub_id}") for key in run}
     model_dir, model_record = _model_record(model, "model")
     adapter_dir, adapter_record = _model_record(adapter, "adapter") if adapter else (None, None)
     shots = {key: BENCHMARKS[key].leaderboard.shots for key in run}
