@@ -187,8 +187,8 @@ def test_one_line_errors(tiny_llama: Path, tmp_path: Path) -> None:
     )
     nofile = run("--tasks", "gsm8k")  # read where data check reads it: the Hub, which lacks it here
     (line,) = nofile.stderr.strip().splitlines()
-    assert nofile.returncode == 1 and line.startswith("Error: benchmark 'gsm8k': cannot load openai/gsm8k")
-    assert line.endswith("give a local copy with --benchmark-file gsm8k=PATH")
+    assert nofile.returncode == 1 and line.startswith("Error: benchmark 'gsm8k': cannot ask the Hub")
+    assert "of openai/gsm8k it serves" in line and line.endswith("--benchmark-file gsm8k=PATH")
     with pytest.raises(HubkitError, match="5-shot scoring needs at least 6"):
         short = tmp_path / "short.jsonl"
         short.write_text("".join(Path(FILES["gsm8k"]).read_text().splitlines(keepends=True)[:5]))

@@ -103,14 +103,13 @@ def _pinned(name: str, source: str) -> str:
     hub_id, _, revision = source.removeprefix(HUB).partition("@")
     if not source.startswith(HUB) or revision:
         return source
-    from .decontam.benchmarks import _hub_commit, load_benchmark
+    from .decontam.benchmarks import _hub_commit
 
     commit = _hub_commit(hub_id)
-    if commit is None:  # offline, or no such dataset: the leak check's own one-line error
-        load_benchmark(name, source)
+    if commit is None:  # offline or no such dataset: said at once, not after datasets' retries
         raise HubkitError(
-            f"benchmark {name!r}: {source}: the Hub does not say which commit it serves; "
-            f"pin one as {source}@REVISION"
+            f"benchmark {name!r}: cannot ask the Hub which commit of {hub_id} it serves (offline, or no "
+            f"such dataset); give a local copy with --benchmark-file {name}=PATH"
         )
     return f"{HUB}{hub_id}@{commit}"
 
@@ -291,9 +290,9 @@ def _plan(
     if limit is not None and limit < 1:
         raise HubkitError(f"--limit {limit}: must be at least 1")
     run, skipped = resolve_tasks(tasks, files_)
-    files_ |= {key: _pinned(key, files_.get(key) or f"{HUB}{BENCHMARKS[key].loader.hub_id}") for key in run}
     model_dir, model_record = _model_record(model, "model")
     adapter_dir, adapter_record = _model_record(adapter, "adapter") if adapter else (None, None)
+    files_ |= {key: _pinned(key, files_.get(key) or f"{HUB}{BENCHMARKS[key].loader.hub_id}") for key in run}
     shots = {key: BENCHMARKS[key].leaderboard.shots for key in run}
     benches = {key: _benchmark_record(key, files_[key], shots[key]) for key in run}
     inputs = {
