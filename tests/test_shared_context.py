@@ -1,4 +1,5 @@
-"""`SharedContextHFLM` returns what lm-eval's `HFLM` returns, running a shared context once.
+"""`SharedContextHFLM` returns what lm-eval's `HFLM` returns, running a shared context (or a shared
+beginning of contexts) once, and generating on a static cache.
 
 Real lm-eval `HFLM` and the subclass on the tiny Llama, same token requests: log-likelihood sums
 equal to float rounding (measured: max relative gap ~1e-7, e.g. 1.5e-5 on a sum of ~170 on
@@ -99,3 +100,48 @@ def test_scores_equal_hflm_with_a_peft_adapter(tiny_llama: Path, models, tmp_pat
     without = models[1]._loglikelihood_tokens(requests, disable_tqdm=True)
     # The adapter is in the scores.
     assert all(abs(a - b) > 1e-3 for (a, _), (b, _) in zip(answers, without, strict=True))
+
+
+def test_contexts_sharing_a_beginning_run_it_once(models) -> None:
+    """Few-shot contexts with the same examples (a ``first_n`` sampler): the examples go through
+    the model once, each question after them on the cache cut back to them; the scores stay HFLM's."""
+    stock, ours = models
+    tok = stock.tok_encode
+    shots = tok("".join(f"Question: what is {i} plus {i}?\nAnswer: {2 * i}\n\n" for i in range(12)))
+    questions = [tok(f"Question: what is {q} plus one?\nAnswer:") for q in ("seven", "nine", "ten")]
+    contexts = [shots + q for q in questions] + [shots[:-3]]  # the last: a prefix of the others
+    requests = [((f"c{i}", a), ctx, tok(a)) for i, ctx in enumerate(contexts) for a in (" 8", " eleven")]
+    seen: list[int] = []
+    hook = ours.model.register_forward_pre_hook(
+        lambda _, args, kwargs: seen.append((kwargs.get("input_ids", args[0] if args else None)).numel()),
+        with_kwargs=True,
+    )
+    try:
+        answers = ours._loglikelihood_tokens(requests, disable_tqdm=True)
+    finally:
+        hook.remove()
+    _assert_same(answers, stock._loglikelihood_tokens(requests, disable_tqdm=True))
+    # Contexts and continuations: the shared examples once, then each question's own tokens.
+    context_tokens = sum(seen) - sum(len(tok(a)) - 1 for a in (" 8", " eleven")) * len(contexts)
+    assert context_tokens <= len(shots) + sum(len(q) for q in questions) + 3
+    assert len(shots) > 3 * max(len(q) for q in questions)  # so the saving is real
+
+
+def test_generation_equals_hflm(models, monkeypatch) -> None:
+    """On a CPU generation runs on a static key/value cache: the same greedy text as HFLM's."""
+    from lm_eval.api.instance import Instance
+
+    stock, ours = models
+    args = {"until": ["\n\n"], "max_gen_toks": 12, "do_sample": False}
+    requests = [
+        Instance("generate_until", {}, (f"Question: what is {q}?\nAnswer:", args), i)
+        for i, q in enumerate(["two plus two", "the capital of Peru, in one word", "7 x 6"])
+    ]
+    caches = []
+    generate = ours.model.generate
+    monkeypatch.setattr(
+        ours.model, "generate", lambda **kw: caches.append(kw.get("cache_implementation")) or generate(**kw)
+    )
+    texts = ours.generate_until(requests, disable_tqdm=True)
+    assert caches and set(caches) == {"static"}
+    assert texts == stock.generate_until(requests, disable_tqdm=True)
