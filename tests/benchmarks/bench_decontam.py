@@ -34,7 +34,9 @@ in the style of lm-evaluation-harness's decontamination (a row is flagged when i
 ``--rows 1000`` is a quick end-to-end run (the benchmark side is embedded in full either way:
 ~10 min cold per method on 2 idle cores, ~25 min for the four runs; the full 25,000 rows ~45 min).
 The figures include, per benchmark and view, the distinct texts and word pieces each method
-embeds (``embedding_work``): what the extra views cost, next to the measured cold seconds.
+embeds (``embedding_work``): what the extra views cost, next to the measured cold seconds; and
+the machine's compute bound (``gemm_bound``): the fastest the model's linear layers can run here,
+so the least time those word pieces can take cold.
 
 Not collected by pytest (not a test_*.py file).
 """
@@ -245,6 +247,41 @@ def measure(mode: str, dataset: Path, cache: Path) -> dict:
     return result
 
 
+def gemm_bound() -> dict:
+    """How fast this machine can embed at best: all-MiniLM-L6-v2's linear layers are 21.2 MFLOP per
+    word piece; fp32 matrix products of their shapes (2,048 word pieces x 384 -> 384 / 1,536 -> 384)
+    timed on one thread, times the cores. Cold time is bounded below by word pieces / this rate."""
+    import torch
+    from torch.nn.functional import linear
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        x, q = torch.randn(2048, 384), torch.randn(384, 384)
+        up, down = torch.randn(1536, 384), torch.randn(384, 1536)
+
+        def layer() -> None:
+            linear(x, q)
+            linear(linear(x, up), down)
+
+        flop = 2 * 2048 * (384 * 384 + 2 * 384 * 1536)
+        for _ in range(5):
+            layer()
+        start, n = time.perf_counter(), 50
+        for _ in range(n):
+            layer()
+        per_core = flop * n / (time.perf_counter() - start)
+    finally:
+        torch.set_num_threads(threads)
+    per_piece = 6 * 2 * (4 * 384 * 384 + 2 * 384 * 1536)
+    cores = os.cpu_count() or 1
+    return {
+        "gflops_per_core": round(per_core / 1e9, 1),
+        "mflop_per_word_piece": round(per_piece / 1e6, 1),
+        "word_pieces_per_s_bound": round(cores * per_core / per_piece),
+    }
+
+
 def embedding_work(rows: list[dict]) -> dict:
     """Distinct texts and word pieces each method embeds cold, per benchmark and view: what the
     extra views cost (a text shared by two views or benchmarks counts once, where first seen; so
@@ -407,6 +444,7 @@ def main() -> None:
         "extra_views_cold_s": round(cold["seconds"] - single["seconds"], 1),
         "cold_ratio_multiview_to_platypus_method": round(cold["seconds"] / single["seconds"], 2),
         "embedding_work": embedding_work(rows),
+        "gemm_bound": gemm_bound(),
         "platypus_s": round(base["seconds"], 1),
         "platypus_whole_matrix_s": round(base["seconds_whole_matrix"], 1),
         "speedup_cold": round(base["seconds"] / cold["seconds"], 2),
@@ -456,6 +494,14 @@ def main() -> None:
         f" ({figures['cold_ratio_multiview_to_platypus_method']}x the single view's), word pieces"
         f" {work['multiview']['total_tokens']:,} vs {work['platypus']['total_tokens']:,}"
         f" ({work['token_ratio_multiview_to_platypus']}x)",
+        file=sys.stderr,
+    )
+    bound = figures["gemm_bound"]
+    floor = work["multiview"]["total_tokens"] / bound["word_pieces_per_s_bound"]
+    print(
+        f"compute bound: {bound['gflops_per_core']} GFLOP/s per core on the model's matrix shapes ->"
+        f" at most {bound['word_pieces_per_s_bound']:,} word pieces/s on {os.cpu_count()} cores: the"
+        f" multi-view cold embeds for >= {floor:.0f} s on its linear layers alone",
         file=sys.stderr,
     )
 
