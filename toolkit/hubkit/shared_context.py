@@ -28,13 +28,17 @@ per choice); only the continuation positions' logits are kept, not the whole win
 from __future__ import annotations
 
 import logging
+import warnings
 from collections import defaultdict
 from typing import Any
 
 import torch
 import torch.nn.functional as F
-from lm_eval.models.huggingface import HFLM
 from tqdm import tqdm
+
+# lm-eval's import adds its dependencies' warning filters; importing a hubkit module changes none.
+with warnings.catch_warnings():
+    from lm_eval.models.huggingface import HFLM
 
 logger = logging.getLogger(__name__)
 
